@@ -1,0 +1,71 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// LoadFile reads a desired state from a JSON file and validates it. Errors
+// name the file and, for syntax and type errors, the line.
+func LoadFile(path string) (*Desired, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	d, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for i := range d.Networks {
+		if d.Networks[i].Source.Key == "" {
+			d.Networks[i].Source.Key = "file:" + path
+		}
+	}
+	for i := range d.LocalPorts {
+		if d.LocalPorts[i].Source.Key == "" {
+			d.LocalPorts[i].Source.Key = "file:" + path
+		}
+	}
+	for i := range d.RemotePorts {
+		if d.RemotePorts[i].Source.Key == "" {
+			d.RemotePorts[i].Source.Key = "file:" + path
+		}
+	}
+	return d, nil
+}
+
+// Parse decodes and validates a JSON desired state. Unknown fields are
+// errors, so a misspelt key is not silently ignored.
+func Parse(raw []byte) (*Desired, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var d Desired
+	if err := dec.Decode(&d); err != nil {
+		return nil, jsonError(raw, err)
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// jsonError adds the line of the offending byte to a decoding error.
+func jsonError(raw []byte, err error) error {
+	var offset int64 = -1
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		offset = syn.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
+	}
+	if offset < 0 {
+		return err
+	}
+	line := 1 + bytes.Count(raw[:min(int(offset), len(raw))], []byte("\n"))
+	return fmt.Errorf("line %d: %w", line, err)
+}

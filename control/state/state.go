@@ -1,0 +1,189 @@
+// Package state is the seam between the control plane and the dataplane:
+// the desired state of one hypervisor, and the Reconciler that makes the host
+// match it. Producers (a state file, the NATS watcher) build a Desired;
+// the dataplane applies it. Neither side knows how the other works.
+package state
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// Desired is everything one host must forward: the networks it serves, its
+// local ports, the remote ports of those networks and the VTEPs hosting them.
+// It is always complete: applying it removes whatever it does not mention.
+type Desired struct {
+	Networks    []Network    `json:"networks"`
+	LocalPorts  []LocalPort  `json:"local_ports"`
+	RemotePorts []RemotePort `json:"remote_ports"`
+	// Revision identifies the input this state was built from (a KV
+	// revision, or 0 for a file); reconcilers record it with what they apply.
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+// Source says where an entry came from, so every installed object can be
+// traced back to the record that caused it.
+type Source struct {
+	Key      string `json:"key,omitempty"`
+	Revision uint64 `json:"revision,omitempty"`
+}
+
+func (s Source) String() string {
+	if s.Key == "" {
+		return "-"
+	}
+	if s.Revision == 0 {
+		return s.Key
+	}
+	return fmt.Sprintf("%s@%d", s.Key, s.Revision)
+}
+
+// Network is a VXLAN tenant network served on this host.
+type Network struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	VNI  uint32 `json:"vni"`
+	// MTU of the tenant network; 0 means the uplink MTU minus the 50 bytes
+	// of VXLAN overhead (1450 on a 1500 underlay), as Neutron computes it.
+	MTU int `json:"mtu,omitempty"`
+	// VTEPs are the other hosts serving this network: the l2pop flood
+	// list, and the only sources whose VXLAN of this VNI is accepted.
+	// VTEPs of remote ports are added implicitly.
+	VTEPs  []VTEP `json:"vteps,omitempty"`
+	Source Source `json:"source,omitzero"`
+}
+
+// VTEP is a remote tunnel endpoint of a network.
+type VTEP struct {
+	IP     netip.Addr `json:"ip"`
+	Source Source     `json:"source,omitzero"`
+}
+
+// LocalPort is a port bound to this host, reached through its tap device.
+type LocalPort struct {
+	ID        string       `json:"id"`
+	NetworkID string       `json:"network_id"`
+	MAC       MAC          `json:"mac"`
+	IPs       []netip.Addr `json:"ips,omitempty"`
+	// Tap defaults to "tap" + the first 11 characters of ID (Neutron).
+	Tap string `json:"tap,omitempty"`
+	// PortSecurity forbids sending from a MAC/IP that is not the port's
+	// (fixed IPs and AllowedAddressPairs). Neutron's default is on; a nil
+	// value in JSON means on.
+	PortSecurity        *bool         `json:"port_security,omitempty"`
+	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
+	SecurityGroups      []string      `json:"security_groups,omitempty"`
+	Source              Source        `json:"source,omitzero"`
+}
+
+// RemotePort is a port of a served network bound to another host.
+type RemotePort struct {
+	ID        string       `json:"id,omitempty"`
+	NetworkID string       `json:"network_id"`
+	MAC       MAC          `json:"mac"`
+	IPs       []netip.Addr `json:"ips,omitempty"`
+	VTEP      netip.Addr   `json:"vtep"`
+	Source    Source       `json:"source,omitzero"`
+}
+
+// AddressPair lets a port also send as IP (a single address or a CIDR),
+// from MAC, or from the port's own MAC when MAC is zero.
+type AddressPair struct {
+	IP  netip.Prefix `json:"ip_address"`
+	MAC MAC          `json:"mac_address,omitzero"`
+}
+
+// SecurityEnabled reports whether port security applies (default on).
+func (p LocalPort) SecurityEnabled() bool { return p.PortSecurity == nil || *p.PortSecurity }
+
+// TapName is the port's tap device name.
+func (p LocalPort) TapName() string {
+	if p.Tap != "" {
+		return p.Tap
+	}
+	return TapName(p.ID)
+}
+
+// TapName is Neutron's tap device name for a port id.
+func TapName(portID string) string { return "tap" + prefix(portID, 11) }
+
+// BridgeName is Neutron's linuxbridge bridge name for a network id.
+func BridgeName(networkID string) string { return "brq" + prefix(networkID, 11) }
+
+// VXLANName is Neutron's vxlan device name for a VNI.
+func VXLANName(vni uint32) string { return fmt.Sprintf("vxlan-%d", vni) }
+
+func prefix(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// MAC is an Ethernet address that marshals as "fa:16:3e:cb:98:2c".
+type MAC [6]byte
+
+// ParseMAC parses a 48-bit Ethernet address.
+func ParseMAC(s string) (MAC, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return MAC{}, fmt.Errorf("invalid MAC %q: want six hex octets like fa:16:3e:cb:98:2c", s)
+	}
+	return MAC(hw), nil
+}
+
+func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
+
+// IsZero reports whether m is 00:00:00:00:00:00.
+func (m MAC) IsZero() bool { return m == MAC{} }
+
+// IsUnicast reports whether m can be a port's address.
+func (m MAC) IsUnicast() bool { return !m.IsZero() && m[0]&1 == 0 }
+
+func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+func (m *MAC) UnmarshalText(b []byte) error {
+	v, err := ParseMAC(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// Op is one change a reconciler made.
+type Op struct {
+	Object string // e.g. "bpf/fdb", "kernel/fdb", "kernel/link"
+	Action string // "add", "update" or "remove"
+	Key    string
+}
+
+// Result summarises an Apply.
+type Result struct {
+	Ops       []Op
+	Unchanged int
+	// Pending lists local ports whose tap does not exist yet; they are
+	// installed when it appears.
+	Pending []string
+}
+
+// Count returns how many ops of the given action were made.
+func (r Result) Count(action string) int {
+	n := 0
+	for _, op := range r.Ops {
+		if op.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// Reconciler makes the host match a desired state. Apply is idempotent and
+// incremental: it changes only what differs from what is installed, so
+// applying the same state twice makes no changes the second time.
+type Reconciler interface {
+	Apply(ctx context.Context, d *Desired) (Result, error)
+}

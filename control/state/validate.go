@@ -1,0 +1,137 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// MaxVNI is the largest 24-bit VXLAN network identifier.
+const MaxVNI = 1<<24 - 1
+
+// Validate checks d for everything the dataplane relies on and returns all
+// problems found, each naming the offending entry. A state that fails
+// validation must not be applied at all.
+func (d *Desired) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	nets := map[string]*Network{}
+	vnis := map[uint32]string{}
+	for i := range d.Networks {
+		n := &d.Networks[i]
+		where := fmt.Sprintf("networks[%d] (%s)", i, n.ID)
+		switch {
+		case n.ID == "":
+			bad("networks[%d]: id is empty", i)
+		case nets[n.ID] != nil:
+			bad("%s: duplicate network id", where)
+		default:
+			nets[n.ID] = n
+		}
+		if n.VNI == 0 || n.VNI > MaxVNI {
+			bad("%s: vni %d out of range 1-%d", where, n.VNI, MaxVNI)
+		} else if other, dup := vnis[n.VNI]; dup {
+			bad("%s: vni %d already used by network %s", where, n.VNI, other)
+		} else {
+			vnis[n.VNI] = n.ID
+		}
+		if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65000) {
+			bad("%s: mtu %d out of range 68-65000", where, n.MTU)
+		}
+		for _, v := range n.VTEPs {
+			if !v.IP.Is4() {
+				bad("%s: vtep %q is not an IPv4 address", where, v.IP)
+			}
+		}
+	}
+
+	type macKey struct {
+		net string
+		mac MAC
+	}
+	macs := map[macKey]string{}
+	taps := map[string]string{}
+	ids := map[string]bool{}
+	checkPort := func(where, id, netID string, mac MAC, ips []netip.Addr) {
+		if id != "" {
+			if ids[id] {
+				bad("%s: duplicate port id", where)
+			}
+			ids[id] = true
+		}
+		if nets[netID] == nil {
+			bad("%s: unknown network %q", where, netID)
+		}
+		if !mac.IsUnicast() {
+			bad("%s: mac %s is not a unicast address", where, mac)
+		}
+		k := macKey{netID, mac}
+		if other, dup := macs[k]; dup {
+			bad("%s: mac %s already used by %s on the same network", where, mac, other)
+		}
+		macs[k] = where
+		for _, ip := range ips {
+			if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
+				bad("%s: invalid ip %q", where, ip)
+			}
+		}
+	}
+	for i, p := range d.LocalPorts {
+		where := fmt.Sprintf("local_ports[%d] (%s)", i, p.ID)
+		if p.ID == "" && p.Tap == "" {
+			bad("local_ports[%d]: needs an id or a tap name", i)
+		}
+		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
+		tap := p.TapName()
+		if len(tap) > 15 {
+			bad("%s: tap name %q longer than 15 characters", where, tap)
+		}
+		if other, dup := taps[tap]; dup {
+			bad("%s: tap %s already used by %s", where, tap, other)
+		}
+		taps[tap] = where
+		for j, ap := range p.AllowedAddressPairs {
+			if !ap.IP.IsValid() {
+				bad("%s: allowed_address_pairs[%d]: invalid ip_address", where, j)
+			}
+			if !ap.MAC.IsZero() && !ap.MAC.IsUnicast() {
+				bad("%s: allowed_address_pairs[%d]: mac %s is not unicast", where, j, ap.MAC)
+			}
+		}
+	}
+	for i, p := range d.RemotePorts {
+		where := fmt.Sprintf("remote_ports[%d] (%s)", i, p.ID)
+		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
+		if !p.VTEP.Is4() {
+			bad("%s: vtep %q is not an IPv4 address", where, p.VTEP)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FloodList returns the remote VTEPs of a network: its listed VTEPs plus
+// those of its remote ports, deduplicated, in first-seen order.
+func (d *Desired) FloodList(networkID string) []VTEP {
+	var out []VTEP
+	seen := map[netip.Addr]bool{}
+	add := func(v VTEP) {
+		if !seen[v.IP] {
+			seen[v.IP] = true
+			out = append(out, v)
+		}
+	}
+	for _, n := range d.Networks {
+		if n.ID == networkID {
+			for _, v := range n.VTEPs {
+				add(v)
+			}
+		}
+	}
+	for _, p := range d.RemotePorts {
+		if p.NetworkID == networkID {
+			add(VTEP{IP: p.VTEP, Source: p.Source})
+		}
+	}
+	return out
+}
