@@ -187,3 +187,16 @@ func (r Result) Count(action string) int {
 type Reconciler interface {
 	Apply(ctx context.Context, d *Desired) (Result, error)
 }
+
+// Producer makes the desired state of one host: a state file, or the NATS
+// control plane. Run sends a complete Desired whenever it changes, until ctx
+// ends; it must not send a Desired that fails Validate.
+type Producer interface {
+	Run(ctx context.Context, updates chan<- *Desired) error
+}
+
+// Observer is told the outcome of every apply, e.g. to publish port status
+// (ports in Result.Pending have no tap yet) or to record the applied revision.
+type Observer interface {
+	Applied(ctx context.Context, d *Desired, res Result, err error)
+}
