@@ -171,7 +171,7 @@ func (s *Set) Read(name string, o DumpOptions) (Table, error) {
 	if name != Stats {
 		sort.Slice(t.Rows, func(i, j int) bool { return lessNatural(t.Rows[i].Key, t.Rows[j].Key) })
 	}
-	if o.Source != nil {
+	if o.Source != nil && hasProvenance(name) {
 		t.Columns = append(t.Columns, "source")
 		for i := range t.Rows {
 			src := o.Source(name, t.Rows[i].Key)
@@ -227,6 +227,16 @@ func (s *Set) Dump(w io.Writer, mapNames []string, o DumpOptions) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// hasProvenance reports whether entries of a map come from the desired
+// state (and so have a source), rather than from the agent or the programs.
+func hasProvenance(name string) bool {
+	switch name {
+	case Config, Meta, Stats, IPID:
+		return false
+	}
+	return true
 }
 
 func onOff(b bool) string {

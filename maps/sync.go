@@ -22,44 +22,75 @@ func Entries[K comparable, V any](m *ebpf.Map) (map[K]V, error) {
 	return out, nil
 }
 
-// SyncResult lists what Sync changed.
-type SyncResult[K comparable] struct {
+// Plan is the difference between a map's content and what it should hold.
+// Upsert and Delete are separate so a caller syncing several maps can add
+// everything in dependency order first and remove in reverse order after:
+// an entry never points at something not yet (or no longer) installed.
+type Plan[K comparable, V comparable] struct {
+	Map                     string
+	m                       *ebpf.Map
+	upserts                 map[K]V
 	Added, Updated, Removed []K
 	Unchanged               int
 }
 
-// Sync makes m hold exactly want. Entries already equal are not touched, so
-// a packet in flight never sees a missing or changed entry that is not
-// really changing. Additions and updates come before removals.
-func Sync[K comparable, V comparable](m *ebpf.Map, want map[K]V) (SyncResult[K], error) {
-	var res SyncResult[K]
+// Diff compares the named map m with want. Entries already equal are left
+// alone, so a packet in flight never sees an entry flap.
+func Diff[K comparable, V comparable](name string, m *ebpf.Map, want map[K]V) (*Plan[K, V], error) {
 	have, err := Entries[K, V](m)
 	if err != nil {
-		return res, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	p := &Plan[K, V]{Map: name, m: m, upserts: map[K]V{}}
 	for k, v := range want {
 		old, ok := have[k]
-		if ok && old == v {
-			res.Unchanged++
+		switch {
+		case ok && old == v:
+			p.Unchanged++
 			continue
+		case ok:
+			p.Updated = append(p.Updated, k)
+		default:
+			p.Added = append(p.Added, k)
 		}
-		if err := m.Update(k, v, ebpf.UpdateAny); err != nil {
-			return res, fmt.Errorf("update %+v: %w", k, err)
-		}
-		if ok {
-			res.Updated = append(res.Updated, k)
-		} else {
-			res.Added = append(res.Added, k)
-		}
+		p.upserts[k] = v
 	}
 	for k := range have {
-		if _, ok := want[k]; ok {
-			continue
+		if _, ok := want[k]; !ok {
+			p.Removed = append(p.Removed, k)
 		}
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return res, fmt.Errorf("delete %+v: %w", k, err)
-		}
-		res.Removed = append(res.Removed, k)
 	}
-	return res, nil
+	return p, nil
+}
+
+// Upsert writes the added and updated entries.
+func (p *Plan[K, V]) Upsert() error {
+	for k, v := range p.upserts {
+		if err := p.m.Update(k, v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("update %s %+v: %w", p.Map, k, err)
+		}
+	}
+	return nil
+}
+
+// Delete removes the entries no longer wanted.
+func (p *Plan[K, V]) Delete() error {
+	for _, k := range p.Removed {
+		if err := p.m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete %s %+v: %w", p.Map, k, err)
+		}
+	}
+	return nil
+}
+
+// Sync makes m hold exactly want (upserts, then deletes).
+func Sync[K comparable, V comparable](name string, m *ebpf.Map, want map[K]V) (*Plan[K, V], error) {
+	p, err := Diff(name, m, want)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Upsert(); err != nil {
+		return p, err
+	}
+	return p, p.Delete()
 }

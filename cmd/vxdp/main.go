@@ -21,7 +21,9 @@ func main() {
 		Usage:   "eBPF/XDP fast path for VXLAN overlay networks (Neutron linuxbridge + l2population compatible)",
 		Version: version,
 		Commands: []*cli.Command{
+			agentCommand(),
 			dumpCommand(),
+			labCommand(),
 		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -15,26 +15,33 @@ func LoadFile(path string) (*Desired, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read state: %w", err)
 	}
+	return parseFile(path, raw)
+}
+
+// parseFile parses the content of a state file; entries without a source
+// are attributed to the file.
+func parseFile(path string, raw []byte) (*Desired, error) {
 	d, err := Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	src := Source{Key: "file:" + path}
 	for i := range d.Networks {
-		if d.Networks[i].Source.Key == "" {
-			d.Networks[i].Source.Key = "file:" + path
-		}
+		defaultSource(&d.Networks[i].Source, src)
 	}
 	for i := range d.LocalPorts {
-		if d.LocalPorts[i].Source.Key == "" {
-			d.LocalPorts[i].Source.Key = "file:" + path
-		}
+		defaultSource(&d.LocalPorts[i].Source, src)
 	}
 	for i := range d.RemotePorts {
-		if d.RemotePorts[i].Source.Key == "" {
-			d.RemotePorts[i].Source.Key = "file:" + path
-		}
+		defaultSource(&d.RemotePorts[i].Source, src)
 	}
 	return d, nil
+}
+
+func defaultSource(s *Source, def Source) {
+	if s.Key == "" {
+		*s = def
+	}
 }
 
 // Parse decodes and validates a JSON desired state. Unknown fields are

@@ -1,0 +1,253 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Attach modes.
+const (
+	ModeAuto    = "auto"
+	ModeNative  = "native"  // XDP in the driver
+	ModeGeneric = "generic" // XDP on the skb path
+	ModeTCX     = "tcx"
+	ModeClsact  = "clsact"
+)
+
+// portFilterName names the clsact filter in the fallback path so cleanup
+// can find it without state.
+const portFilterName = "vxdp_port"
+
+// attacher attaches programs through pinned bpf_links, so they keep
+// forwarding after the agent exits, and swaps a restarted agent's freshly
+// loaded program into an existing link atomically (no packet sees a gap).
+type attacher struct {
+	linkDir string
+	nl      *netlink.Handle
+	progs   *Programs
+	xdpMode string
+	tcMode  string
+	// refreshed holds pins whose program was already swapped to progs.
+	refreshed map[string]bool
+}
+
+func (a *attacher) pinPath(kind, ifname string) string {
+	return filepath.Join(a.linkDir, kind+"_"+ifname)
+}
+
+// adopt opens a pinned link and reports whether it still targets ifindex.
+// A link whose device went away (ifindex 0) or was recreated is unpinned.
+func (a *attacher) adopt(path string, ifindex int) (link.Link, error) {
+	l, err := link.LoadPinnedLink(path, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open pinned link %s: %w", path, err)
+	}
+	info, err := l.Info()
+	if err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pinned link %s: %w", path, err)
+	}
+	target := -1
+	if x := info.XDP(); x != nil {
+		target = int(x.Ifindex)
+	} else if t := info.TCX(); t != nil {
+		target = int(t.Ifindex)
+	}
+	if target != ifindex {
+		err := l.Unpin()
+		l.Close()
+		if err != nil {
+			return nil, fmt.Errorf("unpin stale link %s: %w", path, err)
+		}
+		return nil, nil
+	}
+	return l, nil
+}
+
+// ensure attaches prog to ifindex via attach() unless a pinned link already
+// does, in which case the link is switched to prog once per agent run.
+// It reports whether anything was newly attached.
+func (a *attacher) ensure(path string, ifindex int, prog *ebpf.Program, attach func() (link.Link, error)) (bool, error) {
+	l, err := a.adopt(path, ifindex)
+	if err != nil {
+		return false, err
+	}
+	if l != nil {
+		defer l.Close()
+		if a.refreshed[path] {
+			return false, nil
+		}
+		if err := l.Update(prog); err != nil {
+			return false, fmt.Errorf("update pinned link %s: %w", path, err)
+		}
+		a.refreshed[path] = true
+		return false, nil
+	}
+	l, err = attach()
+	if err != nil {
+		return false, err
+	}
+	defer l.Close()
+	if err := os.MkdirAll(a.linkDir, 0o700); err != nil {
+		return false, err
+	}
+	if err := l.Pin(path); err != nil {
+		return false, fmt.Errorf("pin link %s: %w", path, err)
+	}
+	a.refreshed[path] = true
+	return true, nil
+}
+
+// attachUplink attaches the uplink program to the VTEP interface in native
+// XDP mode, falling back to generic mode when the driver lacks XDP.
+func (a *attacher) attachUplink(ifname string, ifindex int) (bool, error) {
+	return a.ensure(a.pinPath("xdp", ifname), ifindex, a.progs.Uplink, func() (link.Link, error) {
+		var modes []link.XDPAttachFlags
+		switch a.xdpMode {
+		case ModeNative:
+			modes = []link.XDPAttachFlags{link.XDPDriverMode}
+		case ModeGeneric:
+			modes = []link.XDPAttachFlags{link.XDPGenericMode}
+		default:
+			modes = []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
+		}
+		var errs []error
+		for _, m := range modes {
+			l, err := link.AttachXDP(link.XDPOptions{Program: a.progs.Uplink, Interface: ifindex, Flags: m})
+			if err == nil {
+				return l, nil
+			}
+			errs = append(errs, err)
+		}
+		return nil, fmt.Errorf("attach xdp to %s: %w", ifname, errors.Join(errs...))
+	})
+}
+
+// attachPort attaches the port program to a tap's ingress (frames the VM
+// sends): TCX where the kernel has it, clsact otherwise.
+func (a *attacher) attachPort(ifname string, ifindex int) (bool, error) {
+	if a.tcMode != ModeClsact {
+		added, err := a.ensure(a.pinPath("tc", ifname), ifindex, a.progs.Port, func() (link.Link, error) {
+			return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: a.progs.Port, Attach: ebpf.AttachTCXIngress})
+		})
+		if err == nil || a.tcMode == ModeTCX || !errors.Is(err, ebpf.ErrNotSupported) {
+			if err != nil {
+				err = fmt.Errorf("attach tcx to %s: %w", ifname, err)
+			}
+			return added, err
+		}
+	}
+	return a.attachClsact(ifname, ifindex)
+}
+
+// attachClsact is the pre-TCX fallback: a direct-action filter on the
+// clsact ingress hook, replaced in place on every agent run.
+func (a *attacher) attachClsact(ifname string, ifindex int) (bool, error) {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := a.nl.QdiscReplace(qdisc); err != nil {
+		return false, fmt.Errorf("add clsact to %s: %w", ifname, err)
+	}
+	existing, err := a.clsactFilters(ifindex)
+	if err != nil {
+		return false, err
+	}
+	filter := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+			Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL},
+		Fd:           a.progs.Port.FD(),
+		Name:         portFilterName,
+		DirectAction: true,
+	}
+	if len(existing) > 0 && a.refreshed["clsact_"+ifname] {
+		return false, nil
+	}
+	if err := a.nl.FilterReplace(filter); err != nil {
+		return false, fmt.Errorf("attach clsact filter to %s: %w", ifname, err)
+	}
+	a.refreshed["clsact_"+ifname] = true
+	return len(existing) == 0, nil
+}
+
+func (a *attacher) clsactFilters(ifindex int) ([]*netlink.BpfFilter, error) {
+	l, err := a.nl.LinkByIndex(ifindex)
+	if err != nil {
+		return nil, err
+	}
+	filters, err := a.nl.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+	if err != nil {
+		return nil, nil // no clsact qdisc
+	}
+	var out []*netlink.BpfFilter
+	for _, f := range filters {
+		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, portFilterName) {
+			out = append(out, bf)
+		}
+	}
+	return out, nil
+}
+
+// pinnedPorts lists the tap names with a pinned port link.
+func (a *attacher) pinnedPorts() ([]string, error) {
+	entries, err := os.ReadDir(a.linkDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if name, ok := strings.CutPrefix(e.Name(), "tc_"); ok {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
+// detach removes the pinned link of kind ("tc", "xdp") on ifname, which
+// detaches the program, and any clsact filter of ours on the device.
+func (a *attacher) detach(kind, ifname string) error {
+	path := a.pinPath(kind, ifname)
+	l, err := link.LoadPinnedLink(path, nil)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		// Unreadable pin: removing the file still drops the reference.
+		if rmErr := os.Remove(path); rmErr != nil {
+			return fmt.Errorf("remove pin %s: %w", path, errors.Join(err, rmErr))
+		}
+	default:
+		err := l.Unpin()
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("unpin %s: %w", path, err)
+		}
+	}
+	delete(a.refreshed, path)
+	if kind == "tc" && a.nl != nil {
+		if l, err := a.nl.LinkByName(ifname); err == nil {
+			fs, _ := a.clsactFilters(l.Attrs().Index)
+			for _, f := range fs {
+				if err := a.nl.FilterDel(f); err != nil {
+					return fmt.Errorf("remove clsact filter on %s: %w", ifname, err)
+				}
+			}
+			delete(a.refreshed, "clsact_"+ifname)
+		}
+	}
+	return nil
+}

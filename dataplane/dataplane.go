@@ -1,0 +1,371 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/maps"
+)
+
+// Options configure a Dataplane. The agent validates them before Open.
+type Options struct {
+	Instance  string     // names the pin directory and owned-object marks
+	BPFFS     string     // bpffs mount point, default /sys/fs/bpf
+	StateDir  string     // where applied.json is written
+	LocalIP   netip.Addr // the VTEP address; its interface is the uplink
+	VXLANPort uint16     // UDP destination port, 8472 like the seed
+	Kernel    bool       // kernel objects only, no BPF (--dataplane=kernel)
+	XDPMode   string     // auto, native or generic
+	TCMode    string     // auto, tcx or clsact
+	Log       *slog.Logger
+}
+
+// PinDir is where this instance's maps and links are pinned.
+func (o Options) PinDir() string { return filepath.Join(o.BPFFS, "vxdp", o.Instance) }
+
+func (o Options) mapDir() string  { return filepath.Join(o.PinDir(), "maps") }
+func (o Options) linkDir() string { return filepath.Join(o.PinDir(), "links") }
+
+// Owner is the link alias that marks kernel objects of this instance.
+func (o Options) Owner() string { return "vxdp:" + o.Instance }
+
+// Dataplane is vxdp installed on this host (in the current network
+// namespace). It implements state.Reconciler.
+type Dataplane struct {
+	opts   Options
+	log    *slog.Logger
+	nl     *netlink.Handle
+	kernel *kernel
+	set    *maps.Set // nil with Options.Kernel
+	progs  *Programs
+	att    *attacher
+
+	mu        sync.Mutex
+	installed map[string]int // tap name -> ifindex with the port program
+	desired   map[string]bool
+}
+
+var _ state.Reconciler = (*Dataplane)(nil)
+
+// Open prepares the dataplane: finds the uplink, mounts bpffs if needed,
+// adopts pinned maps (or creates and pins them) and loads the programs.
+// Nothing is attached until the first Apply. With Options.Kernel any BPF
+// state a previous run left is removed, so the node runs the kernel path
+// only.
+func Open(opts Options) (*Dataplane, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	d := &Dataplane{opts: opts, log: opts.Log, nl: nl, installed: map[string]int{}}
+	uplink, err := findUplink(nl, opts.LocalIP)
+	if err != nil {
+		nl.Close()
+		return nil, err
+	}
+	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort)}
+	if opts.Kernel {
+		if err := removeBPF(opts, nl); err != nil {
+			nl.Close()
+			return nil, fmt.Errorf("switch to kernel dataplane: %w", err)
+		}
+		return d, nil
+	}
+	if err := d.openBPF(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Dataplane) openBPF() error {
+	if err := ensureBPFFS(d.opts.BPFFS); err != nil {
+		return err
+	}
+	set, err := maps.OpenPinned(d.opts.mapDir())
+	switch {
+	case errors.Is(err, maps.ErrNotPinned):
+		if set, err = maps.Create(); err != nil {
+			return err
+		}
+		if err := seedIPID(set); err != nil {
+			set.Close()
+			return err
+		}
+		if err := set.Map(maps.Meta).Update(uint32(0), maps.MetaValue{Layout: layoutVersion}, ebpf.UpdateAny); err != nil {
+			set.Close()
+			return fmt.Errorf("write meta: %w", err)
+		}
+		if err := set.Pin(d.opts.mapDir()); err != nil {
+			set.Close()
+			return err
+		}
+		d.log.Info("created and pinned maps", "dir", d.opts.mapDir())
+	case err != nil:
+		return err
+	default:
+		d.log.Info("adopted pinned maps", "dir", d.opts.mapDir())
+	}
+	d.set = set
+	if d.progs, err = LoadPrograms(set); err != nil {
+		return err
+	}
+	d.att = &attacher{linkDir: d.opts.linkDir(), nl: d.nl, progs: d.progs,
+		xdpMode: d.opts.XDPMode, tcMode: d.opts.TCMode, refreshed: map[string]bool{}}
+	return nil
+}
+
+// layoutVersion is VXDP_LAYOUT of bpf/include/vxdp.h.
+const layoutVersion = 1
+
+// seedIPID starts each CPU's outer IPv4 ID counter at a different offset
+// so CPUs do not reuse each other's IDs towards the same VTEP.
+func seedIPID(set *maps.Set) error {
+	n, err := ebpf.PossibleCPU()
+	if err != nil {
+		return err
+	}
+	ids := make([]uint32, n)
+	for i := range ids {
+		ids[i] = uint32(i * (1 << 16) / n)
+	}
+	if err := set.Map(maps.IPID).Update(uint32(0), ids, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("seed ip_id: %w", err)
+	}
+	return nil
+}
+
+// Maps returns the BPF maps (nil with the kernel dataplane).
+func (d *Dataplane) Maps() *maps.Set { return d.set }
+
+// Close releases file descriptors. Everything installed stays: pinned
+// programs keep forwarding until the next agent adopts them.
+func (d *Dataplane) Close() {
+	if d.progs != nil {
+		d.progs.Close()
+	}
+	if d.set != nil {
+		d.set.Close()
+	}
+	d.nl.Close()
+}
+
+// AppliedRevision is the revision of the last state applied to the pinned
+// maps (or, with the kernel dataplane, recorded in the state directory).
+func (d *Dataplane) AppliedRevision() uint64 {
+	if d.set != nil {
+		var m maps.MetaValue
+		if err := d.set.Map(maps.Meta).Lookup(uint32(0), &m); err == nil {
+			return m.Revision
+		}
+		return 0
+	}
+	a, err := ReadApplied(d.opts.StateDir)
+	if err != nil {
+		return 0
+	}
+	return a.Revision
+}
+
+// Apply makes the host match want. See state.Reconciler.
+func (d *Dataplane) Apply(ctx context.Context, want *state.Desired) (state.Result, error) {
+	rec := &recorder{prov: map[string]string{}}
+	err := d.apply(ctx, want, rec)
+	res := state.Result{Ops: rec.ops, Unchanged: rec.unchanged, Pending: rec.pending}
+	if werr := d.writeApplied(want, res, rec.prov, err); werr != nil && err == nil {
+		err = werr
+	}
+	return res, err
+}
+
+func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorder) error {
+	if err := want.Validate(); err != nil {
+		return fmt.Errorf("invalid desired state: %w", err)
+	}
+	uplinkMTU := d.kernel.uplink.Attrs().MTU
+	nets := map[string]*kernelNet{}
+	keep := map[string]bool{}
+	for _, n := range want.Networks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		kn := &kernelNet{id: n.ID, vni: n.VNI, mtu: n.MTU}
+		if kn.mtu == 0 {
+			kn.mtu = uplinkMTU - vxlanOverhead
+		}
+		if err := d.kernel.ensureNetwork(kn, rec); err != nil {
+			return fmt.Errorf("network %s: %w", n.ID, err)
+		}
+		nets[n.ID] = kn
+		keep[kn.bridge.Attrs().Name] = true
+		keep[kn.vxlan.Attrs().Name] = true
+	}
+
+	var present []localPort
+	desired := map[string]bool{}
+	for _, p := range want.LocalPorts {
+		tapName := p.TapName()
+		desired[tapName] = true
+		tap, err := d.kernel.linkByName(tapName)
+		if err != nil {
+			return fmt.Errorf("port %s: look up %s: %w", p.ID, tapName, err)
+		}
+		if tap == nil {
+			rec.pending = append(rec.pending, portName(p))
+			continue
+		}
+		kn := nets[p.NetworkID]
+		if err := d.kernel.enslave(tap, kn.bridge, kn.mtu, rec); err != nil {
+			return fmt.Errorf("port %s: %w", p.ID, err)
+		}
+		present = append(present, localPort{LocalPort: p, ifindex: tap.Attrs().Index, net: kn})
+	}
+
+	for _, n := range want.Networks {
+		fdb, neigh := kernelL2pop(want, n.ID, rec)
+		kn := nets[n.ID]
+		if err := d.kernel.syncFDB(kn.vxlan, fdb, rec); err != nil {
+			return err
+		}
+		if err := d.kernel.syncProxyARP(kn.vxlan, neigh, rec); err != nil {
+			return err
+		}
+	}
+
+	if d.set != nil {
+		if err := d.syncBPF(want, nets, present, rec); err != nil {
+			return err
+		}
+		meta := maps.MetaValue{Revision: want.Revision, AppliedAtNs: uint64(time.Now().UnixNano()), Layout: layoutVersion}
+		if err := d.set.Map(maps.Meta).Update(uint32(0), meta, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("record applied revision: %w", err)
+		}
+	}
+	if err := d.kernel.removeStale(keep, rec); err != nil {
+		return err
+	}
+	installed := map[string]int{}
+	for _, p := range present {
+		installed[p.TapName()] = p.ifindex
+	}
+	d.mu.Lock()
+	d.installed, d.desired = installed, desired
+	d.mu.Unlock()
+	return nil
+}
+
+// localPort is a desired local port whose tap exists.
+type localPort struct {
+	state.LocalPort
+	ifindex int
+	net     *kernelNet
+}
+
+func portName(p state.LocalPort) string {
+	if p.ID != "" {
+		return p.ID
+	}
+	return p.TapName()
+}
+
+// kernelL2pop computes the l2pop view of one network for the kernel: FDB
+// entries of its vxlan device and the proxy-ARP neighbours.
+func kernelL2pop(want *state.Desired, netID string, rec *recorder) (map[fdbDst]state.Source, map[netip.Addr]state.MAC) {
+	fdb := map[fdbDst]state.Source{}
+	neigh := map[netip.Addr]state.MAC{}
+	for _, v := range want.FloodList(netID) {
+		e := fdbDst{dst: v.IP}
+		fdb[e] = v.Source
+		rec.source("kernel/fdb", e.mac.String()+" dst "+e.dst.String(), v.Source)
+	}
+	for _, p := range want.RemotePorts {
+		if p.NetworkID != netID {
+			continue
+		}
+		e := fdbDst{mac: p.MAC, dst: p.VTEP}
+		fdb[e] = p.Source
+		rec.source("kernel/fdb", p.MAC.String()+" dst "+p.VTEP.String(), p.Source)
+		for _, ip := range p.IPs {
+			if ip.Is4() {
+				neigh[ip] = p.MAC
+				rec.source("kernel/neigh", ip.String(), p.Source)
+			}
+		}
+	}
+	return fdb, neigh
+}
+
+// recorder collects what an Apply changed and where each entry came from.
+type recorder struct {
+	ops       []state.Op
+	unchanged int
+	pending   []string
+	prov      map[string]string // "object/key" -> source
+}
+
+func (r *recorder) op(object, action, key string) {
+	r.ops = append(r.ops, state.Op{Object: object, Action: action, Key: key})
+}
+
+func (r *recorder) source(object, key string, src state.Source) {
+	r.prov[object+"/"+key] = src.String()
+}
+
+// Applied is what the agent records after every apply in
+// <state-dir>/applied.json: for operators, tests and `vxdp dump`.
+type Applied struct {
+	Instance   string            `json:"instance"`
+	Dataplane  string            `json:"dataplane"`
+	Revision   uint64            `json:"revision"`
+	AppliedAt  time.Time         `json:"applied_at"`
+	Error      string            `json:"error,omitempty"`
+	Ops        int               `json:"ops"`
+	Unchanged  int               `json:"unchanged"`
+	Pending    []string          `json:"pending"`
+	Provenance map[string]string `json:"provenance"`
+}
+
+func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, prov map[string]string, applyErr error) error {
+	a := Applied{Instance: d.opts.Instance, Dataplane: "bpf", Revision: want.Revision, AppliedAt: time.Now().UTC(),
+		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: prov}
+	if d.set == nil {
+		a.Dataplane = "kernel"
+	}
+	if a.Pending == nil {
+		a.Pending = []string{}
+	}
+	if applyErr != nil {
+		a.Error = applyErr.Error()
+	}
+	return writeJSON(filepath.Join(d.opts.StateDir, appliedFile), a)
+}
+
+// ensureBPFFS mounts a bpf filesystem at dir unless one is there.
+func ensureBPFFS(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.BPF_FS_MAGIC {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("bpffs %s: %w", dir, err)
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs at %s: %w", dir, err)
+	}
+	return nil
+}
