@@ -53,16 +53,10 @@ func (a *attacher) adopt(path string, ifindex int) (link.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pinned link %s: %w", path, err)
 	}
-	info, err := l.Info()
+	target, err := linkTarget(l)
 	if err != nil {
 		l.Close()
 		return nil, fmt.Errorf("pinned link %s: %w", path, err)
-	}
-	target := -1
-	if x := info.XDP(); x != nil {
-		target = int(x.Ifindex)
-	} else if t := info.TCX(); t != nil {
-		target = int(t.Ifindex)
 	}
 	if target != ifindex {
 		err := l.Unpin()
@@ -73,6 +67,22 @@ func (a *attacher) adopt(path string, ifindex int) (link.Link, error) {
 		return nil, nil
 	}
 	return l, nil
+}
+
+// linkTarget returns the ifindex an XDP or TCX link is attached to: 0 once
+// its device is gone, -1 for other link types.
+func linkTarget(l link.Link) (int, error) {
+	info, err := l.Info()
+	if err != nil {
+		return 0, err
+	}
+	if x := info.XDP(); x != nil {
+		return int(x.Ifindex), nil
+	}
+	if t := info.TCX(); t != nil {
+		return int(t.Ifindex), nil
+	}
+	return -1, nil
 }
 
 // ensure attaches prog to ifindex via attach() unless a pinned link already

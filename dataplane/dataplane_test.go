@@ -282,15 +282,9 @@ func assertPinnedLink(t *testing.T, path string, ifindex int) {
 		return
 	}
 	defer l.Close()
-	info, err := l.Info()
+	got, err := linkTarget(l)
 	if err != nil {
 		t.Fatal(err)
-	}
-	got := -1
-	if x := info.XDP(); x != nil {
-		got = int(x.Ifindex)
-	} else if x := info.TCX(); x != nil {
-		got = int(x.Ifindex)
 	}
 	if got != ifindex {
 		t.Errorf("link %s attached to ifindex %d, want %d", path, got, ifindex)
