@@ -159,9 +159,11 @@ int vxdp_port(struct __sk_buff *skb)
 		return verdict(skb, PASS_PORT_UNKNOWN, TC_ACT_OK);
 	if (!eth)
 		return verdict(skb, DROP_RUNT, TC_ACT_SHOT);
-	if (skb->vlan_present || eth_is_vlan(eth->h_proto))
-		return verdict(skb, PASS_VLAN, TC_ACT_OK);
 
+	/* Port security comes before every pass to the kernel bridge, VLAN
+	 * included: a tagged frame from a spoofed MAC would otherwise poison
+	 * the bridge's FDB. An in-band tag is checked by source MAC only (the
+	 * else branch); an offloaded tag leaves the inner header after eth. */
 	if (port->flags & PORT_F_SECURITY) {
 		if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 			struct iphdr *ip = header_at(struct iphdr, eth + 1, data_end);
@@ -174,7 +176,8 @@ int vxdp_port(struct __sk_buff *skb)
 		} else if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 			struct arp_eth *arp = header_at(struct arp_eth, eth + 1, data_end);
 
-			if (!arp)
+			/* Only the Ethernet/IPv4 layout has sha/spa where we look. */
+			if (!arp || !arp_is_eth_ipv4(arp))
 				return verdict(skb, DROP_MALFORMED_IP, TC_ACT_SHOT);
 			if (!mac_equal(arp->sha, eth->h_source) ||
 			    !addr_allowed(ifindex, arp->spa, eth->h_source, port))
@@ -183,14 +186,14 @@ int vxdp_port(struct __sk_buff *skb)
 			return verdict(skb, DROP_SPOOF_MAC, TC_ACT_SHOT);
 		}
 	}
+	if (skb->vlan_present || eth_is_vlan(eth->h_proto))
+		return verdict(skb, PASS_VLAN, TC_ACT_OK);
 
 	if (mac_is_multicast(eth->h_dest)) {
 		if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 			struct arp_eth *arp = header_at(struct arp_eth, eth + 1, data_end);
 
-			if (arp && arp->htype == bpf_htons(ARP_HTYPE_ETHER) &&
-			    arp->ptype == bpf_htons(ETH_P_IP) && arp->hlen == ETH_ALEN && arp->plen == 4 &&
-			    proxy_arp(skb, eth, arp, port->vni)) {
+			if (arp && arp_is_eth_ipv4(arp) && proxy_arp(skb, eth, arp, port->vni)) {
 				count(VXDP_PROG_PORT, TX_ARP_REPLY, skb->len);
 				return bpf_redirect(ifindex, 0);
 			}
@@ -215,6 +218,11 @@ int vxdp_port(struct __sk_buff *skb)
 		count(VXDP_PROG_PORT, REDIRECT_LOCAL, skb->len);
 		return bpf_redirect(dst->ifindex, 0);
 	}
+
+	/* Anything but a well-formed remote entry is left to the kernel: an
+	 * entry of another kind or without a VTEP would encapsulate to 0.0.0.0. */
+	if (!fdb_is(dst, FDB_REMOTE) || !dst->vtep)
+		return verdict(skb, PASS_FDB_MISS, TC_ACT_OK);
 
 	/* Remote: bpf_skb_adjust_room only moves IP frames; ARP replies and
 	 * other ethertypes take the kernel vxlan device. */

@@ -64,6 +64,11 @@ int vxdp_uplink(struct xdp_md *ctx)
 		return verdict(ctx, PASS_MALFORMED, XDP_PASS);
 	if (udp->dest != cfg->vxlan_port)
 		return verdict(ctx, PASS_NOT_VXLAN, XDP_PASS);
+	/* The kernel drops a bad header checksum before any socket sees it;
+	 * decapsulating would trust a corrupted source VTEP. Pass it so the
+	 * kernel drops and counts it (InCsumErrors). */
+	if (ipv4_csum(ip))
+		return verdict(ctx, PASS_MALFORMED, XDP_PASS);
 
 	/* From here the frame is VXLAN to us: anything inconsistent is dropped,
 	 * as the kernel vxlan socket would. Lengths must agree with the frame
@@ -97,7 +102,11 @@ int vxdp_uplink(struct xdp_md *ctx)
 	port = bpf_map_lookup_elem(&ports, &ifindex);
 	if (!port || port->vni != vni)
 		return verdict(ctx, DROP_VNI_MISMATCH, XDP_DROP);
-	if (!bpf_map_lookup_elem(&tx_ports, &ifindex))
+	/* Resolve the target before touching the frame: the devmap lookup
+	 * and the redirect are one step, so a port leaving tx_ports between a
+	 * check and the redirect cannot turn into XDP_ABORTED after decap.
+	 * XDP_PASS in the low bits is the verdict when the key is missing. */
+	if (bpf_redirect_map(&tx_ports, ifindex, XDP_PASS) != XDP_REDIRECT)
 		return verdict(ctx, PASS_NO_TXPORT, XDP_PASS);
 
 	/* Counted with the wire length, before the head moves. */
@@ -106,5 +115,5 @@ int vxdp_uplink(struct xdp_md *ctx)
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
 		return verdict(ctx, PASS_DECAP_FAILED, XDP_PASS);
 	count(VXDP_PROG_UPLINK, REDIRECT_LOCAL, wire_len);
-	return bpf_redirect_map(&tx_ports, ifindex, 0);
+	return XDP_REDIRECT;
 }

@@ -66,7 +66,8 @@ static __always_inline int eth_is_vlan(__be16 proto)
 	return proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE;
 }
 
-/* Internet checksum of a 20-byte IPv4 header whose check field is zero. */
+/* Internet checksum over a 20-byte IPv4 header: the value of the check
+ * field when it is zero, and 0 when the header, check included, is intact. */
 static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 {
 	const __u16 *w = (const __u16 *)ip;
@@ -78,6 +79,13 @@ static __always_inline __u16 ipv4_csum(const struct iphdr *ip)
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return (__u16)~sum;
+}
+
+/* An ARP message in the one layout struct arp_eth describes. */
+static __always_inline int arp_is_eth_ipv4(const struct arp_eth *arp)
+{
+	return arp->htype == bpf_htons(ARP_HTYPE_ETHER) && arp->ptype == bpf_htons(ETH_P_IP) &&
+	       arp->hlen == ETH_ALEN && arp->plen == 4;
 }
 
 static __always_inline int ipv4_is_fragment(const struct iphdr *ip)

@@ -47,10 +47,10 @@ enum vxdp_reason {
 	DROP_SPOOF_IP,          /* IPv4 source not the port's / an allowed pair */
 	DROP_SPOOF_ARP,         /* ARP sender MAC/IP not the port's */
 	DROP_MALFORMED_IP,      /* truncated or bad IPv4/ARP header from a secured port */
-	PASS_VLAN,              /* VLAN-tagged frame: the kernel decides */
+	PASS_VLAN,              /* VLAN-tagged frame (after port security): the kernel decides */
 	PASS_BUM,               /* broadcast/multicast: kernel bridge floods it */
 	TX_ARP_REPLY,           /* l2pop proxy ARP answered in BPF */
-	PASS_FDB_MISS,          /* unknown unicast: kernel bridge floods it */
+	PASS_FDB_MISS,          /* unknown unicast (or an FDB entry neither local nor remote): kernel bridge */
 	PASS_HAIRPIN,           /* destination is the sending port itself */
 	PASS_NOT_IP,            /* remote destination, not IPv4/IPv6: kernel vxlan encapsulates */
 	PASS_TOO_BIG,           /* non-GSO frame larger than the network MTU */
@@ -62,7 +62,7 @@ enum vxdp_reason {
 	REDIRECT_REMOTE_GSO,    /* same, for a TSO/GSO super-frame */
 	/* uplink program (XDP on the VTEP interface) */
 	PASS_NOT_IPV4,          /* not IPv4: not ours */
-	PASS_MALFORMED,         /* truncated/invalid outer header before VXLAN is known */
+	PASS_MALFORMED,         /* truncated/invalid outer header, or bad outer IPv4 checksum: the kernel drops it */
 	PASS_NOT_UDP,
 	PASS_IP_OPTIONS,        /* outer IPv4 with options: the kernel handles it */
 	PASS_FRAGMENT,          /* outer IPv4 fragment: the kernel reassembles */

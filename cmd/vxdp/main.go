@@ -23,6 +23,7 @@ func main() {
 		Commands: []*cli.Command{
 			agentCommand(),
 			dumpCommand(),
+			benchCommand(),
 			labCommand(),
 		},
 	}
