@@ -27,6 +27,12 @@ type Options struct {
 	LocalIP   netip.Addr // the VTEP address; its interface is the uplink
 	VXLANPort uint16     // UDP destination port, 8472 like the seed
 	Kernel    bool       // kernel objects only, no BPF (--dataplane=kernel)
+	// ARPResponder makes the kernel vxlan device answer ARP for remote
+	// ports itself (Neutron's arp_responder). Off by default: ARP for an
+	// address l2pop does not know (an allowed address pair, a port not yet
+	// pushed) is then flooded to the VTEPs instead of dropped. The BPF port
+	// program answers known addresses either way.
+	ARPResponder bool
 	XDPMode   string     // auto, native or generic
 	TCMode    string     // auto, tcx or clsact
 	Log       *slog.Logger
@@ -78,7 +84,7 @@ func Open(opts Options) (*Dataplane, error) {
 		nl.Close()
 		return nil, err
 	}
-	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort)}
+	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder}
 	if opts.Kernel {
 		if err := removeBPF(opts, nl); err != nil {
 			nl.Close()

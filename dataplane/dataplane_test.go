@@ -206,9 +206,9 @@ func TestApplySeedNode(t *testing.T) {
 		t.Fatalf("vxlan: %v", err)
 	}
 	vx := l.(*netlink.Vxlan)
-	if vx.VxlanId != 100 || vx.Port != 8472 || vx.Learning || !vx.Proxy || vx.UDPCSum || vx.MTU != 1450 ||
+	if vx.VxlanId != 100 || vx.Port != 8472 || vx.Learning || vx.Proxy || vx.UDPCSum || vx.MTU != 1450 ||
 		!vx.SrcAddr.Equal(net.ParseIP("192.168.248.3")) || vx.MasterIndex != br.Attrs().Index {
-		t.Errorf("vxlan-100 = %+v, want id 100 dstport 8472 nolearning proxy noudpcsum mtu 1450 local .3 on the bridge", vx)
+		t.Errorf("vxlan-100 = %+v, want id 100 dstport 8472 nolearning noproxy noudpcsum mtu 1450 local .3 on the bridge", vx)
 	}
 	tap, _ = h.nl.LinkByName(tap.Attrs().Name)
 	if tap.Attrs().MasterIndex != br.Attrs().Index || tap.Attrs().MTU != 1450 {

@@ -28,6 +28,10 @@ type kernel struct {
 	uplink    netlink.Link
 	localIP   netip.Addr
 	vxlanPort int
+	// arpProxy sets the vxlan device's proxy flag (Neutron's [vxlan]
+	// arp_responder): the kernel then answers ARP from the l2pop neighbour
+	// entries, but drops every other ARP instead of flooding it.
+	arpProxy bool
 }
 
 // kernelNet is what the kernel needs to know of one network.
@@ -121,8 +125,8 @@ const vxlanAgeing = 300
 
 // addVXLAN creates the vxlan device of a network the way Neutron's
 // linuxbridge agent does with l2population: `ip link add vxlan-<VNI> type
-// vxlan id VNI dev <uplink> local <local_ip> dstport 8472 nolearning proxy
-// ageing 300 noudpcsum`. A raw request, because netlink.LinkAdd cannot
+// vxlan id VNI dev <uplink> local <local_ip> dstport 8472 nolearning
+// ageing 300 noudpcsum` (`proxy` too with arpProxy). A raw request, because netlink.LinkAdd cannot
 // express noudpcsum (it omits IFLA_VXLAN_UDP_CSUM=0 and the kernel then
 // defaults to checksums on).
 func (k *kernel) addVXLAN(name string, vni uint32, mtu int) error {
@@ -139,7 +143,7 @@ func (k *kernel) addVXLAN(name string, vni uint32, mtu int) error {
 	data.AddRtAttr(nl.IFLA_VXLAN_LINK, nl.Uint32Attr(uint32(k.uplink.Attrs().Index)))
 	data.AddRtAttr(nl.IFLA_VXLAN_LOCAL, k.localIP.AsSlice())
 	data.AddRtAttr(nl.IFLA_VXLAN_LEARNING, []byte{0})
-	data.AddRtAttr(nl.IFLA_VXLAN_PROXY, []byte{1}) // answer ARP from the l2pop neighbours
+	data.AddRtAttr(nl.IFLA_VXLAN_PROXY, boolByte(k.arpProxy))
 	data.AddRtAttr(nl.IFLA_VXLAN_AGEING, nl.Uint32Attr(vxlanAgeing))
 	data.AddRtAttr(nl.IFLA_VXLAN_PORT, port[:])
 	data.AddRtAttr(nl.IFLA_VXLAN_UDP_CSUM, []byte{0})
@@ -154,7 +158,14 @@ func (k *kernel) vxlanMatches(l netlink.Link, vni uint32) bool {
 	vx, ok := l.(*netlink.Vxlan)
 	return ok && vx.VxlanId == int(vni) && vx.VtepDevIndex == k.uplink.Attrs().Index &&
 		vx.SrcAddr.Equal(net.IP(k.localIP.AsSlice())) && vx.Port == k.vxlanPort &&
-		!vx.Learning && vx.Proxy && !vx.UDPCSum
+		!vx.Learning && vx.Proxy == k.arpProxy && !vx.UDPCSum
+}
+
+func boolByte(b bool) []byte {
+	if b {
+		return []byte{1}
+	}
+	return []byte{0}
 }
 
 // own marks a link as managed by this agent instance.

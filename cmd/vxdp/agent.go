@@ -72,6 +72,7 @@ a restarted agent adopts what it finds. --cleanup removes it all.`,
 			&cli.StringFlag{Name: "local-ip", Usage: "VTEP `IP` ([vxlan] local_ip); the interface holding it is the uplink"},
 			&cli.StringFlag{Name: "dataplane", Value: "bpf", Usage: "bpf, or kernel for the kernel objects only"},
 			&cli.UintFlag{Name: "vxlan-port", Value: 8472, Usage: "VXLAN UDP destination port"},
+			&cli.BoolFlag{Name: "arp-responder", Usage: "let the kernel vxlan device answer ARP from the l2pop entries too (Neutron's [vxlan] arp_responder); ARP for unknown addresses is then dropped instead of flooded"},
 			&cli.StringFlag{Name: "xdp-mode", Value: dataplane.ModeAuto, Usage: "auto, native or generic"},
 			&cli.StringFlag{Name: "tc-mode", Value: dataplane.ModeAuto, Usage: "auto, tcx or clsact"},
 			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9641)"},
@@ -88,13 +89,14 @@ a restarted agent adopts what it finds. --cleanup removes it all.`,
 // anything touches the kernel.
 func agentOptions(c *cli.Context, log *slog.Logger) (dataplane.Options, error) {
 	opts := dataplane.Options{
-		Instance:  instanceName(c),
-		BPFFS:     c.String(bpffsFlag.Name),
-		StateDir:  stateDir(c),
-		XDPMode:   c.String("xdp-mode"),
-		TCMode:    c.String("tc-mode"),
-		VXLANPort: uint16(c.Uint("vxlan-port")),
-		Log:       log,
+		Instance:     instanceName(c),
+		BPFFS:        c.String(bpffsFlag.Name),
+		StateDir:     stateDir(c),
+		XDPMode:      c.String("xdp-mode"),
+		TCMode:       c.String("tc-mode"),
+		VXLANPort:    uint16(c.Uint("vxlan-port")),
+		ARPResponder: c.Bool("arp-responder"),
+		Log:          log,
 	}
 	var errs []error
 	switch c.String("dataplane") {

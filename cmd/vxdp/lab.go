@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/test/lab"
+)
+
+var labDirFlag = &cli.StringFlag{
+	Name:  "dir",
+	Value: "lab",
+	Usage: "lab `DIR`: manifest, state files, agent state and logs",
+}
+
+func labCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "lab",
+		Usage: "one-machine lab of the seed topology (node1, node3, node4) in network namespaces",
+		Description: `Builds the seed deployment out of network namespaces: an underlay bridge joining
+node1 (192.168.248.1), node3 (.3) and node4 (.4) by their tunnel NIC eth2,
+vxlan100_net (VNI 100, 172.16.100.0/24) with the DHCP port on node1, vm2 on
+node3 and vm1 on node4, and one vxdp agent per node fed the state
+l2population pushes. Needs root.`,
+		Subcommands: []*cli.Command{labUpCommand(), labDownCommand(), labStatusCommand()},
+	}
+}
+
+func labUpCommand() *cli.Command {
+	flags := []cli.Flag{
+		labDirFlag,
+		&cli.StringFlag{Name: "prefix", Value: lab.DefaultPrefix, Usage: "`PREFIX` of every namespace and agent instance"},
+		&cli.StringFlag{Name: "bpffs", Value: "/sys/fs/bpf", Usage: "bpffs the agents pin under"},
+		&cli.BoolFlag{Name: "second-network", Usage: "add vxlan200_net (VNI 200, same subnet and IPs) with vm3 on node3 and vm4 on node4"},
+		&cli.BoolFlag{Name: "rogue", Usage: "add an underlay host 192.168.248.9 that is no VTEP"},
+		&cli.BoolFlag{Name: "vip", Usage: "give vm1 172.16.100.112 as an allowed address pair (ARP for it floods)"},
+		&cli.BoolFlag{Name: "no-smoke", Usage: "skip the vm2 -> vm1 ping"},
+		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long the agents may take to apply"},
+	}
+	for _, n := range lab.Nodes {
+		flags = append(flags, &cli.StringFlag{Name: "dataplane-" + n, Value: lab.DataplaneBPF, Usage: "dataplane of " + n + ": bpf or kernel"})
+	}
+	return &cli.Command{
+		Name:  "up",
+		Usage: "build the lab, start the agents, wait until they applied, ping vm2 -> vm1",
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg := lab.Config{
+				Prefix:        c.String("prefix"),
+				Dir:           c.String(labDirFlag.Name),
+				Binary:        exe,
+				BPFFS:         c.String("bpffs"),
+				Dataplane:     map[string]string{},
+				SecondNetwork: c.Bool("second-network"),
+				Rogue:         c.Bool("rogue"),
+				VIP:           c.Bool("vip"),
+			}
+			for _, n := range lab.Nodes {
+				cfg.Dataplane[n] = c.String("dataplane-" + n)
+			}
+			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+			defer cancel()
+			out := c.App.Writer
+			l, err := lab.Up(ctx, cfg, out)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("no-smoke") {
+				res, err := lab.Ping(l.PortNS(lab.VM2), lab.VM1.IP, 3, 200*time.Millisecond, 2*time.Second)
+				if err != nil {
+					return fmt.Errorf("smoke ping: %w", err)
+				}
+				fmt.Fprintf(out, "smoke: vm2 -> vm1 (%s): %d/%d replies\n", lab.VM1.IP, res.Received, res.Sent)
+				if res.Received == 0 {
+					return fmt.Errorf("smoke ping vm2 -> vm1 got no reply: the lab is up (see `vxdp lab status --dir %s` and the agent logs), tear it down with `vxdp lab down --dir %s`", l.Dir, l.Dir)
+				}
+			}
+			printLab(out, l)
+			return nil
+		},
+	}
+}
+
+func labDownCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "down",
+		Usage: "stop the agents, run their --cleanup and remove every namespace, pin and file of the lab",
+		Flags: []cli.Flag{labDirFlag},
+		Action: func(c *cli.Context) error {
+			dir := c.String(labDirFlag.Name)
+			if _, err := lab.ReadManifest(dir); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(c.App.Writer, "no lab in %s\n", dir)
+				return nil
+			}
+			if err := lab.Teardown(dir, c.App.Writer); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "lab in %s removed\n", dir)
+			return nil
+		},
+	}
+}
+
+func labStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the lab's nodes, agents, applied revisions and counters",
+		Flags: []cli.Flag{labDirFlag},
+		Action: func(c *cli.Context) error {
+			l, err := lab.Attach(c.String(labDirFlag.Name), nil)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("no lab in %s (start one with `vxdp lab up --dir %s`)", c.String(labDirFlag.Name), c.String(labDirFlag.Name))
+			}
+			if err != nil {
+				return err
+			}
+			printLab(c.App.Writer, l)
+			return nil
+		},
+	}
+}
+
+// printLab prints what exists and how to poke at it.
+func printLab(out io.Writer, l *lab.Lab) {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nNODE\tNETNS\tVTEP (eth2)\tDATAPLANE\tAGENT\tAPPLIED\tCOUNTERS\n")
+	for _, n := range lab.Nodes {
+		agent := "stopped"
+		if l.AgentRunning(n) {
+			agent = "running"
+		}
+		applied := "-"
+		if a, err := l.ReadApplied(n); err == nil {
+			applied = fmt.Sprintf("rev %d at %s", a.Revision, a.AppliedAt.Local().Format(time.TimeOnly))
+			if a.Error != "" {
+				applied += " ERROR: " + a.Error
+			}
+		}
+		counters := "-"
+		if cs, err := l.Counters(n); err == nil {
+			var parts []string
+			for _, ctr := range cs {
+				if ctr.Packets > 0 {
+					parts = append(parts, fmt.Sprintf("%s/%s=%d", ctr.Prog, ctr.Reason, ctr.Packets))
+				}
+			}
+			counters = strings.Join(parts, " ")
+		} else if !errors.Is(err, maps.ErrNotPinned) {
+			counters = err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, l.NS(n), lab.NodeIP(n), l.DataplaneOf(n), agent, applied, counters)
+	}
+	fmt.Fprintf(tw, "\nPORT\tNETNS (eth0)\tNODE\tTAP\tMAC\tIP\tVNI\n")
+	for _, p := range l.Ports() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.Name, l.PortNS(p), p.Node, p.Tap(), p.MAC, p.IP, p.VNI)
+	}
+	if l.Rogue {
+		fmt.Fprintf(tw, "rogue\t%s (eth2)\t-\t-\t-\t%s\t-\n", l.NS("rogue"), lab.RogueIP)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, `
+Try:
+  ip netns exec %[1]svm2 ping %[2]s
+  ip netns exec %[1]snode3 bridge fdb show dev vxlan-100
+  ip netns exec %[1]snode3 ip neigh show dev vxlan-100
+  vxdp dump --instance %[1]snode3 --netns %[1]snode3 --bpffs %[3]s --state-dir %[4]s fdb stats
+  tail -f %[5]s
+  vxdp lab down --dir %[6]s
+`, l.Prefix, lab.VM1.IP, l.BPFFS, l.StateDir("node3"), l.LogFile("node3"), l.Dir)
+}

@@ -1,0 +1,369 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vxdp/vxdp/control/state"
+)
+
+// ControlPlane hands each node's agent its desired state. The lab starts
+// every agent the same way and appends AgentArgs; a mode that feeds agents
+// differently (e.g. NATS) implements this interface.
+type ControlPlane interface {
+	// Publish makes d the desired state of node's agent.
+	Publish(node string, d *state.Desired) error
+	// AgentArgs are the agent flags that point it at its state.
+	AgentArgs(node string) []string
+}
+
+// FileControl is the file mode: one JSON state file per node, read (and
+// watched) by the agent with --state.
+type FileControl struct{ cfg Config }
+
+func (f *FileControl) Publish(node string, d *state.Desired) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("state of %s: %w", node, err)
+	}
+	return writeJSON(f.cfg.StateFile(node), d)
+}
+
+func (f *FileControl) AgentArgs(node string) []string {
+	return []string{"--state", f.cfg.StateFile(node)}
+}
+
+// agent is a running agent: our child (cmd set) or found from the manifest.
+type agent struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // exit status once done is closed
+
+	pid     int
+	proc    *os.Process
+	started time.Time
+}
+
+func (a *agent) running() bool {
+	if a == nil {
+		return false
+	}
+	if a.done != nil {
+		select {
+		case <-a.done:
+			return false
+		default:
+			return true
+		}
+	}
+	return a.proc.Signal(syscall.Signal(0)) == nil
+}
+
+// AgentCommand is the command line of node's agent (without the binary).
+func (l *Lab) AgentCommand(node string) []string {
+	args := []string{"agent"}
+	args = append(args, l.control.AgentArgs(node)...)
+	args = append(args,
+		"--local-ip", NodeIP(node).String(),
+		"--netns", l.NS(node),
+		"--instance", l.Instance(node),
+		"--state-dir", l.StateDir(node),
+		"--dataplane", l.DataplaneOf(node),
+		"--bpffs", l.BPFFS,
+	)
+	return append(args, l.AgentArgs...)
+}
+
+// StartAgents starts one agent per node.
+func (l *Lab) StartAgents() error {
+	for _, n := range Nodes {
+		if err := l.StartAgent(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartAgent starts node's agent, logging (appending) to LogFile(node). It
+// runs in its own session so it outlives `vxdp lab up`.
+func (l *Lab) StartAgent(node string) error {
+	l.mu.Lock()
+	running := l.agents[node].running()
+	l.mu.Unlock()
+	if running {
+		return fmt.Errorf("agent of %s is already running", node)
+	}
+	if l.Binary == "" {
+		return errors.New("lab: no vxdp binary to run the agents")
+	}
+	if err := os.MkdirAll(l.StateDir(node), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(l.LogFile(node), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := l.AgentCommand(node)
+	fmt.Fprintf(logf, "=== %s lab: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), l.Binary, strings.Join(args, " "))
+	cmd := exec.Command(l.Binary, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Taken before the start: a fast agent may apply before Start returns.
+	started := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start agent of %s: %w", node, err)
+	}
+	a := &agent{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid, proc: cmd.Process, started: started}
+	go func() {
+		a.err = cmd.Wait()
+		close(a.done)
+	}()
+	l.mu.Lock()
+	l.agents[node] = a
+	l.mu.Unlock()
+	fmt.Fprintf(l.log, "started agent %s (pid %d, %s dataplane), log %s\n", l.Instance(node), a.pid, l.DataplaneOf(node), l.LogFile(node))
+	return l.writeManifest()
+}
+
+// StopAgent sends SIGTERM to node's agent and waits for it to exit (SIGKILL
+// after 10 s). The agent leaves its dataplane installed. Stopping an agent
+// that does not run is not an error.
+func (l *Lab) StopAgent(node string) error {
+	l.mu.Lock()
+	a := l.agents[node]
+	delete(l.agents, node)
+	l.mu.Unlock()
+	if !a.running() {
+		return nil
+	}
+	err := stopProcess(a, 10*time.Second)
+	if merr := l.writeManifest(); merr != nil && err == nil {
+		err = merr
+	}
+	return err
+}
+
+// KillAgent kills node's agent with SIGKILL (a crash).
+func (l *Lab) KillAgent(node string) error {
+	l.mu.Lock()
+	a := l.agents[node]
+	delete(l.agents, node)
+	l.mu.Unlock()
+	if !a.running() {
+		return nil
+	}
+	_ = a.proc.Kill()
+	waitExit(a, 5*time.Second)
+	return l.writeManifest()
+}
+
+// AgentRunning reports whether node's agent runs.
+func (l *Lab) AgentRunning(node string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.agents[node].running()
+}
+
+// AgentExit returns the exit error of node's agent if it has exited.
+func (l *Lab) AgentExit(node string) (exited bool, err error) {
+	l.mu.Lock()
+	a := l.agents[node]
+	l.mu.Unlock()
+	if a == nil || a.done == nil {
+		return false, nil
+	}
+	select {
+	case <-a.done:
+		return true, a.err
+	default:
+		return false, nil
+	}
+}
+
+func stopProcess(a *agent, grace time.Duration) error {
+	if err := a.proc.Signal(syscall.SIGTERM); err != nil {
+		return nil // already gone
+	}
+	if waitExit(a, grace) {
+		return nil
+	}
+	_ = a.proc.Kill()
+	waitExit(a, 5*time.Second)
+	return fmt.Errorf("agent pid %d ignored SIGTERM for %s, killed", a.pid, grace)
+}
+
+func waitExit(a *agent, timeout time.Duration) bool {
+	if a.done != nil {
+		select {
+		case <-a.done:
+			return true
+		case <-time.After(timeout):
+			return false
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !isAlive(a.pid) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// isAlive reports whether pid runs (a zombie does not count).
+func isAlive(pid int) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// Field 3, after the parenthesised command name.
+	if i := bytes.LastIndexByte(raw, ')'); i >= 0 && i+2 < len(raw) {
+		return raw[i+2] != 'Z' && raw[i+2] != 'X'
+	}
+	return true
+}
+
+// isAgentOf reports whether pid is a running vxdp agent of instance.
+func isAgentOf(pid int, instance string) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !isAlive(pid) {
+		return false
+	}
+	return cmdlineHasInstance(raw, instance)
+}
+
+func cmdlineHasInstance(cmdline []byte, instance string) bool {
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) < 2 {
+		return false
+	}
+	isAgent := false
+	for i, a := range args[1:] {
+		if a == "agent" {
+			isAgent = true
+		}
+		if isAgent && (a == "--instance" || a == "-instance") && i+2 < len(args) && args[i+2] == instance {
+			return true
+		}
+		if isAgent && (a == "--instance="+instance || a == "-instance="+instance) {
+			return true
+		}
+	}
+	return false
+}
+
+// agentPIDs finds every running agent process of instance.
+func agentPIDs(instance string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if isAgentOf(pid, instance) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// Applied is the agent's record of its last apply (<state-dir>/applied.json).
+type Applied struct {
+	Revision  uint64          `json:"revision"`
+	AppliedAt time.Time       `json:"applied_at"`
+	Pending   json.RawMessage `json:"pending"`
+	Error     string          `json:"error"`
+	Ops       int             `json:"ops"`
+}
+
+// HasPending reports whether ports were waiting for their tap.
+func (a Applied) HasPending() bool {
+	s := strings.TrimSpace(string(a.Pending))
+	return s != "" && s != "null" && s != "[]"
+}
+
+// ReadApplied reads node's applied.json.
+func (l *Lab) ReadApplied(node string) (*Applied, error) {
+	path := filepath.Join(l.StateDir(node), "applied.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var a Applied
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &a, nil
+}
+
+// WaitApplied waits until every running agent has applied the last
+// published revision without error and with no pending port.
+func (l *Lab) WaitApplied(ctx context.Context) error {
+	for _, n := range Nodes {
+		if err := l.WaitNodeApplied(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WaitNodeApplied waits until node's agent has applied the last published
+// revision since it was started (default timeout 30 s): a restarted agent
+// must write a new record, the one its predecessor left does not count.
+func (l *Lab) WaitNodeApplied(ctx context.Context, node string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	want := l.Revision()
+	var since time.Time
+	l.mu.Lock()
+	if a := l.agents[node]; a != nil {
+		since = a.started
+	}
+	l.mu.Unlock()
+	var last *Applied
+	var lastErr error
+	for {
+		if exited, err := l.AgentExit(node); exited {
+			return fmt.Errorf("agent of %s exited (%v) before applying revision %d; log %s:\n%s", node, err, want, l.LogFile(node), l.LogTail(node, 20))
+		}
+		last, lastErr = l.ReadApplied(node)
+		if lastErr == nil && last.Revision >= want && !last.AppliedAt.Before(since) && last.Error == "" && !last.HasPending() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			detail := fmt.Sprintf("%v", lastErr)
+			if last != nil {
+				detail = fmt.Sprintf("revision %d at %s, error %q, pending %s; agent started at %s", last.Revision,
+					last.AppliedAt.Format(time.RFC3339Nano), last.Error, last.Pending, since.UTC().Format(time.RFC3339Nano))
+			}
+			return fmt.Errorf("agent of %s did not apply revision %d in time (last applied.json: %s); log %s:\n%s",
+				node, want, detail, l.LogFile(node), l.LogTail(node, 20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// LogTail returns the last n lines of node's agent log.
+func (l *Lab) LogTail(node string, n int) string {
+	raw, _ := os.ReadFile(l.LogFile(node))
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,292 @@
+// Package lab builds the seed topology of docs (../shared/seed/DIGEST.md) on
+// one machine out of network namespaces: an underlay bridge joining node1,
+// node3 and node4 by their tunnel NIC eth2, VMs and the DHCP port as
+// namespaces whose eth0 is a veth peered with a Neutron-named tap inside
+// their node, one vxdp agent per node fed the desired state l2population
+// would push, and traffic helpers (ICMP, TCP, capture, injection) that run
+// inside the namespaces. `vxdp lab` and the end-to-end tests in test/ use it.
+//
+// Every name the lab makes in the host (namespaces, agent instances, pin
+// directories) starts with a prefix, so several labs can coexist; links
+// live inside the lab's namespaces only, so their names never collide.
+// What a lab makes is recorded in its directory before it is made, so
+// Teardown can remove it even after a crash.
+package lab
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/vxdp/vxdp/control/state"
+)
+
+// DefaultPrefix starts every namespace and instance name of a lab.
+const DefaultPrefix = "vxdp-"
+
+// Dataplanes an agent can run.
+const (
+	DataplaneBPF    = "bpf"
+	DataplaneKernel = "kernel"
+)
+
+// Config describes a lab. The zero value (plus Binary) is the seed topology
+// with the BPF dataplane on every node.
+type Config struct {
+	// Prefix starts every namespace and instance name (default "vxdp-").
+	Prefix string
+	// Dir holds the manifest, state files, agent state dirs and logs.
+	Dir string
+	// Binary is the vxdp executable the agents run.
+	Binary string
+	// BPFFS is the bpffs the agents pin under (default /sys/fs/bpf,
+	// mounted if it is not a bpffs yet).
+	BPFFS string
+	// Dataplane per node name ("node1", "node3", "node4"); default bpf.
+	Dataplane map[string]string
+	// SecondNetwork adds vxlan200_net (VNI 200) with the same subnet and
+	// IPs as vxlan100_net and VMs on node3 (vm3, .19) and node4 (vm4, .12).
+	SecondNetwork bool
+	// Rogue adds an underlay host at 192.168.248.9 that is no VTEP.
+	Rogue bool
+	// VIP gives vm1 a second address, 172.16.100.112, as an allowed
+	// address pair: l2population never pushes it, so ARP for it is only
+	// resolved by flooding.
+	VIP bool
+	// AgentArgs are appended to every agent's command line.
+	AgentArgs []string
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(c.Prefix, "/ \t\n") || len(c.Prefix) > 40 {
+		return c, fmt.Errorf("lab prefix %q: use at most 40 characters without '/' or spaces", c.Prefix)
+	}
+	if c.BPFFS == "" {
+		c.BPFFS = "/sys/fs/bpf"
+	}
+	if c.Dir == "" {
+		return c, fmt.Errorf("lab: no directory given")
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return c, err
+	}
+	c.Dir = dir
+	for node, dp := range c.Dataplane {
+		if _, ok := nodeIPs[node]; !ok {
+			return c, fmt.Errorf("lab: dataplane for unknown node %q (one of node1, node3, node4)", node)
+		}
+		if dp != DataplaneBPF && dp != DataplaneKernel {
+			return c, fmt.Errorf("lab: dataplane %q for %s: want bpf or kernel", dp, node)
+		}
+	}
+	return c, nil
+}
+
+// DataplaneOf returns the dataplane a node runs.
+func (c Config) DataplaneOf(node string) string {
+	if dp := c.Dataplane[node]; dp != "" {
+		return dp
+	}
+	return DataplaneBPF
+}
+
+// The seed's networks, hosts and ports.
+const (
+	Net100ID    = "85ae5035-203b-4ef7-b65c-397f80b5a8af"
+	Net100Name  = "vxlan100_net"
+	Net200ID    = "5f0c8b7e-2a41-4d93-b6e8-0c1d9e7a3f20"
+	Net200Name  = "vxlan200_net"
+	NetworkMTU  = 1450
+	UnderlayMTU = 1500
+	VXLANPort   = 8472
+)
+
+// Nodes in the order they are built.
+var Nodes = []string{"node1", "node3", "node4"}
+
+var nodeIPs = map[string]netip.Addr{
+	"node1": netip.MustParseAddr("192.168.248.1"),
+	"node3": netip.MustParseAddr("192.168.248.3"),
+	"node4": netip.MustParseAddr("192.168.248.4"),
+}
+
+// RogueIP is the underlay address of the rogue host (no VTEP of any network).
+var RogueIP = netip.MustParseAddr("192.168.248.9")
+
+// VIP is vm1's allowed-address-pair address (Config.VIP).
+var VIP = netip.MustParseAddr("172.16.100.112")
+
+// NodeIP returns a node's VTEP address.
+func NodeIP(node string) netip.Addr { return nodeIPs[node] }
+
+// Port is a tenant port of the lab: a namespace holding eth0, peered with
+// the tap in its node.
+type Port struct {
+	Name      string // short name: "dhcp", "vm1", ...; also the namespace suffix
+	ID        string
+	NetworkID string
+	VNI       uint32
+	Node      string
+	MAC       state.MAC
+	IP        netip.Addr
+	// NSName is the namespace suffix when it differs from Name.
+	NSName string
+}
+
+// Tap is the Neutron tap name of the port.
+func (p Port) Tap() string { return state.TapName(p.ID) }
+
+// TapMAC is the MAC libvirt gives the host side of a VM NIC: the guest's
+// with fe as first octet.
+func (p Port) TapMAC() state.MAC {
+	m := p.MAC
+	m[0] = 0xfe
+	return m
+}
+
+func mac(s string) state.MAC {
+	m, err := state.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+var (
+	// DHCP is the DHCP port of vxlan100_net on node1.
+	DHCP = Port{Name: "dhcp", ID: "d40d05b8-bd6b-4c1e-9a3f-5c2d7e8f9a01", NetworkID: Net100ID, VNI: 100, Node: "node1",
+		MAC: mac("fa:16:3e:6e:c0:44"), IP: netip.MustParseAddr("172.16.100.10"), NSName: "qdhcp-" + Net100ID}
+	// VM2 is centos7.6-vm2 on node3.
+	VM2 = Port{Name: "vm2", ID: "31c64a21-7658-4d2b-8f0e-3a9c1b2d4e5f", NetworkID: Net100ID, VNI: 100, Node: "node3",
+		MAC: mac("fa:16:3e:cb:98:2c"), IP: netip.MustParseAddr("172.16.100.19")}
+	// VM1 is centos7.6-vm1 on node4.
+	VM1 = Port{Name: "vm1", ID: "9784ef08-97a1-4b8e-9c3d-2e6f0a1b7c58", NetworkID: Net100ID, VNI: 100, Node: "node4",
+		MAC: mac("fa:16:3e:06:42:34"), IP: netip.MustParseAddr("172.16.100.12")}
+	// VM3 is on vxlan200_net on node3, with vm2's IP.
+	VM3 = Port{Name: "vm3", ID: "c2a7e5d1-3b94-4f6a-8e21-7d5c9b0a4e63", NetworkID: Net200ID, VNI: 200, Node: "node3",
+		MAC: mac("fa:16:3e:5a:21:7c"), IP: netip.MustParseAddr("172.16.100.19")}
+	// VM4 is on vxlan200_net on node4, with vm1's IP.
+	VM4 = Port{Name: "vm4", ID: "e81f0c36-5d27-4a98-b3c4-1f6e2d8a9b70", NetworkID: Net200ID, VNI: 200, Node: "node4",
+		MAC: mac("fa:16:3e:b3:0d:96"), IP: netip.MustParseAddr("172.16.100.12")}
+)
+
+// Ports returns the tenant ports of a configuration, in build order.
+func (c Config) Ports() []Port {
+	ps := []Port{DHCP, VM2, VM1}
+	if c.SecondNetwork {
+		ps = append(ps, VM3, VM4)
+	}
+	return ps
+}
+
+// networks returns the networks of a configuration.
+func (c Config) networks() []state.Network {
+	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: NetworkMTU}}
+	if c.SecondNetwork {
+		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: NetworkMTU})
+	}
+	return ns
+}
+
+// localPort is the local_ports entry of p.
+func (c Config) localPort(p Port) state.LocalPort {
+	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap()}
+	if c.VIP && p.ID == VM1.ID {
+		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
+	}
+	return lp
+}
+
+// DesiredState is what l2population pushes to node: every network with a
+// port on node, that network's other VTEPs (the flood list), its local
+// ports, and every port of it on another node with its fixed IPs (proxy
+// ARP) and VTEP. Allowed address pairs are not pushed to other nodes, as
+// in Neutron.
+func (c Config) DesiredState(node string) *state.Desired {
+	d := &state.Desired{Networks: []state.Network{}, LocalPorts: []state.LocalPort{}, RemotePorts: []state.RemotePort{}}
+	ports := c.Ports()
+	for _, n := range c.networks() {
+		hosts := map[string]bool{}
+		for _, p := range ports {
+			if p.NetworkID == n.ID {
+				hosts[p.Node] = true
+			}
+		}
+		if !hosts[node] {
+			continue
+		}
+		for _, other := range Nodes {
+			if other != node && hosts[other] {
+				n.VTEPs = append(n.VTEPs, state.VTEP{IP: nodeIPs[other]})
+			}
+		}
+		d.Networks = append(d.Networks, n)
+		for _, p := range ports {
+			switch {
+			case p.NetworkID != n.ID:
+			case p.Node == node:
+				d.LocalPorts = append(d.LocalPorts, c.localPort(p))
+			default:
+				d.RemotePorts = append(d.RemotePorts, state.RemotePort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC,
+					IPs: []netip.Addr{p.IP}, VTEP: nodeIPs[p.Node]})
+			}
+		}
+	}
+	return d
+}
+
+// Names of what a lab makes in the host.
+
+// NS returns the namespace name of a node, port or "underlay"/"rogue".
+func (c Config) NS(name string) string { return c.Prefix + name }
+
+// PortNS returns the namespace of a port.
+func (c Config) PortNS(p Port) string {
+	if p.NSName != "" {
+		return c.NS(p.NSName)
+	}
+	return c.NS(p.Name)
+}
+
+// Instance returns the agent instance name of a node.
+func (c Config) Instance(node string) string { return c.Prefix + node }
+
+// PinDir is where the agent of node pins its programs and maps.
+func (c Config) PinDir(node string) string {
+	return filepath.Join(c.BPFFS, "vxdp", c.Instance(node))
+}
+
+// StateFile is the desired-state file of node's agent.
+func (c Config) StateFile(node string) string { return filepath.Join(c.Dir, node+".state.json") }
+
+// StateDir is the agent's --state-dir.
+func (c Config) StateDir(node string) string { return filepath.Join(c.Dir, node+".agent") }
+
+// LogFile is the agent's log.
+func (c Config) LogFile(node string) string { return filepath.Join(c.Dir, node+".log") }
+
+// Namespaces lists every namespace of the lab, in build order.
+func (c Config) Namespaces() []string {
+	out := []string{c.NS("underlay")}
+	for _, n := range Nodes {
+		out = append(out, c.NS(n))
+	}
+	if c.Rogue {
+		out = append(out, c.NS("rogue"))
+	}
+	for _, p := range c.Ports() {
+		out = append(out, c.PortNS(p))
+	}
+	return out
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

@@ -1,0 +1,174 @@
+package lab
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/vxdp/vxdp/control/state"
+)
+
+const (
+	underlayBridge = "br0"
+	// VTEPDev is the tunnel NIC of every node, as in the seed (eth2).
+	VTEPDev = "eth2"
+	// VMDev is the NIC inside every VM/DHCP namespace.
+	VMDev = "eth0"
+)
+
+// buildTopology makes the namespaces and links of c. It is not atomic: on
+// error the caller tears down what exists.
+func buildTopology(c Config) error {
+	for _, ns := range c.Namespaces() {
+		if NSExists(ns) {
+			return fmt.Errorf("namespace %s already exists: another lab with prefix %q is up (tear it down with `vxdp lab down`, or choose another prefix)", ns, c.Prefix)
+		}
+	}
+	for _, ns := range c.Namespaces() {
+		if err := createNS(ns); err != nil {
+			return err
+		}
+	}
+	if err := Do(c.NS("underlay"), func() error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: underlayBridge, MTU: UnderlayMTU}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("add underlay bridge: %w", err)
+		}
+		return setUp(underlayBridge)
+	}); err != nil {
+		return err
+	}
+	hosts := map[string]netip.Addr{}
+	for _, n := range Nodes {
+		hosts[n] = nodeIPs[n]
+	}
+	if c.Rogue {
+		hosts["rogue"] = RogueIP
+	}
+	for name, ip := range hosts {
+		if err := addUnderlayHost(c, name, ip); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.Ports() {
+		if err := addPort(c, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addUnderlayHost plugs host's eth2 into the underlay bridge and gives it ip.
+func addUnderlayHost(c Config, host string, ip netip.Addr) error {
+	hostNS, err := netns.GetFromName(c.NS(host))
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", c.NS(host), err)
+	}
+	defer hostNS.Close()
+	// The bridge side is named after the host; ≤ 15 characters.
+	if err := Do(c.NS("underlay"), func() error {
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: UnderlayMTU},
+			PeerName:      VTEPDev,
+			PeerMTU:       UnderlayMTU,
+			PeerNamespace: netlink.NsFd(int(hostNS)),
+		}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add veth %s/%s: %w", host, VTEPDev, err)
+		}
+		l, err := netlink.LinkByName(host)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMasterByIndex(l, bridgeIndex()); err != nil {
+			return fmt.Errorf("enslave %s to %s: %w", host, underlayBridge, err)
+		}
+		if err := prepareWire(host); err != nil {
+			return err
+		}
+		return setUp(host)
+	}); err != nil {
+		return err
+	}
+	return Do(c.NS(host), func() error {
+		if err := addAddr(VTEPDev, netip.PrefixFrom(ip, 24)); err != nil {
+			return err
+		}
+		return setUp(VTEPDev)
+	})
+}
+
+func bridgeIndex() int {
+	l, err := netlink.LinkByName(underlayBridge)
+	if err != nil {
+		return 0
+	}
+	return l.Attrs().Index
+}
+
+// addPort makes the port's namespace NIC and its tap in the node: the tap
+// is created and set up; enslaving it is the agent's job.
+func addPort(c Config, p Port) error {
+	portNS, err := netns.GetFromName(c.PortNS(p))
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", c.PortNS(p), err)
+	}
+	defer portNS.Close()
+	if err := Do(c.NS(p.Node), func() error {
+		veth := &netlink.Veth{
+			LinkAttrs:        netlink.LinkAttrs{Name: p.Tap(), MTU: NetworkMTU, HardwareAddr: hw(p.TapMAC())},
+			PeerName:         VMDev,
+			PeerMTU:          NetworkMTU,
+			PeerHardwareAddr: hw(p.MAC),
+			PeerNamespace:    netlink.NsFd(int(portNS)),
+		}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("add tap %s: %w", p.Tap(), err)
+		}
+		return setUp(p.Tap())
+	}); err != nil {
+		return err
+	}
+	return Do(c.PortNS(p), func() error {
+		if err := addAddr(VMDev, netip.PrefixFrom(p.IP, 24)); err != nil {
+			return err
+		}
+		if c.VIP && p.ID == VM1.ID {
+			if err := addAddr(VMDev, netip.PrefixFrom(VIP, 24)); err != nil {
+				return err
+			}
+		}
+		if err := prepareVMNIC(VMDev); err != nil {
+			return err
+		}
+		return setUp(VMDev)
+	})
+}
+
+func setUp(dev string) error {
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", dev, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", dev, err)
+	}
+	return nil
+}
+
+func addAddr(dev string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", dev, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("add %s to %s: %w", p, dev, err)
+	}
+	return nil
+}
+
+func hw(m state.MAC) net.HardwareAddr { return net.HardwareAddr(m[:]) }
