@@ -33,9 +33,9 @@ type Options struct {
 	// pushed) is then flooded to the VTEPs instead of dropped. The BPF port
 	// program answers known addresses either way.
 	ARPResponder bool
-	XDPMode   string     // auto, native or generic
-	TCMode    string     // auto, tcx or clsact
-	Log       *slog.Logger
+	XDPMode      string // auto, native or generic
+	TCMode       string // auto, tcx or clsact
+	Log          *slog.Logger
 }
 
 // PinDir is where this instance's maps and links are pinned.
