@@ -176,8 +176,16 @@ Try:
   ip netns exec %[1]svm2 ping %[2]s
   ip netns exec %[1]snode3 bridge fdb show dev vxlan-100
   ip netns exec %[1]snode3 ip neigh show dev vxlan-100
-  vxdp dump --instance %[1]snode3 --netns %[1]snode3 --bpffs %[3]s --state-dir %[4]s fdb stats
+  %[7]s dump --instance %[1]snode3 --netns %[1]snode3 --bpffs %[3]s --state-dir %[4]s fdb stats
   tail -f %[5]s
-  vxdp lab down --dir %[6]s
-`, l.Prefix, lab.VM1.IP, l.BPFFS, l.StateDir("node3"), l.LogFile("node3"), l.Dir)
+  %[7]s lab down --dir %[6]s
+`, l.Prefix, lab.VM1.IP, l.BPFFS, l.StateDir("node3"), l.LogFile("node3"), l.Dir, selfPath())
+}
+
+// selfPath is how to run this binary again, for the hints printed.
+func selfPath() string {
+	if exe, err := os.Executable(); err == nil {
+		return exe
+	}
+	return "vxdp"
 }
