@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -23,6 +24,30 @@ func benchCommand() *cli.Command {
 			},
 			Action: func(c *cli.Context) error {
 				r, err := bench.RunBPF(c.Context, c.Int("repeat"))
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return json.NewEncoder(os.Stdout).Encode(r)
+				}
+				return r.WriteTable(os.Stdout)
+			},
+		}, {
+			Name:  "path",
+			Usage: "BPF fast path vs the kernel path (bridge + vxlan device) end to end in the seed lab: TCP, small UDP, RTT (root)",
+			Flags: []cli.Flag{
+				&cli.Int64Flag{Name: "tcp-bytes", Value: 256 << 20, Usage: "bytes per TCP transfer"},
+				&cli.IntFlag{Name: "runs", Value: 3, Usage: "TCP transfers per dataplane (median reported)"},
+				&cli.DurationFlag{Name: "udp-period", Value: 2 * time.Second, Usage: "length of the 64-byte UDP flood"},
+				bpffsFlag, jsonFlag,
+			},
+			Action: func(c *cli.Context) error {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				r, err := bench.RunPath(c.Context, bench.PathOptions{Binary: exe, BPFFS: c.String(bpffsFlag.Name),
+					TCPBytes: c.Int64("tcp-bytes"), Runs: c.Int("runs"), UDPPeriod: c.Duration("udp-period"), Log: os.Stderr})
 				if err != nil {
 					return err
 				}
