@@ -14,11 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
+	"github.com/vxdp/vxdp/control"
+	"github.com/vxdp/vxdp/control/config"
 	"github.com/vxdp/vxdp/control/state"
 	"github.com/vxdp/vxdp/dataplane"
 )
@@ -62,77 +65,152 @@ func agentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "run the per-hypervisor agent: install and reconcile the dataplane",
-		Description: `The agent makes this host forward tenant traffic for the desired state it is
-given (--state FILE), through BPF programs on the taps and the VTEP interface,
-while keeping the kernel's brq bridges, vxlan-<VNI> devices and l2pop FDB/ARP
-entries correct. Stopping it leaves everything installed and forwarding;
-a restarted agent adopts what it finds. --cleanup removes it all.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "state", Usage: "desired state JSON `FILE` (re-read on change and SIGHUP)"},
+		Description: `The agent makes this host forward tenant traffic for its desired state, through
+BPF programs on the taps and the VTEP interface, while keeping the kernel's brq
+bridges, vxlan-<VNI> devices and l2pop FDB/ARP entries correct.
+
+The desired state comes from the NATS control plane (default; --nats, or
+[nats] servers in the config) or from a JSON file (--state FILE, re-read on
+change and SIGHUP). Settings come from --config files — vxdp's own ini and/or
+Neutron's linuxbridge_agent.ini, later files overriding earlier ones — and
+flags override both. A config error names the file, line and fix, and the
+agent exits before touching the kernel.
+
+Stopping the agent leaves everything installed and forwarding; a restarted
+agent adopts what it finds. --cleanup removes it all.`,
+		Flags: append([]cli.Flag{
+			&cli.StringSliceFlag{Name: "config", Usage: "agent ini `FILE`s (vxdp-agent.ini, Neutron's linuxbridge_agent.ini); repeat or comma-separate"},
+			&cli.StringFlag{Name: "state", Usage: "take the desired state from a JSON `FILE` instead of NATS"},
+			&cli.StringFlag{Name: "host", Usage: "host `NAME` ports are bound to ([DEFAULT] host; default: the host name)"},
 			&cli.StringFlag{Name: "local-ip", Usage: "VTEP `IP` ([vxlan] local_ip); the interface holding it is the uplink"},
-			&cli.StringFlag{Name: "dataplane", Value: "bpf", Usage: "bpf, or kernel for the kernel objects only"},
-			&cli.UintFlag{Name: "vxlan-port", Value: 8472, Usage: "VXLAN UDP destination port"},
-			&cli.BoolFlag{Name: "arp-responder", Usage: "let the kernel vxlan device answer ARP from the l2pop entries too (Neutron's [vxlan] arp_responder); ARP for unknown addresses is then dropped instead of flooded"},
-			&cli.StringFlag{Name: "xdp-mode", Value: dataplane.ModeAuto, Usage: "auto, native or generic"},
-			&cli.StringFlag{Name: "tc-mode", Value: dataplane.ModeAuto, Usage: "auto, tcx or clsact"},
-			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on `ADDR` (e.g. 127.0.0.1:9641)"},
+			&cli.StringFlag{Name: "dataplane", Value: "bpf", Usage: "bpf, or kernel for the kernel objects only ([dataplane] enable_bpf)"},
+			&cli.UintFlag{Name: "vxlan-port", Value: 8472, Usage: "VXLAN UDP destination port ([vxlan] udp_dstport)"},
+			&cli.BoolFlag{Name: "arp-responder", Usage: "let the kernel vxlan device answer ARP from the l2pop entries too ([vxlan] arp_responder); ARP for unknown addresses is then dropped instead of flooded"},
+			&cli.StringFlag{Name: "xdp-mode", Value: dataplane.ModeAuto, Usage: "auto, native or generic ([dataplane] xdp_mode)"},
+			&cli.StringFlag{Name: "tc-mode", Value: dataplane.ModeAuto, Usage: "auto, tcx or clsact ([dataplane] tc_mode)"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics on `ADDR`, e.g. 127.0.0.1:9641 ([agent] metrics_listen)"},
 			&cli.DurationFlag{Name: "resync", Value: time.Minute, Usage: "re-apply the desired state this often to repair drift"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "remove everything this instance installed and exit"},
 			instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
-		},
-		Action: runAgent,
+		}, natsFlags()...),
+		Action:      runAgent,
+		Subcommands: []*cli.Command{agentListCommand()},
 	}
 }
 
-// agentOptions validates the flags into dataplane options. It runs before
-// anything touches the kernel.
-func agentOptions(c *cli.Context, log *slog.Logger) (dataplane.Options, error) {
-	opts := dataplane.Options{
-		Instance:     instanceName(c),
-		BPFFS:        c.String(bpffsFlag.Name),
-		StateDir:     stateDir(c),
-		XDPMode:      c.String("xdp-mode"),
-		TCMode:       c.String("tc-mode"),
-		VXLANPort:    uint16(c.Uint("vxlan-port")),
-		ARPResponder: c.Bool("arp-responder"),
-		Log:          log,
-	}
+// agentSettings is everything the agent runs with, resolved from the
+// config files and the flags and validated before the kernel is touched.
+type agentSettings struct {
+	dp        dataplane.Options
+	cfg       *config.AgentConfig
+	stateFile string // file mode when set, NATS otherwise
+	nats      control.ConnectOptions
+	metrics   string
+}
+
+// agentSettingsFrom reads the config files and flags (flags win) and
+// returns every problem at once.
+func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error) {
 	var errs []error
-	switch c.String("dataplane") {
-	case "bpf":
-	case "kernel":
-		opts.Kernel = true
-	default:
-		errs = append(errs, fmt.Errorf("--dataplane %q: use bpf or kernel", c.String("dataplane")))
+	cfg := config.Defaults()
+	var flagIP netip.Addr
+	if v := c.String("local-ip"); v != "" {
+		ip, err := netip.ParseAddr(v)
+		if err != nil || !ip.Is4() {
+			errs = append(errs, fmt.Errorf("--local-ip %q: want an IPv4 address like 192.168.248.3", v))
+		}
+		flagIP = ip
 	}
-	if p := c.Uint("vxlan-port"); p == 0 || p > 65535 {
-		errs = append(errs, fmt.Errorf("--vxlan-port %d: use 1-65535 (8472 is the Linux default)", p))
+	if files := c.StringSlice("config"); len(files) > 0 {
+		base := config.Defaults()
+		base.LocalIP = flagIP
+		loaded, err := config.LoadOver(base, files...)
+		if err != nil {
+			return nil, err // file:line: problem — fix
+		}
+		cfg = loaded
+		for _, w := range cfg.Warnings {
+			log.Warn("config", "note", w)
+		}
+	} else if h, err := os.Hostname(); err == nil && cfg.Host == "" {
+		cfg.Host = h
 	}
-	if m := opts.XDPMode; m != dataplane.ModeAuto && m != dataplane.ModeNative && m != dataplane.ModeGeneric {
+
+	// Flags override the files.
+	if c.IsSet("host") {
+		cfg.Host = c.String("host")
+	}
+	if flagIP.IsValid() {
+		cfg.LocalIP = flagIP
+	}
+	if c.IsSet("vxlan-port") || len(c.StringSlice("config")) == 0 {
+		if p := c.Uint("vxlan-port"); p == 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("--vxlan-port %d: use 1-65535 (8472 is the Linux default)", p))
+		} else {
+			cfg.VXLANPort = uint16(p)
+		}
+	}
+	if c.IsSet("dataplane") || len(c.StringSlice("config")) == 0 {
+		switch c.String("dataplane") {
+		case "bpf":
+			cfg.Dataplane.EnableBPF = true
+		case "kernel":
+			cfg.Dataplane.EnableBPF = false
+		default:
+			errs = append(errs, fmt.Errorf("--dataplane %q: use bpf or kernel", c.String("dataplane")))
+		}
+	}
+	for flag, dst := range map[string]*string{"xdp-mode": &cfg.Dataplane.XDPMode, "tc-mode": &cfg.Dataplane.TCMode,
+		bpffsFlag.Name: &cfg.Dataplane.BPFFS, "metrics-addr": &cfg.MetricsListen} {
+		if c.IsSet(flag) || *dst == "" {
+			*dst = c.String(flag)
+		}
+	}
+	if c.IsSet("arp-responder") {
+		cfg.Dataplane.ARPResponder = c.Bool("arp-responder")
+	}
+	if m := cfg.Dataplane.XDPMode; m != dataplane.ModeAuto && m != dataplane.ModeNative && m != dataplane.ModeGeneric {
 		errs = append(errs, fmt.Errorf("--xdp-mode %q: use auto, native or generic", m))
 	}
-	if m := opts.TCMode; m != dataplane.ModeAuto && m != dataplane.ModeTCX && m != dataplane.ModeClsact {
+	if m := cfg.Dataplane.TCMode; m != dataplane.ModeAuto && m != dataplane.ModeTCX && m != dataplane.ModeClsact {
 		errs = append(errs, fmt.Errorf("--tc-mode %q: use auto, tcx or clsact", m))
 	}
-	if strings.ContainsAny(opts.Instance, "/ ") {
-		errs = append(errs, fmt.Errorf("--instance %q: must not contain '/' or spaces", opts.Instance))
+	if err := control.ValidHost(cfg.Host); err != nil {
+		errs = append(errs, fmt.Errorf("--host: %w", err))
 	}
-	if !c.Bool("cleanup") {
-		ip, err := netip.ParseAddr(c.String("local-ip"))
-		switch {
-		case c.String("local-ip") == "":
-			errs = append(errs, errors.New("--local-ip is required: the VTEP address ([vxlan] local_ip)"))
-		case err != nil || !ip.Is4():
-			errs = append(errs, fmt.Errorf("--local-ip %q: want an IPv4 address like 192.168.248.3", c.String("local-ip")))
-		default:
-			opts.LocalIP = ip
-		}
-		if c.String("state") == "" {
-			errs = append(errs, errors.New("--state FILE is required: the desired state of this host"))
-		}
+
+	instance := c.String(instanceFlag.Name)
+	if instance == "" {
+		instance = cfg.Host
 	}
-	return opts, errors.Join(errs...)
+	if instance == "" || strings.ContainsAny(instance, "/ ") {
+		errs = append(errs, fmt.Errorf("--instance %q: must be non-empty without '/' or spaces", instance))
+	}
+	dir := c.String(stateDirFlag.Name)
+	if dir == "" {
+		dir = filepath.Join(cfg.StateDir, instance)
+	}
+	s := &agentSettings{
+		cfg:       cfg,
+		stateFile: c.String("state"),
+		metrics:   cfg.MetricsListen,
+		dp: dataplane.Options{
+			Instance: instance, BPFFS: cfg.Dataplane.BPFFS, StateDir: dir, LocalIP: cfg.LocalIP,
+			VXLANPort: cfg.VXLANPort, Kernel: !cfg.Dataplane.EnableBPF, ARPResponder: cfg.Dataplane.ARPResponder,
+			TTL: uint8(cfg.TTL), XDPMode: cfg.Dataplane.XDPMode, TCMode: cfg.Dataplane.TCMode, Log: log,
+		},
+	}
+	base := cfg.ConnectOptions()
+	base.Name, base.InboxPrefix, base.Retry, base.Log = "vxdp-agent "+cfg.Host, control.InboxPrefix(cfg.Host), true, log
+	s.nats = natsConnectOptions(c, base)
+	if c.IsSet("bucket") || cfg.NATS.Bucket == "" {
+		cfg.NATS.Bucket = c.String("bucket")
+	}
+	if !c.Bool("cleanup") && !cfg.LocalIP.IsValid() {
+		errs = append(errs, errors.New("--local-ip (or [vxlan] local_ip in --config) is required: the VTEP address"))
+	}
+	return s, errors.Join(errs...)
 }
 
 func newLogger(level string) (*slog.Logger, error) {
@@ -148,36 +226,47 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts, err := agentOptions(c, log)
+	s, err := agentSettingsFrom(c, log)
 	if err != nil {
 		return err
+	}
+	if s.cfg.Debug && !c.IsSet("log-level") {
+		log, _ = newLogger("debug")
+		s.dp.Log = log
 	}
 	if err := enterNetns(c); err != nil {
 		return err
 	}
 	if c.Bool("cleanup") {
-		if err := dataplane.Cleanup(opts); err != nil {
+		if err := dataplane.Cleanup(s.dp); err != nil {
 			return fmt.Errorf("cleanup: %w", err)
 		}
-		log.Info("removed everything installed", "instance", opts.Instance)
+		log.Info("removed everything installed", "instance", s.dp.Instance)
 		return nil
 	}
 
-	// The state must be valid before the kernel is touched.
-	first, err := state.LoadFile(c.String("state"))
-	if err != nil {
-		return err
-	}
+	// The desired-state source must be usable before the kernel is touched.
+	var first *state.Desired
+	var producer state.Producer
+	var nc *nats.Conn
 	reload := make(chan struct{}, 1)
-	producer := &state.FileProducer{Path: c.String("state"), Reload: reload, Log: log}
+	if s.stateFile != "" {
+		if first, err = state.LoadFile(s.stateFile); err != nil {
+			return err
+		}
+		producer = &state.FileProducer{Path: s.stateFile, Reload: reload, Log: log}
+	} else {
+		if nc, err = control.Connect(c.Context, s.nats); err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+		defer nc.Close()
+	}
 
-	dp, err := dataplane.Open(opts)
+	dp, err := dataplane.Open(s.dp)
 	if err != nil {
 		return err
 	}
 	defer dp.Close()
-	log.Info("agent started", "instance", opts.Instance, "local_ip", opts.LocalIP,
-		"dataplane", c.String("dataplane"), "pins", opts.PinDir(), "applied_revision", dp.AppliedRevision())
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -185,7 +274,25 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if addr := c.String("metrics-addr"); addr != "" {
+	var observer state.Observer
+	if nc != nil {
+		ao := s.cfg.AgentOptions()
+		ao.StateDir, ao.AppliedRevision, ao.Log, ao.Metrics, ao.Version = s.dp.StateDir, dp.AppliedRevision(), log, reg, version
+		agent, err := control.NewAgent(nc, ao)
+		if err != nil {
+			return err
+		}
+		producer, observer = agent, agent
+	}
+	source := "nats " + strings.Join(s.nats.URLs, ",")
+	if s.stateFile != "" {
+		source = "file " + s.stateFile
+	}
+	log.Info("agent started", "host", s.cfg.Host, "instance", s.dp.Instance, "local_ip", s.dp.LocalIP,
+		"dataplane", map[bool]string{true: "kernel", false: "bpf"}[s.dp.Kernel], "state", source,
+		"pins", s.dp.PinDir(), "applied_revision", dp.AppliedRevision())
+
+	if addr := s.metrics; addr != "" {
 		srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -207,15 +314,17 @@ func runAgent(c *cli.Context) error {
 		}
 	}()
 
-	return runLoop(c.Context, log, dp, metrics, producer, first, c.Duration("resync"))
+	return runLoop(c.Context, log, dp, metrics, producer, observer, first, c.Duration("resync"))
 }
 
 // runLoop applies every desired state the producer sends, re-applies the
 // last one when a tap appears or goes and every resync period, until ctx
-// ends. Failed applies are retried with backoff; the agent never exits on
-// a bad state.
+// ends, and tells the observer (the control plane) each outcome. Nothing is
+// applied before the first desired state arrives: an agent restarting while
+// NATS is away keeps what is installed. Failed applies are retried with
+// backoff; the agent never exits on a bad state.
 func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *dataplane.Metrics,
-	producer state.Producer, current *state.Desired, resync time.Duration) error {
+	producer state.Producer, observer state.Observer, current *state.Desired, resync time.Duration) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	updates := make(chan *state.Desired)
@@ -244,10 +353,16 @@ func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *
 		case <-tick.C:
 		case <-retry.C:
 		}
+		if current == nil {
+			continue
+		}
 		start := time.Now()
 		res, err := dp.Apply(ctx, current)
 		took := time.Since(start)
 		m.ObserveApply(current, res, err, took)
+		if observer != nil {
+			observer.Applied(ctx, current, res, err)
+		}
 		if err != nil {
 			log.Error("apply failed, will retry", "err", err, "retry_in", backoff)
 			retry.Reset(backoff)

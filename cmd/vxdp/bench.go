@@ -33,6 +33,26 @@ func benchCommand() *cli.Command {
 				return r.WriteTable(os.Stdout)
 			},
 		}, {
+			Name:  "controlplane",
+			Usage: "NATS control plane: port-event convergence over many simulated agents, full and delta resync, agent memory (embedded server, minutes)",
+			Flags: []cli.Flag{
+				&cli.IntSliceFlag{Name: "agents", Value: cli.NewIntSlice(10, 100, 1000), Usage: "fleet sizes"},
+				&cli.IntSliceFlag{Name: "ports", Value: cli.NewIntSlice(10000, 100000), Usage: "network sizes for resync and memory"},
+				&cli.IntFlag{Name: "events", Value: 20, Usage: "port events per fleet size and kind"},
+				jsonFlag,
+			},
+			Action: func(c *cli.Context) error {
+				r, err := bench.RunControlPlane(c.Context, bench.ControlPlaneOptions{
+					Agents: c.IntSlice("agents"), ResyncPorts: c.IntSlice("ports"), Events: c.Int("events")})
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return json.NewEncoder(os.Stdout).Encode(r)
+				}
+				return r.WriteTable(os.Stdout)
+			},
+		}, {
 			Name:  "path",
 			Usage: "BPF fast path vs the kernel path (bridge + vxlan device) end to end in the seed lab: TCP, small UDP, RTT (root)",
 			Flags: []cli.Flag{

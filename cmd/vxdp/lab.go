@@ -45,6 +45,7 @@ func labUpCommand() *cli.Command {
 		&cli.BoolFlag{Name: "vip", Usage: "give vm1 172.16.100.112 as an allowed address pair (ARP for it floods)"},
 		&cli.BoolFlag{Name: "no-smoke", Usage: "skip the vm2 -> vm1 ping"},
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long the agents may take to apply"},
+		&cli.StringFlag{Name: "control", Value: lab.ControlNATS, Usage: "nats: embedded NATS server on node1, networks and ports in its KV; file: one state file per node"},
 	}
 	for _, n := range lab.Nodes {
 		flags = append(flags, &cli.StringFlag{Name: "dataplane-" + n, Value: lab.DataplaneBPF, Usage: "dataplane of " + n + ": bpf or kernel"})
@@ -67,6 +68,7 @@ func labUpCommand() *cli.Command {
 				SecondNetwork: c.Bool("second-network"),
 				Rogue:         c.Bool("rogue"),
 				VIP:           c.Bool("vip"),
+				Control:       c.String("control"),
 			}
 			for _, n := range lab.Nodes {
 				cfg.Dataplane[n] = c.String("dataplane-" + n)
@@ -180,6 +182,14 @@ Try:
   tail -f %[5]s
   %[7]s lab down --dir %[6]s
 `, l.Prefix, lab.VM1.IP, l.BPFFS, l.StateDir("node3"), l.LogFile("node3"), l.Dir, selfPath())
+	if l.Control == lab.ControlNATS {
+		fmt.Fprintf(out, `Control plane (embedded NATS on node1, %[2]s; log %[4]s):
+  %[3]s agent list --netns %[1]snode1 --nats %[2]s
+  %[3]s network list --netns %[1]snode1 --nats %[2]s
+  %[3]s port list --netns %[1]snode1 --nats %[2]s
+  %[3]s port bind %[5]s --host node3 --wait 10s --netns %[1]snode1 --nats %[2]s   # live-migrate vm1's port record
+`, l.Prefix, lab.NATSURL(), selfPath(), l.NATSLog(), lab.VM1.ID)
+	}
 }
 
 // selfPath is how to run this binary again, for the hints printed.

@@ -25,6 +25,10 @@ func main() {
 			dumpCommand(),
 			benchCommand(),
 			labCommand(),
+			serverCommand(),
+			networkCommand(),
+			portCommand(),
+			sgCommand(),
 		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -12,33 +12,48 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/vxdp/vxdp/control/state"
 )
 
-// ControlPlane hands each node's agent its desired state. The lab starts
-// every agent the same way and appends AgentArgs; a mode that feeds agents
-// differently (e.g. NATS) implements this interface.
+// ControlPlane gives the agents their desired state: state files
+// (FileControl) or the NATS control plane (NATSControl). The lab starts
+// every agent the same way and appends AgentArgs.
 type ControlPlane interface {
-	// Publish makes d the desired state of node's agent.
-	Publish(node string, d *state.Desired) error
+	// Start brings the control plane up, before the agents start.
+	Start(ctx context.Context) error
+	// Publish makes the lab's networks and ports the desired state.
+	Publish(ctx context.Context) error
 	// AgentArgs are the agent flags that point it at its state.
 	AgentArgs(node string) []string
 }
 
 // FileControl is the file mode: one JSON state file per node, read (and
-// watched) by the agent with --state.
-type FileControl struct{ cfg Config }
+// watched) by the agent with --state, written as l2population would push it.
+type FileControl struct{ l *Lab }
 
-func (f *FileControl) Publish(node string, d *state.Desired) error {
-	if err := d.Validate(); err != nil {
-		return fmt.Errorf("state of %s: %w", node, err)
+func (f *FileControl) Start(context.Context) error { return nil }
+
+// Publish writes the desired state of every node with a new revision.
+func (f *FileControl) Publish(context.Context) error {
+	l := f.l
+	l.mu.Lock()
+	l.revision++
+	rev := l.revision
+	l.mu.Unlock()
+	for _, n := range Nodes {
+		d := l.DesiredState(n)
+		d.Revision = rev
+		if err := d.Validate(); err != nil {
+			return fmt.Errorf("state of %s: %w", n, err)
+		}
+		if err := writeJSON(l.StateFile(n), d); err != nil {
+			return err
+		}
 	}
-	return writeJSON(f.cfg.StateFile(node), d)
+	return nil
 }
 
 func (f *FileControl) AgentArgs(node string) []string {
-	return []string{"--state", f.cfg.StateFile(node)}
+	return []string{"--state", f.l.StateFile(node)}
 }
 
 // agent is a running agent: our child (cmd set) or found from the manifest.
@@ -95,24 +110,34 @@ func (l *Lab) StartAgents() error {
 // StartAgent starts node's agent, logging (appending) to LogFile(node). It
 // runs in its own session so it outlives `vxdp lab up`.
 func (l *Lab) StartAgent(node string) error {
-	l.mu.Lock()
-	running := l.agents[node].running()
-	l.mu.Unlock()
-	if running {
-		return fmt.Errorf("agent of %s is already running", node)
-	}
-	if l.Binary == "" {
-		return errors.New("lab: no vxdp binary to run the agents")
-	}
 	if err := os.MkdirAll(l.StateDir(node), 0o755); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(l.LogFile(node), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	a, err := l.spawn(node, l.AgentCommand(node), l.LogFile(node))
 	if err != nil {
-		return err
+		return fmt.Errorf("start agent of %s: %w", node, err)
+	}
+	fmt.Fprintf(l.log, "started agent %s (pid %d, %s dataplane), log %s\n", l.Instance(node), a.pid, l.DataplaneOf(node), l.LogFile(node))
+	return l.writeManifest()
+}
+
+// spawn starts `vxdp args...` as process key (a node's agent, or the NATS
+// server), in its own session, appending its output to logPath.
+func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
+	l.mu.Lock()
+	running := l.agents[key].running()
+	l.mu.Unlock()
+	if running {
+		return nil, fmt.Errorf("%s is already running", key)
+	}
+	if l.Binary == "" {
+		return nil, errors.New("lab: no vxdp binary to run")
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
 	}
 	defer logf.Close()
-	args := l.AgentCommand(node)
 	fmt.Fprintf(logf, "=== %s lab: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), l.Binary, strings.Join(args, " "))
 	cmd := exec.Command(l.Binary, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -120,7 +145,7 @@ func (l *Lab) StartAgent(node string) error {
 	// Taken before the start: a fast agent may apply before Start returns.
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start agent of %s: %w", node, err)
+		return nil, err
 	}
 	a := &agent{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid, proc: cmd.Process, started: started}
 	go func() {
@@ -128,10 +153,9 @@ func (l *Lab) StartAgent(node string) error {
 		close(a.done)
 	}()
 	l.mu.Lock()
-	l.agents[node] = a
+	l.agents[key] = a
 	l.mu.Unlock()
-	fmt.Fprintf(l.log, "started agent %s (pid %d, %s dataplane), log %s\n", l.Instance(node), a.pid, l.DataplaneOf(node), l.LogFile(node))
-	return l.writeManifest()
+	return a, nil
 }
 
 // StopAgent sends SIGTERM to node's agent and waits for it to exit (SIGKILL
@@ -235,27 +259,30 @@ func isAlive(pid int) bool {
 
 // isAgentOf reports whether pid is a running vxdp agent of instance.
 func isAgentOf(pid int, instance string) bool {
+	return cmdlineMatches(pid, "agent", "--instance", instance)
+}
+
+// cmdlineMatches reports whether pid runs a vxdp subcommand (its first
+// argument) with flag set to value.
+func cmdlineMatches(pid int, sub, flag, value string) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil || !isAlive(pid) {
 		return false
 	}
-	return cmdlineHasInstance(raw, instance)
+	return cmdlineHas(raw, sub, flag, value)
 }
 
-func cmdlineHasInstance(cmdline []byte, instance string) bool {
+func cmdlineHas(cmdline []byte, sub, flag, value string) bool {
 	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if len(args) < 2 {
+	if len(args) < 2 || args[1] != sub {
 		return false
 	}
-	isAgent := false
-	for i, a := range args[1:] {
-		if a == "agent" {
-			isAgent = true
-		}
-		if isAgent && (a == "--instance" || a == "-instance") && i+2 < len(args) && args[i+2] == instance {
+	single := "-" + strings.TrimPrefix(flag, "--")
+	for i, a := range args[2:] {
+		if (a == flag || a == single) && i+3 < len(args) && args[i+3] == value {
 			return true
 		}
-		if isAgent && (a == "--instance="+instance || a == "-instance="+instance) {
+		if a == flag+"="+value || a == single+"="+value {
 			return true
 		}
 	}
@@ -264,6 +291,11 @@ func cmdlineHasInstance(cmdline []byte, instance string) bool {
 
 // agentPIDs finds every running agent process of instance.
 func agentPIDs(instance string) []int {
+	return pidsOf(func(pid int) bool { return isAgentOf(pid, instance) })
+}
+
+// pidsOf lists the processes (other than this one) match accepts.
+func pidsOf(match func(pid int) bool) []int {
 	ents, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range ents {
@@ -271,7 +303,7 @@ func agentPIDs(instance string) []int {
 		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
 			continue
 		}
-		if isAgentOf(pid, instance) {
+		if match(pid) {
 			out = append(out, pid)
 		}
 	}
@@ -280,11 +312,22 @@ func agentPIDs(instance string) []int {
 
 // Applied is the agent's record of its last apply (<state-dir>/applied.json).
 type Applied struct {
-	Revision  uint64          `json:"revision"`
-	AppliedAt time.Time       `json:"applied_at"`
-	Pending   json.RawMessage `json:"pending"`
-	Error     string          `json:"error"`
-	Ops       int             `json:"ops"`
+	Revision   uint64            `json:"revision"`
+	Provenance map[string]string `json:"provenance"`
+	AppliedAt  time.Time         `json:"applied_at"`
+	Pending    json.RawMessage   `json:"pending"`
+	Error      string            `json:"error"`
+	Ops        int               `json:"ops"`
+}
+
+// hasAll reports whether the apply installed (and traced) every key.
+func (a Applied) hasAll(keys []string) bool {
+	for _, k := range keys {
+		if _, ok := a.Provenance[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // HasPending reports whether ports were waiting for their tap.
@@ -318,9 +361,11 @@ func (l *Lab) WaitApplied(ctx context.Context) error {
 	return nil
 }
 
-// WaitNodeApplied waits until node's agent has applied the last published
-// revision since it was started (default timeout 30 s): a restarted agent
-// must write a new record, the one its predecessor left does not count.
+// WaitNodeApplied waits until node's agent has applied the lab's state
+// since it was started (default timeout 30 s): every l2pop FDB entry of the
+// node installed, no port pending, and in file mode the last published
+// revision. A restarted agent must write a new record; the one its
+// predecessor left does not count.
 func (l *Lab) WaitNodeApplied(ctx context.Context, node string) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -341,7 +386,8 @@ func (l *Lab) WaitNodeApplied(ctx context.Context, node string) error {
 			return fmt.Errorf("agent of %s exited (%v) before applying revision %d; log %s:\n%s", node, err, want, l.LogFile(node), l.LogTail(node, 20))
 		}
 		last, lastErr = l.ReadApplied(node)
-		if lastErr == nil && last.Revision >= want && !last.AppliedAt.Before(since) && last.Error == "" && !last.HasPending() {
+		if lastErr == nil && !last.AppliedAt.Before(since) && last.Error == "" && !last.HasPending() &&
+			(l.Control == ControlNATS || last.Revision >= want) && last.hasAll(l.expectedFDB(node)) {
 			return nil
 		}
 		select {

@@ -57,7 +57,21 @@ type Config struct {
 	VIP bool
 	// AgentArgs are appended to every agent's command line.
 	AgentArgs []string
+	// Control is how agents get their state: ControlFile (default; one
+	// JSON state file per node, what l2population would push) or ControlNATS
+	// (an embedded NATS server on node1, the controller, reached over the
+	// management network; networks and ports are written to its KV).
+	Control string
+	// NoPublish leaves the networks and ports to the caller (e.g. the
+	// controller CLI in NATS mode); the topology still has their taps.
+	NoPublish bool
 }
+
+// Control planes of a lab.
+const (
+	ControlFile = "file"
+	ControlNATS = "nats"
+)
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Prefix == "" {
@@ -77,6 +91,13 @@ func (c Config) withDefaults() (Config, error) {
 		return c, err
 	}
 	c.Dir = dir
+	switch c.Control {
+	case "":
+		c.Control = ControlFile
+	case ControlFile, ControlNATS:
+	default:
+		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
+	}
 	for node, dp := range c.Dataplane {
 		if _, ok := nodeIPs[node]; !ok {
 			return c, fmt.Errorf("lab: dataplane for unknown node %q (one of node1, node3, node4)", node)
@@ -115,6 +136,24 @@ var nodeIPs = map[string]netip.Addr{
 	"node3": netip.MustParseAddr("192.168.248.3"),
 	"node4": netip.MustParseAddr("192.168.248.4"),
 }
+
+// mgmtIPs are the nodes' management addresses (eth0), as in the seed; the
+// control plane (NATS on node1, the controller) is reached over them.
+var mgmtIPs = map[string]netip.Addr{
+	"node1": netip.MustParseAddr("10.30.1.208"),
+	"node3": netip.MustParseAddr("10.30.1.203"),
+	"node4": netip.MustParseAddr("10.30.1.204"),
+}
+
+// MgmtIP returns a node's management address.
+func MgmtIP(node string) netip.Addr { return mgmtIPs[node] }
+
+// ControllerNode runs the NATS server in NATS mode, as node1 runs
+// neutron-server in the seed.
+const ControllerNode = "node1"
+
+// NATSURL is the client URL of the lab's NATS server (NATS mode).
+func NATSURL() string { return "nats://" + mgmtIPs[ControllerNode].String() + ":4222" }
 
 // RogueIP is the underlay address of the rogue host (no VTEP of any network).
 var RogueIP = netip.MustParseAddr("192.168.248.9")
@@ -267,6 +306,12 @@ func (c Config) StateFile(node string) string { return filepath.Join(c.Dir, node
 
 // StateDir is the agent's --state-dir.
 func (c Config) StateDir(node string) string { return filepath.Join(c.Dir, node+".agent") }
+
+// NATSStore is the JetStream store of the lab's server (NATS mode).
+func (c Config) NATSStore() string { return filepath.Join(c.Dir, "nats") }
+
+// NATSLog is the server's log (NATS mode).
+func (c Config) NATSLog() string { return filepath.Join(c.Dir, "nats.log") }
 
 // LogFile is the agent's log.
 func (c Config) LogFile(node string) string { return filepath.Join(c.Dir, node+".log") }

@@ -59,7 +59,7 @@ func New(cfg Config, log io.Writer) (*Lab, error) {
 	if exists(mpath) {
 		return nil, fmt.Errorf("%s exists: a lab is already up in %s (tear it down with `vxdp lab down --dir %s`)", mpath, c.Dir, c.Dir)
 	}
-	l := &Lab{Config: c, control: &FileControl{cfg: c}, log: log, agents: map[string]*agent{}}
+	l := newLab(c, log)
 	if err := l.writeManifest(); err != nil {
 		return nil, err
 	}
@@ -98,24 +98,19 @@ func (l *Lab) Build() error {
 	if err := buildTopology(l.Config); err != nil {
 		return err
 	}
+	if err := l.control.Start(context.Background()); err != nil {
+		return err
+	}
+	if l.NoPublish {
+		return nil
+	}
 	return l.Publish()
 }
 
-// Publish writes the desired state of every node (as l2population would
-// push it), with a new revision.
+// Publish makes the lab's networks and ports the desired state: state
+// files with a new revision, or records in the NATS control plane.
 func (l *Lab) Publish() error {
-	l.mu.Lock()
-	l.revision++
-	rev := l.revision
-	l.mu.Unlock()
-	for _, n := range Nodes {
-		d := l.DesiredState(n)
-		d.Revision = rev
-		if err := l.control.Publish(n, d); err != nil {
-			return err
-		}
-	}
-	return nil
+	return l.control.Publish(context.Background())
 }
 
 // Revision is the revision of the last published state.
@@ -135,9 +130,9 @@ func (l *Lab) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	for _, n := range Nodes {
+	for _, n := range append(Nodes, natsKey) {
 		if err := l.StopAgent(n); err != nil {
-			fmt.Fprintf(l.log, "stop agent %s: %v\n", n, err)
+			fmt.Fprintf(l.log, "stop %s: %v\n", n, err)
 		}
 	}
 	return teardown(l.Config, l.log)
@@ -184,13 +179,27 @@ func Attach(dir string, log io.Writer) (*Lab, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	l := &Lab{Config: m.Config, control: &FileControl{cfg: m.Config}, log: log, agents: map[string]*agent{}}
+	l := newLab(m.Config, log)
 	for n, pid := range m.Agents {
-		if p, err := os.FindProcess(pid); err == nil && isAgentOf(pid, l.Instance(n)) {
+		p, err := os.FindProcess(pid)
+		if err != nil {
+			continue
+		}
+		if (n == natsKey && cmdlineMatches(pid, "server", "--store", l.NATSStore())) || isAgentOf(pid, l.Instance(n)) {
 			l.agents[n] = &agent{pid: pid, proc: p}
 		}
 	}
 	return l, nil
+}
+
+func newLab(c Config, log io.Writer) *Lab {
+	l := &Lab{Config: c, log: log, agents: map[string]*agent{}}
+	if c.Control == ControlNATS {
+		l.control = &NATSControl{l: l}
+	} else {
+		l.control = &FileControl{l: l}
+	}
+	return l
 }
 
 // writeJSON writes v to path atomically (temp file + rename), so a reader

@@ -111,7 +111,7 @@ func TestVIPIsNotPushedToOtherNodes(t *testing.T) {
 	}
 }
 
-func TestCmdlineHasInstance(t *testing.T) {
+func TestCmdlineHas(t *testing.T) {
 	tests := []struct {
 		cmdline string
 		want    bool
@@ -121,9 +121,10 @@ func TestCmdlineHasInstance(t *testing.T) {
 		{"/tmp/vxdp\x00agent\x00--instance\x00vx-node33\x00", false},
 		{"/tmp/vxdp\x00dump\x00--instance\x00vx-node3\x00", false},
 		{"/tmp/vxdp\x00agent\x00--instance\x00", false},
+		{"/tmp/vxdp\x00server\x00--instance\x00vx-node3\x00", false},
 	}
 	for _, tt := range tests {
-		if got := cmdlineHasInstance([]byte(tt.cmdline), "vx-node3"); got != tt.want {
+		if got := cmdlineHas([]byte(tt.cmdline), "agent", "--instance", "vx-node3"); got != tt.want {
 			t.Errorf("%q: %v, want %v", tt.cmdline, got, tt.want)
 		}
 	}

@@ -48,6 +48,13 @@ func teardown(c Config, log io.Writer) error {
 			}
 		}
 	}
+	for _, pid := range natsPIDs(c) {
+		p, _ := os.FindProcess(pid)
+		fmt.Fprintf(log, "stopping nats server (pid %d)\n", pid)
+		if err := stopProcess(&agent{pid: pid, proc: p}, 10*time.Second); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	// The agents' own cleanup, while their namespaces still exist.
 	if c.Binary != "" && exists(c.Binary) {
 		for _, n := range Nodes {
@@ -82,7 +89,8 @@ func teardown(c Config, log io.Writer) error {
 			}
 		}
 	}
-	for _, p := range []string{filepath.Join(c.Dir, ManifestFile+".tmp"), filepath.Join(c.Dir, ManifestFile)} {
+	for _, p := range []string{c.NATSStore(), c.NATSLog(), filepath.Join(c.Dir, "nats.ready"),
+		filepath.Join(c.Dir, ManifestFile+".tmp"), filepath.Join(c.Dir, ManifestFile)} {
 		if err := os.RemoveAll(p); err != nil {
 			errs = append(errs, err)
 		}
@@ -119,8 +127,13 @@ func Leftovers(c Config) []string {
 			}
 		}
 	}
-	if exists(filepath.Join(c.Dir, ManifestFile)) {
-		out = append(out, "file "+filepath.Join(c.Dir, ManifestFile))
+	for _, pid := range natsPIDs(c) {
+		out = append(out, fmt.Sprintf("nats server pid %d", pid))
+	}
+	for _, p := range []string{c.NATSStore(), c.NATSLog(), filepath.Join(c.Dir, ManifestFile)} {
+		if exists(p) {
+			out = append(out, "file "+p)
+		}
 	}
 	return out
 }

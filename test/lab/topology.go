@@ -13,6 +13,10 @@ import (
 
 const (
 	underlayBridge = "br0"
+	// mgmtBridge joins the nodes' management NICs (eth0 in the seed).
+	mgmtBridge = "mgmt"
+	// MgmtDev is every node's management NIC.
+	MgmtDev = "eth0"
 	// VTEPDev is the tunnel NIC of every node, as in the seed (eth2).
 	VTEPDev = "eth2"
 	// VMDev is the NIC inside every VM/DHCP namespace.
@@ -33,13 +37,23 @@ func buildTopology(c Config) error {
 		}
 	}
 	if err := Do(c.NS("underlay"), func() error {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: underlayBridge, MTU: UnderlayMTU}}
-		if err := netlink.LinkAdd(br); err != nil {
-			return fmt.Errorf("add underlay bridge: %w", err)
+		for _, name := range []string{underlayBridge, mgmtBridge} {
+			br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: UnderlayMTU}}
+			if err := netlink.LinkAdd(br); err != nil {
+				return fmt.Errorf("add bridge %s: %w", name, err)
+			}
+			if err := setUp(name); err != nil {
+				return err
+			}
 		}
-		return setUp(underlayBridge)
+		return nil
 	}); err != nil {
 		return err
+	}
+	for _, n := range Nodes {
+		if err := plug(c, n, "m-"+n, mgmtBridge, MgmtDev, mgmtIPs[n], false); err != nil {
+			return err
+		}
 	}
 	hosts := map[string]netip.Addr{}
 	for _, n := range Nodes {
@@ -63,46 +77,55 @@ func buildTopology(c Config) error {
 
 // addUnderlayHost plugs host's eth2 into the underlay bridge and gives it ip.
 func addUnderlayHost(c Config, host string, ip netip.Addr) error {
+	// The bridge side is named after the host; ≤ 15 characters.
+	return plug(c, host, host, underlayBridge, VTEPDev, ip, true)
+}
+
+// plug connects dev (with ip/24) in host's namespace to bridge in the
+// underlay namespace through a veth whose bridge side is named port. A
+// wire port resolves checksum offloads like a physical link (prepareWire).
+func plug(c Config, host, port, bridge, dev string, ip netip.Addr, wire bool) error {
 	hostNS, err := netns.GetFromName(c.NS(host))
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", c.NS(host), err)
 	}
 	defer hostNS.Close()
-	// The bridge side is named after the host; ≤ 15 characters.
 	if err := Do(c.NS("underlay"), func() error {
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: host, MTU: UnderlayMTU},
-			PeerName:      VTEPDev,
+			LinkAttrs:     netlink.LinkAttrs{Name: port, MTU: UnderlayMTU},
+			PeerName:      dev,
 			PeerMTU:       UnderlayMTU,
 			PeerNamespace: netlink.NsFd(int(hostNS)),
 		}
 		if err := netlink.LinkAdd(veth); err != nil {
-			return fmt.Errorf("add veth %s/%s: %w", host, VTEPDev, err)
+			return fmt.Errorf("add veth %s/%s: %w", port, dev, err)
 		}
-		l, err := netlink.LinkByName(host)
+		l, err := netlink.LinkByName(port)
 		if err != nil {
 			return err
 		}
-		if err := netlink.LinkSetMasterByIndex(l, bridgeIndex()); err != nil {
-			return fmt.Errorf("enslave %s to %s: %w", host, underlayBridge, err)
+		if err := netlink.LinkSetMasterByIndex(l, bridgeIndex(bridge)); err != nil {
+			return fmt.Errorf("enslave %s to %s: %w", port, bridge, err)
 		}
-		if err := prepareWire(host); err != nil {
-			return err
+		if wire {
+			if err := prepareWire(port); err != nil {
+				return err
+			}
 		}
-		return setUp(host)
+		return setUp(port)
 	}); err != nil {
 		return err
 	}
 	return Do(c.NS(host), func() error {
-		if err := addAddr(VTEPDev, netip.PrefixFrom(ip, 24)); err != nil {
+		if err := addAddr(dev, netip.PrefixFrom(ip, 24)); err != nil {
 			return err
 		}
-		return setUp(VTEPDev)
+		return setUp(dev)
 	})
 }
 
-func bridgeIndex() int {
-	l, err := netlink.LinkByName(underlayBridge)
+func bridgeIndex(name string) int {
+	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return 0
 	}

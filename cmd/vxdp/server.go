@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/urfave/cli/v2"
+
+	"github.com/vxdp/vxdp/control"
+	"github.com/vxdp/vxdp/control/natsd"
+)
+
+func serverCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "server",
+		Usage: "run the embedded NATS server of the control plane (JetStream, one machine or a cluster member)",
+		Description: `vxdp server is the neutron-server side's message store: a NATS server with
+JetStream whose key-value bucket holds networks, ports, security groups and
+agents. On one machine it needs nothing else. In production, run three members
+(--cluster, --cluster-listen, --routes) with --replicas 3 so the bucket survives
+the loss of a node, or point every command at an existing cluster with --nats.
+
+--users FILE turns on per-host credentials:
+  {"users": [{"user": "controller", "password": "...", "role": "controller"},
+             {"user": "node3", "password": "...", "role": "agent", "host": "node3"}]}
+An agent user may write only its own heartbeat, agent record and port statuses;
+"vxdp server permissions --users FILE" prints the same rules for a cluster
+configured by hand.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "client `HOST:PORT` (port 0 picks a free one)"},
+			&cli.StringFlag{Name: "store", Value: "/var/lib/vxdp/nats", Usage: "JetStream store `DIR`"},
+			&cli.StringFlag{Name: "name", Usage: "server `NAME`, unique in a cluster"},
+			&cli.StringFlag{Name: "cluster", Usage: "cluster `NAME` (makes this server a cluster member)"},
+			&cli.StringFlag{Name: "cluster-listen", Usage: "route `HOST:PORT` for the other members"},
+			&cli.StringFlag{Name: "routes", Usage: "the members' route `URLS` (nats-route://host:port,...)"},
+			&cli.IntFlag{Name: "replicas", Value: 1, Usage: "replicas of the control-plane bucket (3 on a three-node cluster)"},
+			&cli.StringFlag{Name: "bucket", Value: control.DefaultBucket, Usage: "bucket `NAME`"},
+			&cli.StringFlag{Name: "users", Usage: "users `FILE` (JSON) with per-role permissions"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "server certificate `FILE`"},
+			&cli.StringFlag{Name: "tls-key", Usage: "server key `FILE`"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "CA `FILE` to verify client certificates"},
+			&cli.StringFlag{Name: "ready-file", Usage: "write {\"url\":...} to `FILE` once serving (for supervisors and the lab)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
+			netnsFlag,
+		},
+		Action: runServer,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "permissions",
+				Usage: "print the nats-server authorization block for the users of a users file",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "users", Required: true, Usage: "users `FILE`"},
+					&cli.StringFlag{Name: "bucket", Value: control.DefaultBucket, Usage: "bucket `NAME`"},
+				},
+				Action: func(c *cli.Context) error {
+					users, err := natsd.LoadUsers(c.String("users"))
+					if err != nil {
+						return err
+					}
+					out, err := natsd.AuthorizationConfig(c.String("bucket"), users)
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprint(c.App.Writer, out)
+					return err
+				},
+			},
+			{
+				Name:  "bucket",
+				Usage: "create the control-plane bucket on an existing cluster, or change its replicas",
+				Flags: append(natsFlags(), &cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}),
+				Action: func(c *cli.Context) error {
+					nc, err := natsConnect(c, "vxdp-cli", cliLogger())
+					if err != nil {
+						return err
+					}
+					defer nc.Close()
+					js, err := jetstream.New(nc)
+					if err != nil {
+						return err
+					}
+					ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+					defer cancel()
+					if _, err := control.EnsureBucket(ctx, js, control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas")}); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
+					return nil
+				},
+			},
+			{
+				Name:  "compact",
+				Usage: "remove old delete markers (agents behind the compaction resync fully)",
+				Flags: append(natsFlags(), &cli.DurationFlag{Name: "older-than", Value: 24 * time.Hour, Usage: "keep markers younger than this"}),
+				Action: func(c *cli.Context) error {
+					nc, err := natsConnect(c, "vxdp-cli", cliLogger())
+					if err != nil {
+						return err
+					}
+					defer nc.Close()
+					ctl, err := control.NewController(c.Context, nc, control.ControllerOptions{Bucket: c.String("bucket"), Log: cliLogger()})
+					if err != nil {
+						return err
+					}
+					return ctl.Compact(c.Context, c.Duration("older-than"))
+				},
+			},
+		},
+	}
+}
+
+func runServer(c *cli.Context) error {
+	log, err := newLogger(c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	if err := enterNetns(c); err != nil {
+		return err
+	}
+	o := natsd.Options{
+		Name: c.String("name"), Listen: c.String("listen"), StoreDir: c.String("store"),
+		Cluster: c.String("cluster"), ClusterListen: c.String("cluster-listen"), Routes: control.ParseURLs(c.String("routes")),
+		Bucket: c.String("bucket"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSCA: c.String("tls-ca"),
+		Log: log,
+	}
+	if f := c.String("users"); f != "" {
+		if o.Users, err = natsd.LoadUsers(f); err != nil {
+			return err
+		}
+	}
+	if c.Int("replicas") < 1 || c.Int("replicas") > 5 {
+		return fmt.Errorf("--replicas %d: use 1-5 (3 on a three-node cluster)", c.Int("replicas"))
+	}
+	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
+	return serve(c.Context, o, c.Int("replicas"), c.String("ready-file"), log)
+}
+
+// serve runs the server until ctx ends: it creates the bucket (retrying
+// while a cluster elects its leaders) and then reports readiness.
+func serve(ctx context.Context, o natsd.Options, replicas int, readyFile string, log *slog.Logger) error {
+	srv, err := natsd.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := control.EnsureBucket(bctx, js, control.BucketOptions{Name: o.Bucket, Replicas: replicas})
+		cancel()
+		if err == nil {
+			break
+		}
+		log.Info("waiting to create the bucket", "bucket", o.Bucket, "replicas", replicas, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+	log.Info("vxdp server ready", "url", srv.ClientURL(), "store", o.StoreDir, "bucket", o.Bucket, "replicas", replicas,
+		"cluster", o.Cluster, "auth", len(o.Users) > 0)
+	if readyFile != "" {
+		if err := natsd.WriteReadyFile(readyFile, natsd.ReadyInfo{URL: srv.ClientURL(), PID: os.Getpid()}); err != nil {
+			return err
+		}
+		defer os.Remove(readyFile)
+	}
+	<-ctx.Done()
+	log.Info("vxdp server stopping")
+	return nil
+}

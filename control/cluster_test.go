@@ -1,0 +1,201 @@
+package control_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vxdp/vxdp/control"
+	"github.com/vxdp/vxdp/control/natsd"
+)
+
+// testCluster is three embedded NATS servers on loopback, routed together.
+type testCluster struct {
+	opts    []natsd.Options
+	servers []*natsd.Server
+	urls    []string
+}
+
+func startCluster(t *testing.T) *testCluster {
+	t.Helper()
+	tc := &testCluster{}
+	var routes []string
+	for i := range 3 {
+		cp, err := natsd.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := natsd.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.opts = append(tc.opts, natsd.Options{
+			Name: fmt.Sprintf("n%d", i+1), Listen: fmt.Sprintf("127.0.0.1:%d", p), StoreDir: t.TempDir(),
+			Cluster: "vxdp", ClusterListen: fmt.Sprintf("127.0.0.1:%d", cp), Log: testLog(),
+		})
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", cp))
+		tc.urls = append(tc.urls, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	for i := range tc.opts {
+		tc.opts[i].Routes = routes
+	}
+	tc.servers = make([]*natsd.Server, 3)
+	for i := range tc.opts {
+		tc.start(t, i)
+	}
+	t.Cleanup(func() {
+		for _, s := range tc.servers {
+			if s != nil {
+				s.Shutdown()
+			}
+		}
+	})
+	return tc
+}
+
+func (tc *testCluster) start(t *testing.T, i int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := natsd.Start(ctx, tc.opts[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.servers[i] = s
+}
+
+func (tc *testCluster) stop(i int) {
+	tc.servers[i].Shutdown()
+	tc.servers[i] = nil
+}
+
+// eventually retries f for up to 30s (leader elections take seconds).
+func eventually(t *testing.T, what string, f func(ctx context.Context) error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err = f(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}
+
+// A three-node cluster with an R3 bucket: losing a node (the bucket's
+// leader) does not stop convergence; losing all of them leaves every agent
+// on its last state, and they resync when the cluster is back.
+func TestThreeNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster failover takes ~20s")
+	}
+	t0 := time.Now()
+	phase := func(what string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), what) }
+	tc := startCluster(t)
+	phase("cluster started")
+	withAll := func(o *control.ConnectOptions) { o.URLs = tc.urls; o.Retry = true }
+	admin := connect(t, tc.urls[0], withAll)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "create the R3 bucket", func(ctx context.Context) error {
+		_, err := control.EnsureBucket(ctx, js, control.BucketOptions{Replicas: 3})
+		return err
+	})
+	var c *control.Controller
+	eventually(t, "controller", func(ctx context.Context) error {
+		c, err = control.NewController(ctx, admin, control.ControllerOptions{Log: testLog()})
+		return err
+	})
+	phase("bucket ready")
+	seedPorts(t, context.Background(), c)
+	agents := []*testAgent{
+		startAgentConn(t, connect(t, tc.urls[0], withAll), "node1", node1VTEP),
+		startAgentConn(t, connect(t, tc.urls[1], withAll), "node3", node3VTEP),
+		startAgentConn(t, connect(t, tc.urls[2], withAll), "node4", node4VTEP),
+	}
+	node3 := agents[1]
+	node3.waitFor(t, "seed view", func(d *stateT) bool { return len(d.RemotePorts) == 2 })
+
+	phase("converged")
+	// Kill the bucket's stream leader.
+	var leader string
+	eventually(t, "stream leader", func(ctx context.Context) error {
+		s, err := js.Stream(ctx, control.StreamName(control.DefaultBucket))
+		if err != nil {
+			return err
+		}
+		if leader = s.CachedInfo().Cluster.Leader; leader == "" {
+			return fmt.Errorf("no leader yet")
+		}
+		return nil
+	})
+	for i, o := range tc.opts {
+		if o.Name == leader {
+			tc.stop(i)
+		}
+	}
+	phase("killed the leader " + leader)
+	eventually(t, "create a port after losing the leader", func(ctx context.Context) error {
+		_, err := c.CreatePort(ctx, control.PortSpec{Network: seedNetID, Name: "vm5", MAC: mac("fa:16:3e:00:00:05"), Host: "node4"})
+		return err
+	})
+	for _, a := range agents {
+		if a.host == "node4" {
+			continue
+		}
+		a.waitFor(t, "vm5 after losing "+leader, func(d *stateT) bool {
+			return contains(l2pop(d), "remote vxlan100_net fa:16:3e:00:00:05 @192.168.248.4")
+		})
+	}
+
+	phase("converged without the leader")
+	// Full outage: the agents keep their last state and send nothing.
+	node3.mu.Lock()
+	applies, last := node3.applies, node3.last
+	node3.mu.Unlock()
+	for i := range tc.servers {
+		if tc.servers[i] != nil {
+			tc.stop(i)
+		}
+	}
+	time.Sleep(3 * time.Second)
+	node3.mu.Lock()
+	if node3.applies != applies || node3.last != last {
+		t.Errorf("node3 got %d new states during the outage", node3.applies-applies)
+	}
+	node3.mu.Unlock()
+	select {
+	case err := <-node3.done:
+		t.Fatalf("agent stopped during the outage: %v", err)
+	default:
+	}
+
+	// Back: a change made after the restart reaches every agent.
+	for i := range tc.servers {
+		tc.start(t, i)
+	}
+	phase("cluster restarted")
+	eventually(t, "delete vm1 after the outage", func(ctx context.Context) error {
+		return c.DeletePort(ctx, seedVM1ID, 0)
+	})
+	phase("deleted vm1")
+	node3.waitL2(t,
+		"net vxlan100_net vni 100 mtu 1450 flood 192.168.248.1,192.168.248.4",
+		"local vxlan100_net fa:16:3e:cb:98:2c tap9784ef08-97 172.16.100.19",
+		"remote vxlan100_net fa:16:3e:00:00:05 @192.168.248.4 ",
+		"remote vxlan100_net fa:16:3e:6e:c0:44 @192.168.248.1 172.16.100.10",
+	)
+	phase("converged after the outage")
+	if st := node3.agent.Stats(); st.FullResyncs != 1 {
+		t.Errorf("node3 resynced fully %d times, want only at start (it continues from its watermark)", st.FullResyncs)
+	}
+}

@@ -1,0 +1,1048 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/vxdp/vxdp/control/state"
+)
+
+// Errors of controller operations; test with errors.Is.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("changed concurrently")
+	ErrInUse     = errors.New("in use")
+	ErrInvalid   = errors.New("invalid")
+	ErrExists    = errors.New("already exists")
+	ErrExhausted = errors.New("exhausted")
+)
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// VNIRange is an inclusive range of VNIs a network may be allocated from.
+type VNIRange struct{ Min, Max uint32 }
+
+// DefaultVNIRanges are Neutron's ml2 vni_ranges of the seed deployment.
+var DefaultVNIRanges = []VNIRange{{1001, 2000}}
+
+// ParseVNIRanges parses Neutron's vni_ranges syntax: "1001:2000[,3000:3999]".
+func ParseVNIRanges(s string) ([]VNIRange, error) {
+	var out []VNIRange
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, ok := strings.Cut(part, ":")
+		a, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 32)
+		b, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 32)
+		if !ok || err1 != nil || err2 != nil || a == 0 || b > state.MaxVNI || a > b {
+			return nil, invalidf("vni range %q: want MIN:MAX with 1 <= MIN <= MAX <= %d, e.g. 1001:2000", part, state.MaxVNI)
+		}
+		out = append(out, VNIRange{uint32(a), uint32(b)})
+	}
+	if len(out) == 0 {
+		return nil, invalidf("vni ranges %q: empty", s)
+	}
+	return out, nil
+}
+
+// ControllerOptions configure a Controller.
+type ControllerOptions struct {
+	// Bucket name (default DefaultBucket).
+	Bucket string
+	// VNIRanges to allocate from when a network is created without a VNI
+	// (default DefaultVNIRanges).
+	VNIRanges []VNIRange
+	// Log (default slog.Default()).
+	Log *slog.Logger
+}
+
+// Controller performs the neutron-server role: it validates requests and
+// writes networks, ports and security groups to the bucket. Every write is
+// conditional (create-only or compare-and-set on the key's revision), so
+// concurrent controllers never overwrite each other silently.
+type Controller struct {
+	js     jetstream.JetStream
+	kv     jetstream.KeyValue
+	bucket string
+	ranges []VNIRange
+	log    *slog.Logger
+}
+
+// NewController binds to the bucket through nc; the bucket must exist
+// (EnsureBucket, or `vxdp server`).
+func NewController(ctx context.Context, nc *nats.Conn, o ControllerOptions) (*Controller, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	kv, err := OpenBucket(ctx, js, o.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{js: js, kv: kv, bucket: kv.Bucket(), ranges: o.VNIRanges, log: o.Log}
+	if c.ranges == nil {
+		c.ranges = DefaultVNIRanges
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	return c, nil
+}
+
+// Bucket is the bucket the controller writes.
+func (c *Controller) Bucket() string { return c.bucket }
+
+// KV gives direct access to the bucket (tests, benchmarks).
+func (c *Controller) KV() jetstream.KeyValue { return c.kv }
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// get reads and decodes one key.
+func (c *Controller) get(ctx context.Context, key string) (any, uint64, error) {
+	e, err := c.kv.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, 0, fmt.Errorf("%s: %w", key, ErrNotFound)
+		}
+		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	_, rec, err := DecodeRecord(key, e.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, e.Revision(), nil
+}
+
+func (c *Controller) create(ctx context.Context, key string, rec any) (uint64, error) {
+	b, err := encodeRecord(rec)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := c.kv.Create(ctx, key, b)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("%s: %w", key, ErrExists)
+		}
+		return 0, fmt.Errorf("create %s: %w", key, err)
+	}
+	return rev, nil
+}
+
+func (c *Controller) update(ctx context.Context, key string, rec any, rev uint64) (uint64, error) {
+	b, err := encodeRecord(rec)
+	if err != nil {
+		return 0, err
+	}
+	nrev, err := c.kv.Update(ctx, key, b, rev)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("%s changed since revision %d: %w", key, rev, ErrConflict)
+		}
+		return 0, fmt.Errorf("update %s: %w", key, err)
+	}
+	return nrev, nil
+}
+
+func (c *Controller) put(ctx context.Context, key string, rec any) (uint64, error) {
+	b, err := encodeRecord(rec)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := c.kv.Put(ctx, key, b)
+	if err != nil {
+		return 0, fmt.Errorf("put %s: %w", key, err)
+	}
+	return rev, nil
+}
+
+// del deletes key; rev != 0 makes it conditional on the key's revision.
+func (c *Controller) del(ctx context.Context, key string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	if err := c.kv.Delete(ctx, key, opts...); err != nil {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("%s changed since revision %d: %w", key, rev, ErrConflict)
+		}
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	return nil
+}
+
+func (c *Controller) load(ctx context.Context, filters ...string) ([]loadedRecord, error) {
+	return loadRecords(ctx, c.js, c.bucket, filters, c.log, func(err error) {
+		c.log.Warn("skipping invalid record", "err", err)
+	})
+}
+
+// NewUUID returns a random (version 4) UUID, the form of every id vxdp makes.
+func NewUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// NewMAC returns a random MAC with Neutron's base_mac prefix fa:16:3e.
+func NewMAC() state.MAC {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return state.MAC{0xfa, 0x16, 0x3e, b[0], b[1], b[2]}
+}
+
+// ---- networks ----
+
+// NetworkSpec asks for a network.
+type NetworkSpec struct {
+	Name string
+	// VNI chosen by an administrator; 0 allocates one from the VNI ranges.
+	VNI uint32
+	// MTU (default DefaultMTU).
+	MTU int
+	// Subnets the fixed IPs of the network's ports must be in (optional).
+	Subnets []netip.Prefix
+	// ID to use instead of a random UUID (must be a UUID).
+	ID string
+}
+
+// Network is a network record with its revision.
+type Network struct {
+	NetworkRecord
+	Revision uint64 `json:"revision"`
+}
+
+// CreateNetwork creates a VXLAN network. The VNI is reserved with a
+// create-only write of its own key first, so two concurrent creates can
+// never get the same VNI, whether chosen or allocated.
+func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) (Network, error) {
+	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, VNI: spec.VNI, MTU: spec.MTU, Subnets: spec.Subnets, CreatedAt: now()}
+	if rec.ID == "" {
+		rec.ID = NewUUID()
+	} else if !IsUUID(rec.ID) {
+		return Network{}, invalidf("network id %q is not a UUID", rec.ID)
+	}
+	if rec.MTU == 0 {
+		rec.MTU = DefaultMTU
+	}
+	probe := *rec
+	if probe.VNI == 0 {
+		probe.VNI = 1
+	}
+	if err := probe.Validate(); err != nil {
+		return Network{}, fmt.Errorf("%w: network %q: %w", ErrInvalid, spec.Name, err)
+	}
+	var vniRev uint64
+	var err error
+	if spec.VNI != 0 {
+		vniRev, err = c.create(ctx, VNIKey(spec.VNI), &VNIRecord{VNI: spec.VNI, NetworkID: rec.ID})
+		if errors.Is(err, ErrExists) {
+			holder := "another network"
+			if r, _, gerr := c.get(ctx, VNIKey(spec.VNI)); gerr == nil {
+				holder = "network " + r.(*VNIRecord).NetworkID
+			}
+			return Network{}, fmt.Errorf("vni %d is already used by %s: %w", spec.VNI, holder, ErrExists)
+		}
+		if err != nil {
+			return Network{}, err
+		}
+	} else {
+		rec.VNI, vniRev, err = c.allocateVNI(ctx, rec.ID)
+		if err != nil {
+			return Network{}, err
+		}
+	}
+	rev, err := c.create(ctx, NetworkKey(rec.ID), rec)
+	if err != nil {
+		_ = c.del(ctx, VNIKey(rec.VNI), vniRev)
+		return Network{}, fmt.Errorf("create network %q: %w", spec.Name, err)
+	}
+	c.log.Info("network created", "id", rec.ID, "name", rec.Name, "vni", rec.VNI, "revision", rev)
+	return Network{NetworkRecord: *rec, Revision: rev}, nil
+}
+
+// allocateVNI reserves a free VNI of the configured ranges for netID. It
+// starts at a random free candidate, so concurrent creates rarely collide,
+// and moves on when the create-only reservation loses a race.
+func (c *Controller) allocateVNI(ctx context.Context, netID string) (uint32, uint64, error) {
+	used := map[uint32]bool{}
+	recs, err := c.load(ctx, VNIsFilter)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, r := range recs {
+		used[r.Parsed.VNI] = true
+	}
+	var free []uint32
+	for _, r := range c.ranges {
+		for v := r.Min; v <= r.Max && v != 0; v++ {
+			if !used[v] {
+				free = append(free, v)
+			}
+			if v == r.Max {
+				break
+			}
+		}
+	}
+	if len(free) == 0 {
+		return 0, 0, fmt.Errorf("no free VNI in %s: %w", c.rangesString(), ErrExhausted)
+	}
+	n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(free))))
+	start := int(n.Int64())
+	for i := range free {
+		v := free[(start+i)%len(free)]
+		rev, err := c.create(ctx, VNIKey(v), &VNIRecord{VNI: v, NetworkID: netID})
+		if errors.Is(err, ErrExists) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		return v, rev, nil
+	}
+	return 0, 0, fmt.Errorf("no free VNI in %s: %w", c.rangesString(), ErrExhausted)
+}
+
+func (c *Controller) rangesString() string {
+	parts := make([]string, len(c.ranges))
+	for i, r := range c.ranges {
+		parts[i] = fmt.Sprintf("%d:%d", r.Min, r.Max)
+	}
+	return strings.Join(parts, ",")
+}
+
+// ListNetworks returns every network, by name then id.
+func (c *Controller) ListNetworks(ctx context.Context) ([]Network, error) {
+	recs, err := c.load(ctx, NetworksFilter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Network, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, Network{NetworkRecord: *r.Rec.(*NetworkRecord), Revision: r.Rev})
+	}
+	slices.SortFunc(out, func(a, b Network) int {
+		if x := strings.Compare(a.Name, b.Name); x != 0 {
+			return x
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// GetNetwork finds a network by id or by (unique) name.
+func (c *Controller) GetNetwork(ctx context.Context, ref string) (Network, error) {
+	if ref == "" {
+		return Network{}, invalidf("empty network reference")
+	}
+	if ValidID(ref) == nil {
+		rec, rev, err := c.get(ctx, NetworkKey(ref))
+		if err == nil {
+			return Network{NetworkRecord: *rec.(*NetworkRecord), Revision: rev}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Network{}, err
+		}
+	}
+	all, err := c.ListNetworks(ctx)
+	if err != nil {
+		return Network{}, err
+	}
+	var found []Network
+	for _, n := range all {
+		if n.Name == ref {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return Network{}, fmt.Errorf("network %q: %w", ref, ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	return Network{}, invalidf("network name %q is ambiguous (%d networks); use the id", ref, len(found))
+}
+
+// DeleteNetwork deletes a network without ports and releases its VNI.
+// It first marks the network deleting (compare-and-set), then checks for
+// ports; a port create racing with it sees the mark and backs out, so a
+// port can never be left on a deleted network.
+func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
+	n, err := c.GetNetwork(ctx, ref)
+	if err != nil {
+		return err
+	}
+	marked := n.NetworkRecord
+	marked.Deleting = true
+	rev, err := c.update(ctx, NetworkKey(n.ID), &marked, n.Revision)
+	if err != nil {
+		return fmt.Errorf("delete network %s: %w", n.ID, err)
+	}
+	ports, err := c.load(ctx, PortsOfNetworkFilter(n.ID))
+	if err != nil {
+		return err
+	}
+	if len(ports) > 0 {
+		marked.Deleting = false
+		if _, uerr := c.update(ctx, NetworkKey(n.ID), &marked, rev); uerr != nil {
+			c.log.Warn("could not clear the deleting mark", "network", n.ID, "err", uerr)
+		}
+		return fmt.Errorf("network %s (%s) has %d port(s); delete them first: %w", n.Name, n.ID, len(ports), ErrInUse)
+	}
+	if err := c.del(ctx, NetworkKey(n.ID), rev); err != nil {
+		return fmt.Errorf("delete network %s: %w", n.ID, err)
+	}
+	if rec, vrev, err := c.get(ctx, VNIKey(n.VNI)); err == nil && rec.(*VNIRecord).NetworkID == n.ID {
+		if err := c.del(ctx, VNIKey(n.VNI), vrev); err != nil {
+			c.log.Warn("could not release vni", "vni", n.VNI, "err", err)
+		}
+	}
+	// Leftovers of ports deleted by a crashed controller.
+	left, err := loadLatest(ctx, c.js, c.bucket, []string{ReservationsOfNetworkFilter(n.ID), "nets." + n.ID + ".status.*.*"}, c.log)
+	if err == nil {
+		for _, e := range left {
+			if !e.Deleted {
+				_ = c.del(ctx, e.Key, e.Rev)
+			}
+		}
+	}
+	c.log.Info("network deleted", "id", n.ID, "name", n.Name, "vni", n.VNI)
+	return nil
+}
+
+// ---- ports ----
+
+// PortSpec asks for a port.
+type PortSpec struct {
+	// Network id or name.
+	Network string
+	Name    string
+	// MAC; zero generates fa:16:3e:xx:xx:xx.
+	MAC      state.MAC
+	FixedIPs []netip.Addr
+	// NoPortSecurity turns port security off (Neutron's default is on).
+	NoPortSecurity      bool
+	AllowedAddressPairs []state.AddressPair
+	// SecurityGroups by id or name.
+	SecurityGroups []string
+	// Host binds the port at once ("" leaves it unbound).
+	Host        string
+	DeviceOwner string
+	// ID to use instead of a random UUID (must be a UUID).
+	ID string
+}
+
+// Port is a port record with its revision and its status (ACTIVE when the
+// agent of its bound host reports its tap is up, DOWN otherwise).
+type Port struct {
+	PortRecord
+	Revision uint64 `json:"revision"`
+	Status   string `json:"status"`
+}
+
+// CreatePort validates spec and creates the port. Its MAC and fixed IPs
+// are reserved per network with create-only writes first, so they are
+// unique even under concurrent creates; anything that fails undoes what
+// was written.
+func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error) {
+	n, err := c.GetNetwork(ctx, spec.Network)
+	if err != nil {
+		return Port{}, err
+	}
+	if n.Deleting {
+		return Port{}, fmt.Errorf("network %s is being deleted: %w", n.ID, ErrConflict)
+	}
+	rec := &PortRecord{
+		ID: spec.ID, NetworkID: n.ID, Name: spec.Name, MAC: spec.MAC, FixedIPs: spec.FixedIPs,
+		PortSecurity: !spec.NoPortSecurity, AllowedAddressPairs: spec.AllowedAddressPairs,
+		DeviceOwner: spec.DeviceOwner, Host: spec.Host, CreatedAt: now(),
+	}
+	rec.UpdatedAt = rec.CreatedAt
+	if rec.ID == "" {
+		rec.ID = NewUUID()
+	} else if !IsUUID(rec.ID) {
+		return Port{}, invalidf("port id %q is not a UUID", rec.ID)
+	}
+	generated := rec.MAC.IsZero()
+	if generated {
+		rec.MAC = NewMAC()
+	}
+	if spec.Host != "" {
+		rec.Generation = 1
+	}
+	seen := map[netip.Addr]bool{}
+	for _, ip := range rec.FixedIPs {
+		if seen[ip] {
+			return Port{}, invalidf("fixed ip %s given twice", ip)
+		}
+		seen[ip] = true
+		if !n.Contains(ip) {
+			return Port{}, invalidf("fixed ip %s is not in a subnet of network %s (%s)", ip, n.Name, prefixesString(n.Subnets))
+		}
+	}
+	for _, ref := range spec.SecurityGroups {
+		sg, err := c.GetSecurityGroup(ctx, ref)
+		if err != nil {
+			return Port{}, fmt.Errorf("security group %q: %w", ref, err)
+		}
+		if !slices.Contains(rec.SecurityGroups, sg.ID) {
+			rec.SecurityGroups = append(rec.SecurityGroups, sg.ID)
+		}
+	}
+	if err := rec.Validate(); err != nil {
+		return Port{}, fmt.Errorf("%w: port %q: %w", ErrInvalid, spec.Name, err)
+	}
+
+	var undo []func()
+	rollback := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	// MAC reservation; a generated MAC that collides is drawn again.
+	for attempt := 0; ; attempt++ {
+		rev, err := c.create(ctx, MACResvKey(n.ID, rec.MAC), &ReservationRecord{PortID: rec.ID})
+		if err == nil {
+			key := MACResvKey(n.ID, rec.MAC)
+			undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), key, rev) })
+			break
+		}
+		if errors.Is(err, ErrExists) && generated && attempt < 8 {
+			rec.MAC = NewMAC()
+			continue
+		}
+		if errors.Is(err, ErrExists) {
+			return Port{}, fmt.Errorf("mac %s is already used on network %s: %w", rec.MAC, n.Name, ErrExists)
+		}
+		return Port{}, err
+	}
+	for _, ip := range rec.FixedIPs {
+		key := IPResvKey(n.ID, ip)
+		rev, err := c.create(ctx, key, &ReservationRecord{PortID: rec.ID})
+		if err != nil {
+			rollback()
+			if errors.Is(err, ErrExists) {
+				return Port{}, fmt.Errorf("fixed ip %s is already used on network %s: %w", ip, n.Name, ErrExists)
+			}
+			return Port{}, err
+		}
+		undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), key, rev) })
+	}
+	if rec.Host != "" {
+		key := BindingKey(rec.Host, rec.ID)
+		rev, err := c.put(ctx, key, &BindingRecord{PortID: rec.ID, NetworkID: n.ID, Generation: rec.Generation})
+		if err != nil {
+			rollback()
+			return Port{}, err
+		}
+		undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), key, rev) })
+	}
+	rev, err := c.create(ctx, PortKey(n.ID, rec.ID), rec)
+	if err != nil {
+		rollback()
+		return Port{}, fmt.Errorf("create port %q: %w", spec.Name, err)
+	}
+	undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), PortKey(n.ID, rec.ID), rev) })
+	// A network delete that started before the port existed marks the
+	// network first; seeing the mark (or the network gone) means back out.
+	if again, err := c.GetNetwork(ctx, n.ID); err != nil || again.Deleting {
+		rollback()
+		return Port{}, fmt.Errorf("network %s was deleted while the port was created: %w", n.ID, ErrConflict)
+	}
+	c.log.Info("port created", "id", rec.ID, "network", n.ID, "mac", rec.MAC, "host", rec.Host, "revision", rev)
+	return Port{PortRecord: *rec, Revision: rev, Status: StatusDown}, nil
+}
+
+func prefixesString(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// GetPort finds a port by id or by (unique) name, with its status.
+func (c *Controller) GetPort(ctx context.Context, ref string) (Port, error) {
+	if ref == "" {
+		return Port{}, invalidf("empty port reference")
+	}
+	var recs []loadedRecord
+	var err error
+	if ValidID(ref) == nil {
+		recs, err = c.load(ctx, PortByIDFilter(ref))
+		if err != nil {
+			return Port{}, err
+		}
+	}
+	if len(recs) == 0 {
+		all, err := c.load(ctx, PortsFilter)
+		if err != nil {
+			return Port{}, err
+		}
+		for _, r := range all {
+			if r.Rec.(*PortRecord).Name == ref {
+				recs = append(recs, r)
+			}
+		}
+	}
+	switch len(recs) {
+	case 0:
+		return Port{}, fmt.Errorf("port %q: %w", ref, ErrNotFound)
+	case 1:
+	default:
+		return Port{}, invalidf("port reference %q is ambiguous (%d ports); use the id", ref, len(recs))
+	}
+	p := Port{PortRecord: *recs[0].Rec.(*PortRecord), Revision: recs[0].Rev, Status: StatusDown}
+	if p.Host != "" {
+		if st, _, err := c.get(ctx, StatusKey(p.NetworkID, p.Host, p.ID)); err == nil {
+			p.Status = effectiveStatus(&p.PortRecord, st.(*StatusRecord))
+		}
+	}
+	return p, nil
+}
+
+// effectiveStatus is ACTIVE only when the bound host's agent reports the
+// port ACTIVE for the current binding generation.
+func effectiveStatus(p *PortRecord, st *StatusRecord) string {
+	if st != nil && p.Host != "" && st.Host == p.Host && st.Generation == p.Generation && st.Status == StatusActive {
+		return StatusActive
+	}
+	return StatusDown
+}
+
+// BindPort binds a port to host ("" unbinds) with a compare-and-set on the
+// port record's revision: expectRevision != 0 must be the current one (a
+// stale caller gets ErrConflict), 0 means "the revision just read". Of two
+// concurrent binds from the same revision exactly one succeeds. This is the
+// live-migration flip: every agent moves the port's MAC to the new VTEP
+// once the new host reports it ACTIVE.
+func (c *Controller) BindPort(ctx context.Context, ref, host string, expectRevision uint64) (Port, error) {
+	if host != "" {
+		if err := ValidHost(host); err != nil {
+			return Port{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	p, err := c.GetPort(ctx, ref)
+	if err != nil {
+		return Port{}, err
+	}
+	if expectRevision != 0 && p.Revision != expectRevision {
+		return Port{}, fmt.Errorf("port %s is at revision %d, not %d: %w", p.ID, p.Revision, expectRevision, ErrConflict)
+	}
+	if p.Host == host {
+		return p, nil
+	}
+	old := p.PortRecord
+	rec := p.PortRecord
+	rec.Host = host
+	rec.Generation = old.Generation + 1
+	rec.UpdatedAt = now()
+	var bindRev uint64
+	if host != "" {
+		// The index entry goes first: a port bound to a host always has
+		// one, so that host's agent always follows the port's network.
+		bindRev, err = c.put(ctx, BindingKey(host, rec.ID), &BindingRecord{PortID: rec.ID, NetworkID: rec.NetworkID, Generation: rec.Generation})
+		if err != nil {
+			return Port{}, err
+		}
+	}
+	rev, err := c.update(ctx, PortKey(rec.NetworkID, rec.ID), &rec, p.Revision)
+	if err != nil {
+		if host != "" {
+			// Remove our index entry unless the winner bound it here too;
+			// a later put (new revision) makes the delete a no-op.
+			if cur, gerr := c.GetPort(ctx, rec.ID); gerr == nil && cur.Host != host {
+				_ = c.del(ctx, BindingKey(host, rec.ID), bindRev)
+			}
+		}
+		return Port{}, fmt.Errorf("bind port %s to %q: %w", rec.ID, host, err)
+	}
+	if old.Host != "" {
+		c.dropBinding(ctx, old.Host, rec.ID, old.Generation)
+	}
+	c.log.Info("port bound", "id", rec.ID, "from", old.Host, "to", host, "generation", rec.Generation, "revision", rev)
+	return Port{PortRecord: rec, Revision: rev, Status: StatusDown}, nil
+}
+
+// dropBinding deletes host's index entry of a port if it is not newer than
+// generation (a concurrent re-bind to host writes a newer one, which stays).
+func (c *Controller) dropBinding(ctx context.Context, host, portID string, generation uint64) {
+	rec, rev, err := c.get(ctx, BindingKey(host, portID))
+	if err != nil {
+		return
+	}
+	if rec.(*BindingRecord).Generation <= generation {
+		if err := c.del(ctx, BindingKey(host, portID), rev); err != nil {
+			c.log.Debug("binding index entry kept", "host", host, "port", portID, "err", err)
+		}
+	}
+}
+
+// UnbindPort removes a port's binding (compare-and-set like BindPort).
+func (c *Controller) UnbindPort(ctx context.Context, ref string, expectRevision uint64) (Port, error) {
+	return c.BindPort(ctx, ref, "", expectRevision)
+}
+
+// DeletePort deletes a port (conditional on expectRevision when not 0) and
+// then its binding, reservations and statuses.
+func (c *Controller) DeletePort(ctx context.Context, ref string, expectRevision uint64) error {
+	p, err := c.GetPort(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if expectRevision != 0 && p.Revision != expectRevision {
+		return fmt.Errorf("port %s is at revision %d, not %d: %w", p.ID, p.Revision, expectRevision, ErrConflict)
+	}
+	if err := c.del(ctx, PortKey(p.NetworkID, p.ID), p.Revision); err != nil {
+		return fmt.Errorf("delete port %s: %w", p.ID, err)
+	}
+	if p.Host != "" {
+		c.dropBinding(ctx, p.Host, p.ID, p.Generation)
+	}
+	c.dropReservation(ctx, MACResvKey(p.NetworkID, p.MAC), p.ID)
+	for _, ip := range p.FixedIPs {
+		c.dropReservation(ctx, IPResvKey(p.NetworkID, ip), p.ID)
+	}
+	if sts, err := loadLatest(ctx, c.js, c.bucket, []string{StatusesOfPortFilter(p.NetworkID, p.ID)}, c.log); err == nil {
+		for _, e := range sts {
+			if !e.Deleted {
+				_ = c.del(ctx, e.Key, e.Rev)
+			}
+		}
+	}
+	c.log.Info("port deleted", "id", p.ID, "network", p.NetworkID)
+	return nil
+}
+
+func (c *Controller) dropReservation(ctx context.Context, key, portID string) {
+	rec, rev, err := c.get(ctx, key)
+	if err == nil && rec.(*ReservationRecord).PortID == portID {
+		_ = c.del(ctx, key, rev)
+	}
+}
+
+// PortFilter narrows ListPorts.
+type PortFilter struct {
+	Network string // id or name
+	Host    string
+}
+
+// ListPorts returns ports with their status, by network then id.
+func (c *Controller) ListPorts(ctx context.Context, f PortFilter) ([]Port, error) {
+	portFilter, statusFilter := PortsFilter, StatusesFilter
+	if f.Network != "" {
+		n, err := c.GetNetwork(ctx, f.Network)
+		if err != nil {
+			return nil, err
+		}
+		portFilter, statusFilter = PortsOfNetworkFilter(n.ID), "nets."+n.ID+".status.*.*"
+	}
+	recs, err := c.load(ctx, portFilter, statusFilter)
+	if err != nil {
+		return nil, err
+	}
+	status := map[string]*StatusRecord{}
+	var out []Port
+	for _, r := range recs {
+		switch rec := r.Rec.(type) {
+		case *StatusRecord:
+			status[rec.PortID+"@"+rec.Host] = rec
+		case *PortRecord:
+			if f.Host == "" || rec.Host == f.Host {
+				out = append(out, Port{PortRecord: *rec, Revision: r.Rev})
+			}
+		}
+	}
+	for i := range out {
+		out[i].Status = effectiveStatus(&out[i].PortRecord, status[out[i].ID+"@"+out[i].Host])
+	}
+	slices.SortFunc(out, func(a, b Port) int {
+		if x := strings.Compare(a.NetworkID, b.NetworkID); x != 0 {
+			return x
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// ---- security groups ----
+
+// SecurityGroupSpec asks for a security group.
+type SecurityGroupSpec struct {
+	Name        string
+	Description string
+	ID          string // optional UUID
+}
+
+// SecurityGroup is a security group record with its revision.
+type SecurityGroup struct {
+	SecurityGroupRecord
+	Revision uint64 `json:"revision"`
+}
+
+// CreateSecurityGroup creates an empty security group (names are unique,
+// so that they can be used as references).
+func (c *Controller) CreateSecurityGroup(ctx context.Context, spec SecurityGroupSpec) (SecurityGroup, error) {
+	rec := &SecurityGroupRecord{ID: spec.ID, Name: spec.Name, Description: spec.Description, CreatedAt: now()}
+	if rec.ID == "" {
+		rec.ID = NewUUID()
+	} else if !IsUUID(rec.ID) {
+		return SecurityGroup{}, invalidf("security group id %q is not a UUID", rec.ID)
+	}
+	if err := rec.Validate(); err != nil {
+		return SecurityGroup{}, fmt.Errorf("%w: security group %q: %w", ErrInvalid, spec.Name, err)
+	}
+	if _, err := c.GetSecurityGroup(ctx, spec.Name); err == nil {
+		return SecurityGroup{}, fmt.Errorf("security group %q: %w", spec.Name, ErrExists)
+	}
+	rev, err := c.create(ctx, SecGroupKey(rec.ID), rec)
+	if err != nil {
+		return SecurityGroup{}, err
+	}
+	return SecurityGroup{SecurityGroupRecord: *rec, Revision: rev}, nil
+}
+
+// ListSecurityGroups returns every security group, by name.
+func (c *Controller) ListSecurityGroups(ctx context.Context) ([]SecurityGroup, error) {
+	recs, err := c.load(ctx, SecGroupsFilter)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SecurityGroup, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, SecurityGroup{SecurityGroupRecord: *r.Rec.(*SecurityGroupRecord), Revision: r.Rev})
+	}
+	slices.SortFunc(out, func(a, b SecurityGroup) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
+	return out, nil
+}
+
+// GetSecurityGroup finds a security group by id or name.
+func (c *Controller) GetSecurityGroup(ctx context.Context, ref string) (SecurityGroup, error) {
+	if ref == "" {
+		return SecurityGroup{}, invalidf("empty security group reference")
+	}
+	if ValidID(ref) == nil {
+		rec, rev, err := c.get(ctx, SecGroupKey(ref))
+		if err == nil {
+			return SecurityGroup{SecurityGroupRecord: *rec.(*SecurityGroupRecord), Revision: rev}, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return SecurityGroup{}, err
+		}
+	}
+	all, err := c.ListSecurityGroups(ctx)
+	if err != nil {
+		return SecurityGroup{}, err
+	}
+	for _, sg := range all {
+		if sg.Name == ref {
+			return sg, nil
+		}
+	}
+	return SecurityGroup{}, fmt.Errorf("security group %q: %w", ref, ErrNotFound)
+}
+
+// AddSecurityGroupRule adds a rule (its ID is generated) with a
+// compare-and-set on the group, retrying when another rule was added
+// meanwhile. A rule equal to an existing one is refused, as in Neutron.
+func (c *Controller) AddSecurityGroupRule(ctx context.Context, sgRef string, rule SGRule) (SGRule, error) {
+	rule.ID = NewUUID()
+	if rule.Ethertype == "" {
+		rule.Ethertype = "IPv4"
+		if rule.RemoteIPPrefix.IsValid() && rule.RemoteIPPrefix.Addr().Is6() {
+			rule.Ethertype = "IPv6"
+		}
+	}
+	rule.Protocol = strings.ToLower(rule.Protocol)
+	if err := rule.Validate(); err != nil {
+		return SGRule{}, fmt.Errorf("%w: rule: %w", ErrInvalid, err)
+	}
+	if rule.RemoteGroupID != "" {
+		rg, err := c.GetSecurityGroup(ctx, rule.RemoteGroupID)
+		if err != nil {
+			return SGRule{}, fmt.Errorf("remote group: %w", err)
+		}
+		rule.RemoteGroupID = rg.ID
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		sg, err := c.GetSecurityGroup(ctx, sgRef)
+		if err != nil {
+			return SGRule{}, err
+		}
+		for _, r := range sg.Rules {
+			same := r
+			same.ID = rule.ID
+			if same == rule {
+				return SGRule{}, fmt.Errorf("security group %s already has rule %s: %w", sg.Name, r.ID, ErrExists)
+			}
+		}
+		rec := sg.SecurityGroupRecord
+		rec.Rules = append(slices.Clone(rec.Rules), rule)
+		_, err = c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return SGRule{}, err
+		}
+		return rule, nil
+	}
+	return SGRule{}, fmt.Errorf("add rule to %s: %w", sgRef, ErrConflict)
+}
+
+// DeleteSecurityGroupRule deletes a rule by id, whatever its group.
+func (c *Controller) DeleteSecurityGroupRule(ctx context.Context, ruleID string) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		err := c.deleteRuleOnce(ctx, ruleID)
+		if !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("delete rule %s: %w", ruleID, ErrConflict)
+}
+
+func (c *Controller) deleteRuleOnce(ctx context.Context, ruleID string) error {
+	all, err := c.ListSecurityGroups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, sg := range all {
+		i := slices.IndexFunc(sg.Rules, func(r SGRule) bool { return r.ID == ruleID })
+		if i < 0 {
+			continue
+		}
+		rec := sg.SecurityGroupRecord
+		rec.Rules = slices.Delete(slices.Clone(rec.Rules), i, i+1)
+		_, err := c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
+		return err
+	}
+	return fmt.Errorf("security group rule %q: %w", ruleID, ErrNotFound)
+}
+
+// DeleteSecurityGroup deletes a group no port or rule refers to.
+func (c *Controller) DeleteSecurityGroup(ctx context.Context, ref string) error {
+	sg, err := c.GetSecurityGroup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	ports, err := c.load(ctx, PortsFilter)
+	if err != nil {
+		return err
+	}
+	for _, r := range ports {
+		if slices.Contains(r.Rec.(*PortRecord).SecurityGroups, sg.ID) {
+			return fmt.Errorf("security group %s is used by port %s: %w", sg.Name, r.Parsed.Port, ErrInUse)
+		}
+	}
+	all, err := c.ListSecurityGroups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, other := range all {
+		for _, r := range other.Rules {
+			if r.RemoteGroupID == sg.ID && other.ID != sg.ID {
+				return fmt.Errorf("security group %s is the remote group of a rule of %s: %w", sg.Name, other.Name, ErrInUse)
+			}
+		}
+	}
+	return c.del(ctx, SecGroupKey(sg.ID), sg.Revision)
+}
+
+// ---- agents ----
+
+// AgentInfo is an agent with its liveness.
+type AgentInfo struct {
+	AgentRecord
+	// HeartbeatAt is when the server stored the last heartbeat (zero if none).
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+	// AppliedRevision is the last revision the agent reported applied.
+	AppliedRevision uint64 `json:"applied_revision,omitempty"`
+	// Alive is a heartbeat younger than the down time.
+	Alive bool `json:"alive"`
+}
+
+// DefaultAgentDownTime is Neutron's agent_down_time.
+const DefaultAgentDownTime = 75 * time.Second
+
+// ListAgents returns every registered agent; an agent is alive when its
+// last heartbeat is younger than downTime (default DefaultAgentDownTime).
+// Heartbeat age uses the server's timestamp of the heartbeat message.
+func (c *Controller) ListAgents(ctx context.Context, downTime time.Duration) ([]AgentInfo, error) {
+	return ListAgents(ctx, c.js, c.bucket, downTime, c.log)
+}
+
+// ListAgents is Controller.ListAgents for any connection allowed to read
+// the bucket.
+func ListAgents(ctx context.Context, js jetstream.JetStream, bucket string, downTime time.Duration, log *slog.Logger) ([]AgentInfo, error) {
+	if downTime <= 0 {
+		downTime = DefaultAgentDownTime
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	recs, err := loadRecords(ctx, js, bucket, []string{AgentsFilter, HeartbeatsFilter}, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	hb := map[string]loadedRecord{}
+	var out []AgentInfo
+	for _, r := range recs {
+		switch rec := r.Rec.(type) {
+		case *HeartbeatRecord:
+			hb[rec.Host] = r
+		case *AgentRecord:
+			out = append(out, AgentInfo{AgentRecord: *rec})
+		}
+	}
+	t := time.Now()
+	for i := range out {
+		if h, ok := hb[out[i].Host]; ok {
+			out[i].HeartbeatAt = h.Created
+			out[i].AppliedRevision = h.Rec.(*HeartbeatRecord).AppliedRevision
+			out[i].Alive = t.Sub(h.Created) < downTime
+		}
+	}
+	slices.SortFunc(out, func(a, b AgentInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// ---- maintenance ----
+
+// Compact removes delete markers older than olderThan (all of them when
+// olderThan <= 0) and records the compaction floor. An agent whose applied
+// revision is below the floor may have missed a deletion and resyncs
+// fully instead of replaying changes.
+func (c *Controller) Compact(ctx context.Context, olderThan time.Duration) error {
+	opt := jetstream.DeleteMarkersOlderThan(olderThan)
+	if olderThan <= 0 {
+		opt = jetstream.DeleteMarkersOlderThan(-1)
+	}
+	if err := c.kv.PurgeDeletes(ctx, opt); err != nil {
+		return fmt.Errorf("compact %s: %w", c.bucket, err)
+	}
+	info, err := c.js.Stream(ctx, StreamName(c.bucket))
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", c.bucket, err)
+	}
+	if _, err := c.put(ctx, FloorKey, &FloorRecord{Revision: info.CachedInfo().State.LastSeq, Time: now()}); err != nil {
+		return fmt.Errorf("compact %s: %w", c.bucket, err)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package control
+
+// This file is the ONE place where the NATS key-value keys and subjects of the
+// control plane are spelt. Everything else (controller, agent watcher,
+// permissions, docs/control-plane.md) builds them through these functions.
+//
+// Layout of the bucket (default name "vxdp"; stream "KV_vxdp"; a key K is
+// stored on subject "$KV.vxdp.K"):
+//
+//	nets.<net>.network                network record                     written by the controller
+//	nets.<net>.ports.<port>           port record (incl. bound host)     written by the controller
+//	nets.<net>.status.<host>.<port>   port status ACTIVE/DOWN            written by the agent of <host>
+//	hosts.<host>.agent                agent record (VTEP, version)       written by the agent of <host>
+//	hosts.<host>.heartbeat            liveness heartbeat                 written by the agent of <host>
+//	bindings.<host>.<port>            "port is bound to host" index      written by the controller
+//	sgs.<sg>                          security group with its rules      written by the controller
+//	vnis.<vni>                        VNI allocation (create-only)       written by the controller
+//	resv.<net>.mac.<mac>              MAC reservation per network        written by the controller
+//	resv.<net>.ip.<hex ip>            fixed-IP reservation per network   written by the controller
+//	meta.compacted                    tombstone compaction floor         written by the controller
+//
+// Why this shape:
+//   - Everything about one network sits under "nets.<net>.", so an agent
+//     follows a network it hosts with ONE filter ("nets.<net>.>") and never
+//     receives records of networks it does not host (l2pop semantics).
+//   - An agent learns which networks it hosts from "bindings.<host>.*"
+//     (one small record per port bound to it), not by reading every port.
+//   - Every key an agent may write contains its own host token at a fixed
+//     position, so NATS subject permissions can express "only its own
+//     heartbeat, agent record and port statuses" (see Permissions).
+//   - Port status lives in its own key per host, separate from the
+//     controller-owned port record, so agents never write port records.
+//
+// Host names become one key token: dots are replaced by underscores
+// ("node3.example.com" -> "node3_example_com"). Host names must be RFC 1123
+// names (letters, digits, '-', '.'), so the mapping is reversible.
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/vxdp/vxdp/control/state"
+)
+
+// DefaultBucket is the name of the key-value bucket holding the control plane.
+const DefaultBucket = "vxdp"
+
+// KeyKind says which record a key holds.
+type KeyKind int
+
+// Kinds of keys in the bucket.
+const (
+	KindUnknown   KeyKind = iota
+	KindNetwork           // nets.<net>.network
+	KindPort              // nets.<net>.ports.<port>
+	KindStatus            // nets.<net>.status.<host>.<port>
+	KindAgent             // hosts.<host>.agent
+	KindHeartbeat         // hosts.<host>.heartbeat
+	KindBinding           // bindings.<host>.<port>
+	KindSecGroup          // sgs.<sg>
+	KindVNI               // vnis.<vni>
+	KindMACResv           // resv.<net>.mac.<mac>
+	KindIPResv            // resv.<net>.ip.<hex>
+	KindFloor             // meta.compacted
+)
+
+var kindNames = map[KeyKind]string{
+	KindUnknown: "unknown", KindNetwork: "network", KindPort: "port", KindStatus: "status",
+	KindAgent: "agent", KindHeartbeat: "heartbeat", KindBinding: "binding", KindSecGroup: "security_group",
+	KindVNI: "vni", KindMACResv: "mac_reservation", KindIPResv: "ip_reservation", KindFloor: "floor",
+}
+
+// String names the kind (the "kind" label of metrics).
+func (k KeyKind) String() string { return kindNames[k] }
+
+// Key is a parsed bucket key.
+type Key struct {
+	Kind    KeyKind
+	Network string // network id (network, port, status, reservations)
+	Port    string // port id (port, status, binding)
+	Host    string // host name, decoded (status, agent, heartbeat, binding)
+	SG      string // security group id
+	VNI     uint32
+}
+
+// NetworkKey is the key of a network record.
+func NetworkKey(netID string) string { return "nets." + netID + ".network" }
+
+// PortKey is the key of a port record.
+func PortKey(netID, portID string) string { return "nets." + netID + ".ports." + portID }
+
+// StatusKey is the key of the status of a port as reported by the agent of host.
+func StatusKey(netID, host, portID string) string {
+	return "nets." + netID + ".status." + HostToken(host) + "." + portID
+}
+
+// AgentKey is the key of the agent record of host.
+func AgentKey(host string) string { return "hosts." + HostToken(host) + ".agent" }
+
+// HeartbeatKey is the key of the heartbeat of the agent of host.
+func HeartbeatKey(host string) string { return "hosts." + HostToken(host) + ".heartbeat" }
+
+// BindingKey is the key of the index entry saying port is bound to host.
+func BindingKey(host, portID string) string { return "bindings." + HostToken(host) + "." + portID }
+
+// SecGroupKey is the key of a security group record.
+func SecGroupKey(sgID string) string { return "sgs." + sgID }
+
+// VNIKey is the key reserving a VNI for a network.
+func VNIKey(vni uint32) string { return "vnis." + strconv.FormatUint(uint64(vni), 10) }
+
+// MACResvKey is the key reserving a MAC address on a network.
+func MACResvKey(netID string, mac state.MAC) string {
+	return "resv." + netID + ".mac." + strings.ReplaceAll(mac.String(), ":", "-")
+}
+
+// IPResvKey is the key reserving a fixed IP address on a network.
+func IPResvKey(netID string, ip netip.Addr) string {
+	return "resv." + netID + ".ip." + hex.EncodeToString(ip.AsSlice())
+}
+
+// FloorKey holds the compaction floor: an agent whose last applied revision
+// is below it cannot resume by replaying changes and must resync fully.
+const FloorKey = "meta.compacted"
+
+// Watch filters (key patterns, without the "$KV.<bucket>." prefix).
+
+// NetworkFilter matches every key of one network: its record, ports and statuses.
+func NetworkFilter(netID string) string { return "nets." + netID + ".>" }
+
+// BindingsFilter matches the binding index entries of one host.
+func BindingsFilter(host string) string { return "bindings." + HostToken(host) + ".*" }
+
+// AgentsFilter matches every agent record (not heartbeats).
+const AgentsFilter = "hosts.*.agent"
+
+// HeartbeatsFilter matches every heartbeat.
+const HeartbeatsFilter = "hosts.*.heartbeat"
+
+// NetworksFilter matches every network record.
+const NetworksFilter = "nets.*.network"
+
+// PortsFilter matches every port record.
+const PortsFilter = "nets.*.ports.*"
+
+// PortsOfNetworkFilter matches the port records of one network.
+func PortsOfNetworkFilter(netID string) string { return "nets." + netID + ".ports.*" }
+
+// PortByIDFilter matches the record of one port whatever its network.
+func PortByIDFilter(portID string) string { return "nets.*.ports." + portID }
+
+// StatusesOfPortFilter matches every host's status of one port.
+func StatusesOfPortFilter(netID, portID string) string {
+	return "nets." + netID + ".status.*." + portID
+}
+
+// StatusesFilter matches every port status.
+const StatusesFilter = "nets.*.status.*.*"
+
+// BindingsOfPortFilter matches every host's binding entry of one port.
+func BindingsOfPortFilter(portID string) string { return "bindings.*." + portID }
+
+// SecGroupsFilter matches every security group.
+const SecGroupsFilter = "sgs.*"
+
+// VNIsFilter matches every VNI allocation.
+const VNIsFilter = "vnis.*"
+
+// ReservationsOfNetworkFilter matches the MAC and IP reservations of a network.
+func ReservationsOfNetworkFilter(netID string) string { return "resv." + netID + ".>" }
+
+// Subjects.
+
+// StreamName is the JetStream stream backing a bucket.
+func StreamName(bucket string) string { return "KV_" + bucket }
+
+// KeySubject is the subject a key is stored on.
+func KeySubject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
+// KeyPrefix is the subject prefix of every key of a bucket.
+func KeyPrefix(bucket string) string { return "$KV." + bucket + "." }
+
+// AppliedSubject is the core NATS subject on which the agent of host
+// announces every apply (ApplyReport), for convergence measurements.
+func AppliedSubject(bucket, host string) string {
+	return "vxdp." + bucket + ".applied." + HostToken(host)
+}
+
+// AppliedWildcard matches the apply reports of every agent.
+func AppliedWildcard(bucket string) string { return "vxdp." + bucket + ".applied.*" }
+
+// InboxPrefix is the reply-inbox prefix of an agent's connection; agent
+// credentials may subscribe only below it.
+func InboxPrefix(host string) string { return "_INBOX_" + HostToken(host) }
+
+// Names and tokens.
+
+// Validation is hand-written rather than regular expressions: agents run
+// it on every record they receive (hundreds of thousands at a full load).
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// ValidHost checks that h is an RFC 1123 host name usable in keys.
+func ValidHost(h string) error {
+	bad := len(h) == 0 || len(h) > 253
+	for label := range strings.SplitSeq(h, ".") {
+		if bad {
+			break
+		}
+		n := len(label)
+		bad = n == 0 || n > 63 || !isAlnum(label[0]) || !isAlnum(label[n-1])
+		for i := 0; i < n && !bad; i++ {
+			bad = !isAlnum(label[i]) && label[i] != '-'
+		}
+	}
+	if bad {
+		return fmt.Errorf("invalid host %q: want an RFC 1123 host name (letters, digits, '-', '.'), e.g. node3", h)
+	}
+	return nil
+}
+
+// ValidID checks that id can be one key token (ids are UUIDs when vxdp
+// makes them; other ids are accepted if they are key-safe).
+func ValidID(id string) error {
+	bad := len(id) == 0 || len(id) > 64
+	for i := 0; i < len(id) && !bad; i++ {
+		bad = !isAlnum(id[i]) && id[i] != '-' && id[i] != '_'
+	}
+	if bad {
+		return fmt.Errorf("invalid id %q: want 1-64 of [A-Za-z0-9_-], e.g. a UUID", id)
+	}
+	return nil
+}
+
+// IsUUID reports whether s is a lower-case RFC 4122 UUID string.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// HostToken is host as one key token (dots become underscores).
+func HostToken(host string) string { return strings.ReplaceAll(host, ".", "_") }
+
+// HostFromToken reverses HostToken.
+func HostFromToken(tok string) string { return strings.ReplaceAll(tok, "_", ".") }
+
+// ParseKey parses a key of the bucket. Unknown layouts give KindUnknown.
+func ParseKey(key string) Key {
+	t := strings.Split(key, ".")
+	switch {
+	case len(t) == 3 && t[0] == "nets" && t[2] == "network":
+		return Key{Kind: KindNetwork, Network: t[1]}
+	case len(t) == 4 && t[0] == "nets" && t[2] == "ports":
+		return Key{Kind: KindPort, Network: t[1], Port: t[3]}
+	case len(t) == 5 && t[0] == "nets" && t[2] == "status":
+		return Key{Kind: KindStatus, Network: t[1], Host: HostFromToken(t[3]), Port: t[4]}
+	case len(t) == 3 && t[0] == "hosts" && t[2] == "agent":
+		return Key{Kind: KindAgent, Host: HostFromToken(t[1])}
+	case len(t) == 3 && t[0] == "hosts" && t[2] == "heartbeat":
+		return Key{Kind: KindHeartbeat, Host: HostFromToken(t[1])}
+	case len(t) == 3 && t[0] == "bindings":
+		return Key{Kind: KindBinding, Host: HostFromToken(t[1]), Port: t[2]}
+	case len(t) == 2 && t[0] == "sgs":
+		return Key{Kind: KindSecGroup, SG: t[1]}
+	case len(t) == 2 && t[0] == "vnis":
+		v, err := strconv.ParseUint(t[1], 10, 32)
+		if err != nil {
+			return Key{}
+		}
+		return Key{Kind: KindVNI, VNI: uint32(v)}
+	case len(t) == 4 && t[0] == "resv" && t[2] == "mac":
+		return Key{Kind: KindMACResv, Network: t[1]}
+	case len(t) == 4 && t[0] == "resv" && t[2] == "ip":
+		return Key{Kind: KindIPResv, Network: t[1]}
+	case key == FloorKey:
+		return Key{Kind: KindFloor}
+	}
+	return Key{}
+}
+
+// Permissions are the publish/subscribe subject lists of one NATS user, in
+// the shape of nats-server's authorization block.
+type Permissions struct {
+	Publish   []string `json:"publish"`
+	Subscribe []string `json:"subscribe"`
+}
+
+// AgentPermissions are what the agent of host needs, and no more: it writes
+// only its own agent record, heartbeat and port statuses (and its apply
+// reports); it reads the bucket through consumers and direct gets.
+// Everything else, in particular network, port and security-group records
+// and other hosts' keys, is denied by omission.
+func AgentPermissions(bucket, host string) Permissions {
+	stream := StreamName(bucket)
+	return Permissions{
+		Publish: []string{
+			KeySubject(bucket, AgentKey(host)),
+			KeySubject(bucket, HeartbeatKey(host)),
+			KeySubject(bucket, "nets.*.status."+HostToken(host)+".*"),
+			AppliedSubject(bucket, host),
+			"$JS.API.INFO",
+			"$JS.API.STREAM.INFO." + stream,
+			"$JS.API.STREAM.MSG.GET." + stream,
+			"$JS.API.DIRECT.GET." + stream,
+			"$JS.API.DIRECT.GET." + stream + ".>",
+			"$JS.API.CONSUMER.CREATE." + stream,
+			"$JS.API.CONSUMER.CREATE." + stream + ".>",
+			"$JS.API.CONSUMER.INFO." + stream + ".*",
+			"$JS.API.CONSUMER.DELETE." + stream + ".*",
+			"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",
+		},
+		Subscribe: []string{InboxPrefix(host) + ".>"},
+	}
+}
+
+// ControllerPermissions are those of the controller (the neutron-server
+// role, and `vxdp network/port/sg` commands): it owns the bucket.
+func ControllerPermissions(bucket string) Permissions {
+	return Permissions{
+		Publish:   []string{KeyPrefix(bucket) + ">", "$JS.API.>", "vxdp." + bucket + ".>"},
+		Subscribe: []string{"_INBOX.>", "vxdp." + bucket + ".>"},
+	}
+}

@@ -1,0 +1,555 @@
+package control
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/vxdp/vxdp/control/state"
+)
+
+// SchemaVersion is the version of every record this code writes and the
+// only one it accepts. Additive, optional fields keep the version; anything
+// an older reader would misinterpret bumps it, and older agents then reject
+// (and count) the new records instead of misapplying them.
+const SchemaVersion = 1
+
+// Port status values, as Neutron spells them.
+const (
+	StatusActive = "ACTIVE"
+	StatusDown   = "DOWN"
+)
+
+// DefaultMTU is the tenant MTU on a 1500-byte underlay (1500 - 50 bytes of VXLAN).
+const DefaultMTU = 1450
+
+// NetworkRecord is a VXLAN tenant network (key nets.<id>.network).
+type NetworkRecord struct {
+	Schema  int            `json:"schema"`
+	ID      string         `json:"id"`
+	Name    string         `json:"name,omitempty"`
+	VNI     uint32         `json:"vni"`
+	MTU     int            `json:"mtu,omitempty"`
+	Subnets []netip.Prefix `json:"subnets,omitempty"`
+	// Deleting is set while `network delete` checks that no port is left;
+	// a port created meanwhile sees it and backs out.
+	Deleting  bool      `json:"deleting,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}
+
+// PortRecord is a port (key nets.<network>.ports.<id>), written only by the controller.
+type PortRecord struct {
+	Schema              int                 `json:"schema"`
+	ID                  string              `json:"id"`
+	NetworkID           string              `json:"network_id"`
+	Name                string              `json:"name,omitempty"`
+	MAC                 state.MAC           `json:"mac_address"`
+	FixedIPs            []netip.Addr        `json:"fixed_ips,omitempty"`
+	PortSecurity        bool                `json:"port_security_enabled"`
+	AllowedAddressPairs []state.AddressPair `json:"allowed_address_pairs,omitempty"`
+	SecurityGroups      []string            `json:"security_groups,omitempty"`
+	DeviceOwner         string              `json:"device_owner,omitempty"`
+	// Host is the bound host ("" = unbound); changed only by compare-and-set.
+	Host string `json:"binding_host_id,omitempty"`
+	// Generation counts binding changes. A status record counts only for
+	// the generation it names, so a stale ACTIVE from a previous binding
+	// can never activate the port after a move.
+	Generation uint64    `json:"binding_generation"`
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
+}
+
+// Tap is the port's tap device name ("tap" + id[:11], as Neutron).
+func (p *PortRecord) Tap() string { return state.TapName(p.ID) }
+
+// StatusRecord is a port's status as seen by the agent of Host
+// (key nets.<network>.status.<host>.<port>).
+type StatusRecord struct {
+	Schema     int       `json:"schema"`
+	PortID     string    `json:"port_id"`
+	Host       string    `json:"host"`
+	Status     string    `json:"status"`
+	Generation uint64    `json:"binding_generation"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
+}
+
+// AgentRecord describes the agent of one host (key hosts.<host>.agent). It
+// changes rarely (start, VTEP change), so every agent may watch all of them.
+type AgentRecord struct {
+	Schema           int            `json:"schema"`
+	ID               string         `json:"id"`
+	Host             string         `json:"host"`
+	AgentType        string         `json:"agent_type"`
+	Binary           string         `json:"binary"`
+	VTEP             netip.Addr     `json:"vtep_ip"`
+	Version          string         `json:"version,omitempty"`
+	AvailabilityZone string         `json:"availability_zone,omitempty"`
+	AdminStateUp     bool           `json:"admin_state_up"`
+	Configurations   map[string]any `json:"configurations,omitempty"`
+}
+
+// HeartbeatRecord is the periodic liveness report of an agent
+// (key hosts.<host>.heartbeat). Nobody watches it but `agent list`.
+type HeartbeatRecord struct {
+	Schema    int       `json:"schema"`
+	Host      string    `json:"host"`
+	AgentID   string    `json:"agent_id"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Time      time.Time `json:"time"`
+	// AppliedRevision is the last KV revision the agent's dataplane applied.
+	AppliedRevision uint64 `json:"applied_revision,omitempty"`
+}
+
+// BindingRecord is the index entry "port is bound to host" (key
+// bindings.<host>.<port>): it tells an agent which networks to follow. The
+// port record stays the truth; a stale entry only makes an agent follow a
+// network it then finds it does not host.
+type BindingRecord struct {
+	Schema     int    `json:"schema"`
+	PortID     string `json:"port_id"`
+	NetworkID  string `json:"network_id"`
+	Generation uint64 `json:"binding_generation"`
+}
+
+// SecurityGroupRecord is a security group with its rules (key sgs.<id>).
+type SecurityGroupRecord struct {
+	Schema      int       `json:"schema"`
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Rules       []SGRule  `json:"rules,omitempty"`
+	CreatedAt   time.Time `json:"created_at,omitzero"`
+}
+
+// SGRule is one security group rule, with Neutron's fields.
+type SGRule struct {
+	ID        string `json:"id"`
+	Direction string `json:"direction"` // ingress | egress
+	Ethertype string `json:"ethertype"` // IPv4 | IPv6
+	// Protocol is "" (any), tcp, udp, icmp, icmpv6 or an IP protocol number.
+	Protocol       string       `json:"protocol,omitempty"`
+	PortRangeMin   int          `json:"port_range_min,omitempty"`
+	PortRangeMax   int          `json:"port_range_max,omitempty"`
+	RemoteIPPrefix netip.Prefix `json:"remote_ip_prefix,omitzero"`
+	RemoteGroupID  string       `json:"remote_group_id,omitempty"`
+}
+
+// VNIRecord reserves a VNI for a network (key vnis.<vni>).
+type VNIRecord struct {
+	Schema    int    `json:"schema"`
+	VNI       uint32 `json:"vni"`
+	NetworkID string `json:"network_id"`
+}
+
+// ReservationRecord reserves a MAC or fixed IP on a network for a port.
+type ReservationRecord struct {
+	Schema int    `json:"schema"`
+	PortID string `json:"port_id"`
+}
+
+// FloorRecord is the compaction floor (key meta.compacted).
+type FloorRecord struct {
+	Schema   int       `json:"schema"`
+	Revision uint64    `json:"revision"`
+	Time     time.Time `json:"time"`
+}
+
+// RejectReason classifies why a record was refused.
+type RejectReason string
+
+// Reasons a record is rejected (the "reason" label of the metric).
+const (
+	RejectParse    RejectReason = "parse"           // not JSON of the expected shape
+	RejectSchema   RejectReason = "schema"          // unknown schema version
+	RejectInvalid  RejectReason = "invalid"         // a field value is wrong
+	RejectKey      RejectReason = "key_mismatch"    // record disagrees with its key
+	RejectConflict RejectReason = "conflict"        // clashes with an older record (duplicate MAC, VNI, tap)
+	RejectUnknown  RejectReason = "unknown_key"     // key outside the layout
+	RejectBadState RejectReason = "invalid_desired" // the built state failed validation (a bug)
+)
+
+// RecordError is a rejected record.
+type RecordError struct {
+	Key    string
+	Reason RejectReason
+	Err    error
+}
+
+// Error says which record was refused and why.
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("record %s rejected (%s): %v", e.Key, e.Reason, e.Err)
+}
+
+// Unwrap returns the underlying problem.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// DecodeRecord parses and validates the value of key; the result is a
+// pointer to the record type of the key's kind. It refuses malformed JSON,
+// schema versions other than SchemaVersion, invalid values and records that
+// disagree with their key (a port record under another network's key).
+func DecodeRecord(key string, value []byte) (Key, any, error) {
+	k := ParseKey(key)
+	var rec any
+	switch k.Kind {
+	case KindNetwork:
+		rec = new(NetworkRecord)
+	case KindPort:
+		rec = new(PortRecord)
+	case KindStatus:
+		rec = new(StatusRecord)
+	case KindAgent:
+		rec = new(AgentRecord)
+	case KindHeartbeat:
+		rec = new(HeartbeatRecord)
+	case KindBinding:
+		rec = new(BindingRecord)
+	case KindSecGroup:
+		rec = new(SecurityGroupRecord)
+	case KindVNI:
+		rec = new(VNIRecord)
+	case KindMACResv, KindIPResv:
+		rec = new(ReservationRecord)
+	case KindFloor:
+		rec = new(FloorRecord)
+	default:
+		return k, nil, &RecordError{Key: key, Reason: RejectUnknown, Err: errors.New("key does not match the bucket layout")}
+	}
+	// One decoding in the common case; the schema is checked after, and a
+	// record that does not decode is probed for its schema so that a newer
+	// version is reported as such rather than as garbage.
+	if err := json.Unmarshal(value, rec); err != nil {
+		var probe struct {
+			Schema *int `json:"schema"`
+		}
+		if json.Unmarshal(value, &probe) == nil && (probe.Schema == nil || *probe.Schema != SchemaVersion) {
+			return k, nil, schemaError(key, probe.Schema)
+		}
+		return k, nil, &RecordError{Key: key, Reason: RejectParse, Err: err}
+	}
+	if v := schemaOf(rec); v != SchemaVersion {
+		return k, nil, schemaError(key, &v)
+	}
+	if err := validateRecord(k, rec); err != nil {
+		var re *RecordError
+		if errors.As(err, &re) {
+			re.Key = key
+			return k, nil, re
+		}
+		return k, nil, &RecordError{Key: key, Reason: RejectInvalid, Err: err}
+	}
+	return k, rec, nil
+}
+
+func schemaError(key string, v *int) error {
+	got := "missing"
+	if v != nil && *v != 0 {
+		got = fmt.Sprint(*v)
+	}
+	return &RecordError{Key: key, Reason: RejectSchema, Err: fmt.Errorf("schema version %s, this agent understands %d", got, SchemaVersion)}
+}
+
+// schemaOf is the schema field of a decoded record (0 when absent).
+func schemaOf(rec any) int {
+	switch r := rec.(type) {
+	case *NetworkRecord:
+		return r.Schema
+	case *PortRecord:
+		return r.Schema
+	case *StatusRecord:
+		return r.Schema
+	case *AgentRecord:
+		return r.Schema
+	case *HeartbeatRecord:
+		return r.Schema
+	case *BindingRecord:
+		return r.Schema
+	case *SecurityGroupRecord:
+		return r.Schema
+	case *VNIRecord:
+		return r.Schema
+	case *ReservationRecord:
+		return r.Schema
+	case *FloorRecord:
+		return r.Schema
+	}
+	return 0
+}
+
+func keyMismatch(format string, args ...any) error {
+	return &RecordError{Reason: RejectKey, Err: fmt.Errorf(format, args...)}
+}
+
+func validateRecord(k Key, rec any) error {
+	switch r := rec.(type) {
+	case *NetworkRecord:
+		if r.ID != k.Network {
+			return keyMismatch("id %q under the key of network %q", r.ID, k.Network)
+		}
+		return r.Validate()
+	case *PortRecord:
+		if r.ID != k.Port || r.NetworkID != k.Network {
+			return keyMismatch("port %q of network %q under the key of port %q of network %q", r.ID, r.NetworkID, k.Port, k.Network)
+		}
+		return r.Validate()
+	case *StatusRecord:
+		if r.PortID != k.Port || r.Host != k.Host {
+			return keyMismatch("status of port %q on %q under the key of port %q on %q", r.PortID, r.Host, k.Port, k.Host)
+		}
+		if r.Status != StatusActive && r.Status != StatusDown {
+			return fmt.Errorf("status %q: want %s or %s", r.Status, StatusActive, StatusDown)
+		}
+	case *AgentRecord:
+		if r.Host != k.Host {
+			return keyMismatch("agent of host %q under the key of host %q", r.Host, k.Host)
+		}
+		if err := ValidHost(r.Host); err != nil {
+			return err
+		}
+		if err := validVTEP(r.VTEP); err != nil {
+			return err
+		}
+	case *HeartbeatRecord:
+		if r.Host != k.Host {
+			return keyMismatch("heartbeat of host %q under the key of host %q", r.Host, k.Host)
+		}
+	case *BindingRecord:
+		if r.PortID != k.Port {
+			return keyMismatch("binding of port %q under the key of port %q", r.PortID, k.Port)
+		}
+		if err := ValidID(r.NetworkID); err != nil {
+			return fmt.Errorf("network_id: %w", err)
+		}
+	case *SecurityGroupRecord:
+		if r.ID != k.SG {
+			return keyMismatch("security group %q under the key of %q", r.ID, k.SG)
+		}
+		return r.Validate()
+	case *VNIRecord:
+		if r.VNI != k.VNI {
+			return keyMismatch("vni %d under the key of vni %d", r.VNI, k.VNI)
+		}
+	}
+	return nil
+}
+
+func validVTEP(ip netip.Addr) error {
+	if !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLoopback() {
+		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 address, e.g. 192.168.248.3", ip)
+	}
+	return nil
+}
+
+// ValidateVNI checks a VXLAN network identifier.
+func ValidateVNI(vni uint32) error {
+	if vni == 0 || vni > state.MaxVNI {
+		return fmt.Errorf("vni %d out of range 1-%d", vni, state.MaxVNI)
+	}
+	return nil
+}
+
+// Validate checks a network record's values.
+func (r *NetworkRecord) Validate() error {
+	var errs []error
+	if err := ValidID(r.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidateVNI(r.VNI); err != nil {
+		errs = append(errs, err)
+	}
+	if r.MTU != 0 && (r.MTU < 68 || r.MTU > 65000) {
+		errs = append(errs, fmt.Errorf("mtu %d out of range 68-65000", r.MTU))
+	}
+	if len(r.Name) > 255 {
+		errs = append(errs, errors.New("name longer than 255 characters"))
+	}
+	for _, p := range r.Subnets {
+		if !p.IsValid() || p.Masked() != p {
+			errs = append(errs, fmt.Errorf("subnet %q is not a network address in CIDR form", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Contains reports whether ip is in one of the network's subnets (true when
+// the network declares none).
+func (r *NetworkRecord) Contains(ip netip.Addr) bool {
+	if len(r.Subnets) == 0 {
+		return true
+	}
+	for _, p := range r.Subnets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks a port record's values.
+func (r *PortRecord) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := ValidID(r.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidID(r.NetworkID); err != nil {
+		bad("network_id: %v", err)
+	}
+	if !r.MAC.IsUnicast() {
+		bad("mac_address %s is not a unicast address", r.MAC)
+	}
+	for _, ip := range r.FixedIPs {
+		if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLoopback() {
+			bad("fixed ip %q is not a usable unicast address", ip)
+		}
+	}
+	for i, ap := range r.AllowedAddressPairs {
+		if !ap.IP.IsValid() {
+			bad("allowed_address_pairs[%d]: invalid ip_address", i)
+		}
+		if !ap.MAC.IsZero() && !ap.MAC.IsUnicast() {
+			bad("allowed_address_pairs[%d]: mac %s is not unicast", i, ap.MAC)
+		}
+	}
+	if !r.PortSecurity && (len(r.AllowedAddressPairs) > 0 || len(r.SecurityGroups) > 0) {
+		bad("port security is disabled but the port has security groups or allowed address pairs")
+	}
+	for _, sg := range r.SecurityGroups {
+		if err := ValidID(sg); err != nil {
+			bad("security group: %v", err)
+		}
+	}
+	if r.Host != "" {
+		if err := ValidHost(r.Host); err != nil {
+			bad("binding_host_id: %v", err)
+		}
+	}
+	if tap := r.Tap(); len(tap) > 15 {
+		bad("tap name %q longer than 15 characters", tap)
+	}
+	return errors.Join(errs...)
+}
+
+var protocols = map[string]bool{"": true, "tcp": true, "udp": true, "icmp": true, "icmpv6": true, "sctp": true}
+
+// Validate checks a security group and its rules.
+func (r *SecurityGroupRecord) Validate() error {
+	var errs []error
+	if err := ValidID(r.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Name == "" || len(r.Name) > 255 {
+		errs = append(errs, errors.New("name must be 1-255 characters"))
+	}
+	ids := map[string]bool{}
+	for i, rule := range r.Rules {
+		if err := rule.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("rules[%d] (%s): %w", i, rule.ID, err))
+		}
+		if ids[rule.ID] {
+			errs = append(errs, fmt.Errorf("rules[%d]: duplicate rule id %s", i, rule.ID))
+		}
+		ids[rule.ID] = true
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one security group rule the way Neutron does.
+func (r SGRule) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := ValidID(r.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Direction != "ingress" && r.Direction != "egress" {
+		bad("direction %q: want ingress or egress", r.Direction)
+	}
+	if r.Ethertype != "IPv4" && r.Ethertype != "IPv6" {
+		bad("ethertype %q: want IPv4 or IPv6", r.Ethertype)
+	}
+	proto := strings.ToLower(r.Protocol)
+	if !protocols[proto] && !isProtoNumber(proto) {
+		bad("protocol %q: want tcp, udp, icmp, icmpv6, sctp, a number 0-255 or nothing for any", r.Protocol)
+	}
+	if r.PortRangeMin != 0 || r.PortRangeMax != 0 {
+		switch proto {
+		case "tcp", "udp", "sctp", "6", "17", "132":
+			if r.PortRangeMin < 1 || r.PortRangeMax > 65535 || r.PortRangeMin > r.PortRangeMax {
+				bad("port range %d:%d: want 1 <= min <= max <= 65535", r.PortRangeMin, r.PortRangeMax)
+			}
+		case "icmp", "icmpv6", "1", "58":
+			// Neutron reuses the range as ICMP type (min) and code (max).
+			if r.PortRangeMin < 0 || r.PortRangeMin > 255 || r.PortRangeMax < 0 || r.PortRangeMax > 255 {
+				bad("icmp type/code %d/%d: want 0-255", r.PortRangeMin, r.PortRangeMax)
+			}
+		default:
+			bad("a port range needs protocol tcp, udp, sctp or icmp")
+		}
+	}
+	if r.RemoteIPPrefix.IsValid() {
+		if r.RemoteIPPrefix.Masked() != r.RemoteIPPrefix {
+			bad("remote_ip_prefix %s has host bits set; write %s", r.RemoteIPPrefix, r.RemoteIPPrefix.Masked())
+		}
+		if r.RemoteIPPrefix.Addr().Is4() != (r.Ethertype == "IPv4") {
+			bad("remote_ip_prefix %s does not match ethertype %s", r.RemoteIPPrefix, r.Ethertype)
+		}
+		if r.RemoteGroupID != "" {
+			bad("remote_ip_prefix and remote_group_id are mutually exclusive")
+		}
+	}
+	if r.RemoteGroupID != "" {
+		if err := ValidID(r.RemoteGroupID); err != nil {
+			bad("remote_group_id: %v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isProtoNumber(s string) bool {
+	if s == "" || len(s) > 3 {
+		return false
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n <= 255
+}
+
+// encodeRecord marshals a record, stamping the schema version.
+func encodeRecord(rec any) ([]byte, error) {
+	switch r := rec.(type) {
+	case *NetworkRecord:
+		r.Schema = SchemaVersion
+	case *PortRecord:
+		r.Schema = SchemaVersion
+	case *StatusRecord:
+		r.Schema = SchemaVersion
+	case *AgentRecord:
+		r.Schema = SchemaVersion
+	case *HeartbeatRecord:
+		r.Schema = SchemaVersion
+	case *BindingRecord:
+		r.Schema = SchemaVersion
+	case *SecurityGroupRecord:
+		r.Schema = SchemaVersion
+	case *VNIRecord:
+		r.Schema = SchemaVersion
+	case *ReservationRecord:
+		r.Schema = SchemaVersion
+	case *FloorRecord:
+		r.Schema = SchemaVersion
+	default:
+		return nil, fmt.Errorf("encode record: unsupported type %T", rec)
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return b, nil
+}

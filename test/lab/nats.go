@@ -1,0 +1,146 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vxdp/vxdp/control"
+	"github.com/vxdp/vxdp/control/state"
+)
+
+// natsKey names the NATS server among the lab's processes.
+const natsKey = "nats"
+
+// NATSControl is the NATS mode: `vxdp server` (embedded NATS with
+// JetStream) runs in node1's namespace on its management address, as
+// neutron-server runs on the seed's controller; the lab plays the
+// controller through control.Controller, and agents follow the KV bucket.
+type NATSControl struct{ l *Lab }
+
+func (n *NATSControl) AgentArgs(node string) []string {
+	return []string{"--nats", NATSURL(), "--host", node}
+}
+
+// Start runs the server and waits until it serves clients.
+func (n *NATSControl) Start(ctx context.Context) error { return n.l.StartNATS(ctx) }
+
+// Publish creates the lab's networks and ports (with the seed's ids, so the
+// taps keep their Neutron names) bound to their nodes. Records that already
+// exist are left as they are.
+func (n *NATSControl) Publish(ctx context.Context) error {
+	ctl, done, err := n.l.Controller(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for _, net := range n.l.networks() {
+		_, err := ctl.CreateNetwork(ctx, control.NetworkSpec{ID: net.ID, Name: net.Name, VNI: net.VNI, MTU: net.MTU})
+		if err != nil && !errors.Is(err, control.ErrExists) {
+			return fmt.Errorf("create network %s: %w", net.Name, err)
+		}
+	}
+	for _, p := range n.l.Ports() {
+		lp := n.l.localPort(p)
+		_, err := ctl.CreatePort(ctx, control.PortSpec{ID: p.ID, Name: p.Name, Network: p.NetworkID, MAC: p.MAC,
+			FixedIPs: lp.IPs, AllowedAddressPairs: lp.AllowedAddressPairs, Host: p.Node})
+		if err != nil && !errors.Is(err, control.ErrExists) {
+			return fmt.Errorf("create port %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// Controller connects to the lab's NATS server from the controller node's
+// namespace and returns a controller and its closer. The connection does
+// not survive a server restart: take a new one after StartNATS.
+func (l *Lab) Controller(ctx context.Context) (*control.Controller, func(), error) {
+	nc, err := control.Connect(ctx, control.ConnectOptions{URLs: []string{NATSURL()}, Name: "vxdp-lab",
+		Dialer: nsDialer(l.NS(ControllerNode))})
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to the lab's NATS server: %w", err)
+	}
+	quiet := slog.New(slog.NewTextHandler(l.log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctl, err := control.NewController(ctx, nc, control.ControllerOptions{Log: quiet})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return ctl, nc.Close, nil
+}
+
+// nsDialer makes TCP connections from inside a namespace, so the lab's
+// client reaches the management network (and never the host's).
+type nsDialer string
+
+func (ns nsDialer) Dial(network, address string) (c net.Conn, err error) {
+	err = Do(string(ns), func() (err error) {
+		c, err = net.DialTimeout(network, address, 5*time.Second)
+		return err
+	})
+	return c, err
+}
+
+// StartNATS starts the lab's NATS server (again, after StopNATS) and waits
+// until it serves clients.
+func (l *Lab) StartNATS(ctx context.Context) error {
+	ready := filepath.Join(l.Dir, "nats.ready")
+	_ = os.Remove(ready)
+	args := []string{"server", "--netns", l.NS(ControllerNode), "--listen", MgmtIP(ControllerNode).String() + ":4222",
+		"--store", l.NATSStore(), "--ready-file", ready, "--log-level", "warn"}
+	a, err := l.spawn(natsKey, args, l.NATSLog())
+	if err != nil {
+		return fmt.Errorf("start nats server: %w", err)
+	}
+	if err := l.writeManifest(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		raw, err := os.ReadFile(ready)
+		var info struct{ URL string }
+		if err == nil && json.Unmarshal(raw, &info) == nil && info.URL != "" {
+			fmt.Fprintf(l.log, "started nats server on %s (pid %d), log %s\n", NATSURL(), a.pid, l.NATSLog())
+			return nil
+		}
+		if !a.running() {
+			return fmt.Errorf("nats server exited: %v; log %s", a.err, l.NATSLog())
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nats server not ready: %w; log %s", ctx.Err(), l.NATSLog())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// StopNATS stops the lab's NATS server (a control-plane outage).
+func (l *Lab) StopNATS() error { return l.StopAgent(natsKey) }
+
+// natsPIDs finds the running NATS servers of a lab.
+func natsPIDs(c Config) []int {
+	return pidsOf(func(pid int) bool { return cmdlineMatches(pid, "server", "--store", c.NATSStore()) })
+}
+
+// expectedFDB is what node's vxlan devices must hold once its agent has
+// applied the lab's state: the provenance keys of its kernel FDB entries.
+func (l *Lab) expectedFDB(node string) []string {
+	var keys []string
+	d := l.DesiredState(node)
+	for _, n := range d.Networks {
+		for _, v := range d.FloodList(n.ID) {
+			keys = append(keys, "kernel/fdb/"+state.MAC{}.String()+" dst "+v.IP.String())
+		}
+	}
+	for _, p := range d.RemotePorts {
+		keys = append(keys, "kernel/fdb/"+p.MAC.String()+" dst "+p.VTEP.String())
+	}
+	return keys
+}
