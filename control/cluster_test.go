@@ -3,6 +3,8 @@ package control_test
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,16 +14,28 @@ import (
 	"github.com/vxdp/vxdp/control/natsd"
 )
 
-// testCluster is three embedded NATS servers on loopback, routed together.
+// testCluster is three `vxdp server` processes on loopback, routed
+// together, as three controller nodes would run them.
 type testCluster struct {
+	bin     string
 	opts    []natsd.Options
-	servers []*natsd.Server
+	servers []*natsd.Process
 	urls    []string
+}
+
+// buildVXDP builds the vxdp binary for tests that run it as a process.
+func buildVXDP(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "vxdp")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/vxdp/vxdp/cmd/vxdp").CombinedOutput(); err != nil {
+		t.Fatalf("build vxdp: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
-	tc := &testCluster{}
+	tc := &testCluster{bin: buildVXDP(t)}
 	var routes []string
 	for i := range 3 {
 		cp, err := natsd.FreePort()
@@ -42,33 +56,42 @@ func startCluster(t *testing.T) *testCluster {
 	for i := range tc.opts {
 		tc.opts[i].Routes = routes
 	}
-	tc.servers = make([]*natsd.Server, 3)
-	for i := range tc.opts {
-		tc.start(t, i)
-	}
+	tc.servers = make([]*natsd.Process, 3)
+	tc.startAll(t)
 	t.Cleanup(func() {
 		for _, s := range tc.servers {
 			if s != nil {
-				s.Shutdown()
+				s.Stop()
 			}
 		}
 	})
 	return tc
 }
 
-func (tc *testCluster) start(t *testing.T, i int) {
+// startAll starts every member at once: a member reports ready only once
+// the cluster has formed around it.
+func (tc *testCluster) startAll(t *testing.T) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := natsd.Start(ctx, tc.opts[i])
-	if err != nil {
-		t.Fatal(err)
+	errs := make(chan error, len(tc.opts))
+	for i := range tc.opts {
+		go func() {
+			s, err := natsd.StartProcess(ctx, tc.bin, tc.opts[i], "--replicas", "3", "--log-level", "warn")
+			tc.servers[i] = s
+			errs <- err
+		}()
 	}
-	tc.servers[i] = s
+	for range tc.opts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
+// stop kills member i, as a crashed node.
 func (tc *testCluster) stop(i int) {
-	tc.servers[i].Shutdown()
+	tc.servers[i].Kill()
 	tc.servers[i] = nil
 }
 
@@ -180,9 +203,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	}
 
 	// Back: a change made after the restart reaches every agent.
-	for i := range tc.servers {
-		tc.start(t, i)
-	}
+	tc.startAll(t)
 	phase("cluster restarted")
 	eventually(t, "delete vm1 after the outage", func(ctx context.Context) error {
 		return c.DeletePort(ctx, seedVM1ID, 0)

@@ -134,3 +134,13 @@ func (p *Process) Stop() {
 		p.done <- <-p.done
 	}
 }
+
+// Kill kills the server (SIGKILL: a crashed node) and waits for it.
+func (p *Process) Kill() {
+	if p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Kill()
+	err := <-p.done
+	p.done <- err
+}
