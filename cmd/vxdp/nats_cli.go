@@ -127,6 +127,11 @@ func openController(c *cli.Context) (*control.Controller, func(), error) {
 // withController runs f with a controller and reports its error.
 func withController(f func(c *cli.Context, ctl *control.Controller) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
+		// Flags after the arguments (--nats, --netns...) must count before
+		// connecting, not only when f reads its arguments.
+		if _, err := positional(c); err != nil {
+			return err
+		}
 		ctl, closeFn, err := openController(c)
 		if err != nil {
 			return err
@@ -228,6 +233,20 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 // follow them: urfave/cli stops parsing flags at the first argument, and
 // operators write `network create NAME --vni 100` as often as the reverse.
 func positional(c *cli.Context) ([]string, error) {
+	// Slice flags append: apply the trailing flags once per invocation.
+	if pos, ok := c.Context.Value(positionalKey{}).([]string); ok {
+		return pos, nil
+	}
+	pos, err := applyTrailingFlags(c)
+	if err == nil {
+		c.Context = context.WithValue(c.Context, positionalKey{}, pos)
+	}
+	return pos, err
+}
+
+type positionalKey struct{}
+
+func applyTrailingFlags(c *cli.Context) ([]string, error) {
 	var pos []string
 	args := c.Args().Slice()
 	for i := 0; i < len(args); i++ {

@@ -77,7 +77,7 @@ func Up(ctx context.Context, cfg Config, log io.Writer) (*Lab, error) {
 	if err == nil {
 		err = l.StartAgents()
 	}
-	if err == nil {
+	if err == nil && !cfg.NoPublish {
 		err = l.WaitApplied(ctx)
 	}
 	if err != nil {

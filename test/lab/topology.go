@@ -195,3 +195,21 @@ func addAddr(dev string, p netip.Prefix) error {
 }
 
 func hw(m state.MAC) net.HardwareAddr { return net.HardwareAddr(m[:]) }
+
+// MovePort moves port p's NIC to node, as a live migration moves a VM: the
+// tap on its old node goes away and one with the same name appears on the
+// new node; the VM keeps its MAC and IPs. The lab's own records of where
+// the port lives are not changed (they describe the lab as built).
+func (l *Lab) MovePort(p Port, node string) (Port, error) {
+	if err := Do(l.PortNS(p), func() error {
+		nic, err := netlink.LinkByName(VMDev)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(nic) // takes the tap, its peer, with it
+	}); err != nil {
+		return p, fmt.Errorf("unplug %s: %w", p.Name, err)
+	}
+	p.Node = node
+	return p, addPort(l.Config, p)
+}
