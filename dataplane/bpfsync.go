@@ -226,7 +226,9 @@ func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 		SrcPortMax:    60999,
 	}
 	copy(c.UplinkMac[:], up.HardwareAddr)
-	if raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_default_ttl"); err == nil {
+	if d.opts.TTL > 0 {
+		c.Ttl = d.opts.TTL
+	} else if raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_default_ttl"); err == nil {
 		if ttl, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil && ttl > 0 && ttl < 256 {
 			c.Ttl = uint8(ttl)
 		}

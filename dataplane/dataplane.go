@@ -33,6 +33,7 @@ type Options struct {
 	// pushed) is then flooded to the VTEPs instead of dropped. The BPF port
 	// program answers known addresses either way.
 	ARPResponder bool
+	TTL          uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
 	XDPMode      string // auto, native or generic
 	TCMode       string // auto, tcx or clsact
 	Log          *slog.Logger
@@ -84,7 +85,7 @@ func Open(opts Options) (*Dataplane, error) {
 		nl.Close()
 		return nil, err
 	}
-	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder}
+	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder, ttl: opts.TTL}
 	if opts.Kernel {
 		if err := removeBPF(opts, nl); err != nil {
 			nl.Close()

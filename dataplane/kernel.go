@@ -32,6 +32,7 @@ type kernel struct {
 	// arp_responder): the kernel then answers ARP from the l2pop neighbour
 	// entries, but drops every other ARP instead of flooding it.
 	arpProxy bool
+	ttl      uint8 // 0: the kernel default
 }
 
 // kernelNet is what the kernel needs to know of one network.
@@ -147,6 +148,7 @@ func (k *kernel) addVXLAN(name string, vni uint32, mtu int) error {
 	data.AddRtAttr(nl.IFLA_VXLAN_AGEING, nl.Uint32Attr(vxlanAgeing))
 	data.AddRtAttr(nl.IFLA_VXLAN_PORT, port[:])
 	data.AddRtAttr(nl.IFLA_VXLAN_UDP_CSUM, []byte{0})
+	data.AddRtAttr(nl.IFLA_VXLAN_TTL, []byte{k.ttl})
 	req.AddData(info)
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
@@ -158,7 +160,7 @@ func (k *kernel) vxlanMatches(l netlink.Link, vni uint32) bool {
 	vx, ok := l.(*netlink.Vxlan)
 	return ok && vx.VxlanId == int(vni) && vx.VtepDevIndex == k.uplink.Attrs().Index &&
 		vx.SrcAddr.Equal(net.IP(k.localIP.AsSlice())) && vx.Port == k.vxlanPort &&
-		!vx.Learning && vx.Proxy == k.arpProxy && !vx.UDPCSum
+		!vx.Learning && vx.Proxy == k.arpProxy && !vx.UDPCSum && vx.TTL == int(k.ttl)
 }
 
 func boolByte(b bool) []byte {

@@ -267,4 +267,3 @@ func TestNATSOutage(t *testing.T) {
 	waitFDB(t, l, "node3", []string{"00:00:00:00:00:00 dst 192.168.248.4 self permanent", "fa:16:3e:06:42:34 dst 192.168.248.4 self permanent"})
 	ping(t, l, lab.VM2, lab.VM1.IP.String(), 5)
 }
-
