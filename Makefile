@@ -1,4 +1,6 @@
 # vxdp — see README.md. Everything that needs root says so.
+# sudo's secure_path usually lacks Go's directory.
+export PATH := $(PATH):/usr/local/go/bin
 GO       ?= go
 BIN      := bin/vxdp
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)

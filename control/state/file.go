@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"strconv"
+	"strings"
 )
 
 // LoadFile reads a desired state from a JSON file and validates it. Errors
@@ -51,6 +54,9 @@ func Parse(raw []byte) (*Desired, error) {
 	dec.DisallowUnknownFields()
 	var d Desired
 	if err := dec.Decode(&d); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New(`empty: want a JSON object like {"networks": [], "local_ports": [], "remote_ports": []}`)
+		}
 		return nil, jsonError(raw, err)
 	}
 	if err := d.Validate(); err != nil {
@@ -69,6 +75,15 @@ func jsonError(raw []byte, err error) error {
 		offset = syn.Offset
 	case errors.As(err, &typ):
 		offset = typ.Offset
+	}
+	if offset < 0 {
+		// Errors of a value's own parser (a MAC, an IP) carry no offset:
+		// find the quoted value they name.
+		if i := strings.IndexByte(err.Error(), '"'); i >= 0 {
+			if v, uerr := strconv.QuotedPrefix(err.Error()[i:]); uerr == nil {
+				offset = int64(bytes.Index(raw, []byte(v)))
+			}
+		}
 	}
 	if offset < 0 {
 		return err
