@@ -175,7 +175,9 @@ func TestThreeNodeCluster(t *testing.T) {
 		if a.host == "node4" {
 			continue
 		}
-		a.waitFor(t, "vm5 after losing "+leader, func(d *stateT) bool {
+		// The agents of the killed member reconnect to another one and
+		// recreate their consumers once the stream has a new leader.
+		a.waitWithin(t, 60*time.Second, "vm5 after losing "+leader, func(d *stateT) bool {
 			return contains(l2pop(d), "remote vxlan100_net fa:16:3e:00:00:05 @192.168.248.4")
 		})
 	}

@@ -199,7 +199,13 @@ func (ta *testAgent) current() *state.Desired {
 // waitFor waits until the last applied state satisfies cond.
 func (ta *testAgent) waitFor(t *testing.T, what string, cond func(*state.Desired) bool) *state.Desired {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
+	return ta.waitWithin(t, 15*time.Second, what, cond)
+}
+
+// waitWithin is waitFor with its own timeout (failovers take longer).
+func (ta *testAgent) waitWithin(t *testing.T, timeout time.Duration, what string, cond func(*state.Desired) bool) *state.Desired {
+	t.Helper()
+	deadline := time.After(timeout)
 	for {
 		if d := ta.current(); d != nil && cond(d) {
 			return d

@@ -21,18 +21,7 @@ func agentListCommand() *cli.Command {
 		Flags: append(natsFlags(),
 			&cli.DurationFlag{Name: "down-time", Value: control.DefaultAgentDownTime, Usage: "heartbeat age after which an agent is dead"},
 			jsonFlag, netnsFlag),
-		Action: func(c *cli.Context) error {
-			nc, err := natsConnect(c, "vxdp-cli", cliLogger())
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-			defer cancel()
+		Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
 			agents, err := control.ListAgents(ctx, js, c.String("bucket"), c.Duration("down-time"), cliLogger())
 			if err != nil {
 				return err
@@ -41,7 +30,7 @@ func agentListCommand() *cli.Command {
 				return printJSON(c.App.Writer, agentRowsJSON(agents))
 			}
 			return writeAgentTable(c.App.Writer, agents)
-		},
+		}),
 	}
 }
 

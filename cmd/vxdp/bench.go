@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"time"
 
@@ -24,13 +25,7 @@ func benchCommand() *cli.Command {
 			},
 			Action: func(c *cli.Context) error {
 				r, err := bench.RunBPF(c.Context, c.Int("repeat"))
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return json.NewEncoder(os.Stdout).Encode(r)
-				}
-				return r.WriteTable(os.Stdout)
+				return printReport(c, r, err)
 			},
 		}, {
 			Name:  "controlplane",
@@ -44,13 +39,7 @@ func benchCommand() *cli.Command {
 			Action: func(c *cli.Context) error {
 				r, err := bench.RunControlPlane(c.Context, bench.ControlPlaneOptions{
 					Agents: c.IntSlice("agents"), ResyncPorts: c.IntSlice("ports"), Events: c.Int("events")})
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return json.NewEncoder(os.Stdout).Encode(r)
-				}
-				return r.WriteTable(os.Stdout)
+				return printReport(c, r, err)
 			},
 		}, {
 			Name:  "path",
@@ -68,14 +57,19 @@ func benchCommand() *cli.Command {
 				}
 				r, err := bench.RunPath(c.Context, bench.PathOptions{Binary: exe, BPFFS: c.String(bpffsFlag.Name),
 					TCPBytes: c.Int64("tcp-bytes"), Runs: c.Int("runs"), UDPPeriod: c.Duration("udp-period"), Log: os.Stderr})
-				if err != nil {
-					return err
-				}
-				if c.Bool("json") {
-					return json.NewEncoder(os.Stdout).Encode(r)
-				}
-				return r.WriteTable(os.Stdout)
+				return printReport(c, r, err)
 			},
 		}},
 	}
+}
+
+// printReport prints a benchmark report as a table, or JSON with --json.
+func printReport(c *cli.Context, r interface{ WriteTable(io.Writer) error }, err error) error {
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(r)
+	}
+	return r.WriteTable(c.App.Writer)
 }

@@ -75,6 +75,25 @@ func natsConnect(c *cli.Context, name string, log *slog.Logger) (*nats.Conn, err
 	return control.Connect(ctx, o)
 }
 
+// withJetStream runs f with a JetStream context on a fresh connection and
+// a 30 s deadline.
+func withJetStream(f func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		nc, err := natsConnect(c, "vxdp-cli", cliLogger())
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+		defer cancel()
+		return f(c, ctx, js)
+	}
+}
+
 // controllerFlags are natsFlags plus what controller commands need.
 func controllerFlags() []cli.Flag {
 	return append(natsFlags(), netnsFlag,

@@ -73,24 +73,13 @@ configured by hand.`,
 				Name:  "bucket",
 				Usage: "create the control-plane bucket on an existing cluster, or change its replicas",
 				Flags: append(natsFlags(), &cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}),
-				Action: func(c *cli.Context) error {
-					nc, err := natsConnect(c, "vxdp-cli", cliLogger())
-					if err != nil {
-						return err
-					}
-					defer nc.Close()
-					js, err := jetstream.New(nc)
-					if err != nil {
-						return err
-					}
-					ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
-					defer cancel()
+				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
 					if _, err := control.EnsureBucket(ctx, js, control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas")}); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
 					return nil
-				},
+				}),
 			},
 			{
 				Name:  "compact",

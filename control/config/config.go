@@ -115,18 +115,7 @@ func Defaults() *AgentConfig {
 // Load reads and validates the files in order; later files override
 // earlier ones. It returns every error found (errors.Join of *Error).
 func Load(paths ...string) (*AgentConfig, error) {
-	if len(paths) == 0 {
-		return nil, errors.New("config: no file given")
-	}
-	files := make([]file, 0, len(paths))
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		files = append(files, file{p, data})
-	}
-	return parse(Defaults(), files, os.Hostname)
+	return LoadOver(Defaults(), paths...)
 }
 
 // LoadOver is Load starting from base instead of Defaults(): values the
