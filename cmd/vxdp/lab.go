@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,7 +33,7 @@ node1 (192.168.248.1), node3 (.3) and node4 (.4) by their tunnel NIC eth2,
 vxlan100_net (VNI 100, 172.16.100.0/24) with the DHCP port on node1, vm2 on
 node3 and vm1 on node4, and one vxdp agent per node fed the state
 l2population pushes. Needs root.`,
-		Subcommands: []*cli.Command{labUpCommand(), labDownCommand(), labStatusCommand()},
+		Subcommands: []*cli.Command{labUpCommand(), labDownCommand(), labStatusCommand(), labMigrateCommand()},
 	}
 }
 
@@ -116,6 +118,45 @@ func labDownCommand() *cli.Command {
 	}
 }
 
+func labMigrateCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "migrate",
+		Usage:     "live-migrate a VM of a NATS lab: move its NIC to NODE, re-bind its port, report when each agent had it",
+		ArgsUsage: "PORT NODE   (e.g. vm1 node3)",
+		Flags:     []cli.Flag{labDirFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return errors.New("want PORT NODE, e.g. `vxdp lab migrate vm1 node3`")
+			}
+			l, err := lab.Attach(c.String(labDirFlag.Name), nil)
+			if err != nil {
+				return err
+			}
+			if l.Control != lab.ControlNATS {
+				return errors.New("migrate needs a lab with the NATS control plane (`vxdp lab up --control nats`)")
+			}
+			name, node := c.Args().Get(0), c.Args().Get(1)
+			i := slices.IndexFunc(l.Ports(), func(p lab.Port) bool { return p.Name == name })
+			if i < 0 {
+				return fmt.Errorf("no port %q in the lab", name)
+			}
+			if lab.NodeIP(node) == (netip.Addr{}) {
+				return fmt.Errorf("no node %q (one of %s)", node, strings.Join(lab.Nodes, ", "))
+			}
+			ctx, cancel := context.WithTimeout(c.Context, 30*time.Second)
+			defer cancel()
+			res, err := l.Migrate(ctx, l.Ports()[i], node)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s: %s -> %s; ACTIVE after %v; every agent had it after %v\n", name, res.From, res.To,
+				res.Active.Round(time.Microsecond), res.Converged.Round(time.Microsecond))
+			fmt.Fprintln(c.App.Writer, "(`lab status` still lists the port where the lab built it)")
+			return nil
+		},
+	}
+}
+
 func labStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
@@ -187,8 +228,8 @@ Try:
   %[3]s agent list --netns %[1]snode1 --nats %[2]s
   %[3]s network list --netns %[1]snode1 --nats %[2]s
   %[3]s port list --netns %[1]snode1 --nats %[2]s
-  %[3]s port bind %[5]s --host node3 --wait 10s --netns %[1]snode1 --nats %[2]s   # live-migrate vm1's port record
-`, l.Prefix, lab.NATSURL(), selfPath(), l.NATSLog(), lab.VM1.ID)
+  %[3]s lab migrate --dir %[5]s vm1 node3   # live migration: move vm1's NIC, re-bind its port
+`, l.Prefix, lab.NATSURL(), selfPath(), l.NATSLog(), l.Dir)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/state"
 )
@@ -61,6 +63,14 @@ func (n *NATSControl) Publish(ctx context.Context) error {
 // namespace and returns a controller and its closer. The connection does
 // not survive a server restart: take a new one after StartNATS.
 func (l *Lab) Controller(ctx context.Context) (*control.Controller, func(), error) {
+	ctl, nc, err := l.controller(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctl, nc.Close, nil
+}
+
+func (l *Lab) controller(ctx context.Context) (*control.Controller, *nats.Conn, error) {
 	nc, err := control.Connect(ctx, control.ConnectOptions{URLs: []string{NATSURL()}, Name: "vxdp-lab",
 		Dialer: nsDialer(l.NS(ControllerNode))})
 	if err != nil {
@@ -72,7 +82,27 @@ func (l *Lab) Controller(ctx context.Context) (*control.Controller, func(), erro
 		nc.Close()
 		return nil, nil, err
 	}
-	return ctl, nc.Close, nil
+	return ctl, nc, nil
+}
+
+// Migrate live-migrates port p to node as Nova would: the VM's NIC moves
+// (MovePort), then its port is re-bound with a compare-and-set, and the
+// result says when each agent applied the move.
+func (l *Lab) Migrate(ctx context.Context, p Port, node string) (control.MigrationResult, error) {
+	ctl, nc, err := l.controller(ctx)
+	if err != nil {
+		return control.MigrationResult{}, err
+	}
+	defer nc.Close()
+	w, err := control.WatchApplies(nc, "")
+	if err != nil {
+		return control.MigrationResult{}, err
+	}
+	defer w.Stop()
+	if _, err := l.MovePort(p, node); err != nil {
+		return control.MigrationResult{}, err
+	}
+	return ctl.MigratePort(ctx, w, p.ID, node)
 }
 
 // nsDialer makes TCP connections from inside a namespace, so the lab's
