@@ -228,7 +228,10 @@ int vxdp_port(struct __sk_buff *skb)
 	 * other ethertypes take the kernel vxlan device. */
 	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return verdict(skb, PASS_NOT_IP, TC_ACT_OK);
-	if (!skb->gso_size && skb->len > (__u32)port->mtu + ETH_HLEN)
+	/* Too big for the network, whole or (TSO/GSO) per segment, whose
+	 * payload plus at least an IPv4 and a TCP header must fit: the kernel
+	 * path then answers with ICMP fragmentation-needed or fragments. */
+	if (skb->gso_size ? skb->gso_size + GSO_MIN_HEADERS > port->mtu : skb->len > (__u32)port->mtu + ETH_HLEN)
 		return verdict(skb, PASS_TOO_BIG, TC_ACT_OK);
 	cfg = get_config();
 	if (!cfg || !cfg->uplink_ifindex)

@@ -113,6 +113,10 @@ func TestPortProgram(t *testing.T) {
 		// a real TSO skb: covered by the end-to-end tests.
 		{name: "GSO skb without gso_type passes unchanged", in: tcp4(vmA.mac, vmR.mac, vmA.ip, vmR.ip, 40000, 2*netMTU),
 			ctx: &skbContext{GSOSize: netMTU - 40, GSOSegs: 3}, verdict: tcOK, reason: "PASS_ENCAP_FAILED"},
+		// Segments that would not fit the network MTU (a VM whose MTU is
+		// larger) go to the kernel, which answers with ICMP or fragments.
+		{name: "GSO segments over the MTU pass", in: tcp4(vmA.mac, vmR.mac, vmA.ip, vmR.ip, 40000, 2*netMTU),
+			ctx: &skbContext{GSOSize: netMTU - 40 + 1, GSOSegs: 3}, verdict: tcOK, reason: "PASS_TOO_BIG"},
 	})
 }
 

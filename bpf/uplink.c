@@ -23,6 +23,28 @@ static __always_inline int verdict(struct xdp_md *ctx, enum vxdp_reason reason, 
 	return action;
 }
 
+/* Whether the outer IPv4 header checksum, options included, is right. A
+ * header with options is copied out first: its length is not known to
+ * the verifier, the copy's is. */
+static __always_inline int ipv4_header_ok(struct xdp_md *ctx, const struct iphdr *ip)
+{
+	__u16 words[30] = {}; /* the largest header, 60 bytes; zeros add nothing */
+	__u32 len = ip->ihl * 4;
+	__u32 sum = 0;
+
+	if (len == sizeof(*ip))
+		return ipv4_csum(ip) == 0;
+	if (len < sizeof(*ip) || len > sizeof(words) ||
+	    bpf_xdp_load_bytes(ctx, sizeof(struct ethhdr), words, len))
+		return 0;
+#pragma unroll
+	for (int i = 0; i < 30; i++)
+		sum += words[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum == 0;
+}
+
 SEC("xdp")
 int vxdp_uplink(struct xdp_md *ctx)
 {
@@ -40,6 +62,7 @@ int vxdp_uplink(struct xdp_md *ctx)
 	struct vni_addr vtep;
 	__u32 vni, ifindex;
 	__u16 ip_len;
+	int slow;
 
 	if (!eth)
 		return verdict(ctx, PASS_MALFORMED, XDP_PASS);
@@ -52,33 +75,36 @@ int vxdp_uplink(struct xdp_md *ctx)
 		return verdict(ctx, PASS_MALFORMED, XDP_PASS);
 	if (ip->protocol != IPPROTO_UDP)
 		return verdict(ctx, PASS_NOT_UDP, XDP_PASS);
-	if (ipv4_is_fragment(ip))
-		return verdict(ctx, PASS_FRAGMENT, XDP_PASS);
-	if (ip->ihl != 5)
-		return verdict(ctx, PASS_IP_OPTIONS, XDP_PASS);
 	cfg = get_config();
 	if (!cfg || ip->daddr != cfg->local_ip)
 		return verdict(ctx, PASS_NOT_LOCAL, XDP_PASS);
-	udp = header_at(struct udphdr, ip + 1, data_end);
-	if (!udp)
+	/* A later fragment carries no UDP header; without its first fragment
+	 * (checked below like any VXLAN frame) the kernel cannot reassemble it. */
+	if (ip->frag_off & bpf_htons(IP_OFFSET))
+		return verdict(ctx, PASS_FRAGMENT, XDP_PASS);
+	udp = (struct udphdr *)((void *)ip + ip->ihl * 4);
+	if (!header_at(struct udphdr, udp, data_end))
 		return verdict(ctx, PASS_MALFORMED, XDP_PASS);
 	if (udp->dest != cfg->vxlan_port)
 		return verdict(ctx, PASS_NOT_VXLAN, XDP_PASS);
 	/* The kernel drops a bad header checksum before any socket sees it;
 	 * decapsulating would trust a corrupted source VTEP. Pass it so the
 	 * kernel drops and counts it (InCsumErrors). */
-	if (ipv4_csum(ip))
+	if (!ipv4_header_ok(ctx, ip))
 		return verdict(ctx, PASS_MALFORMED, XDP_PASS);
 
 	/* From here the frame is VXLAN to us: anything inconsistent is dropped,
 	 * as the kernel vxlan socket would. Lengths must agree with the frame
-	 * exactly so no trailing bytes ride along into the tenant network. */
+	 * exactly so no trailing bytes ride along into the tenant network. A
+	 * first fragment or a header with options is checked the same way up
+	 * to the VTEP, then left to the kernel to reassemble and decapsulate:
+	 * neither may carry VXLAN from an unregistered VTEP past this point. */
+	slow = ipv4_is_fragment(ip) || ip->ihl != 5;
 	ip_len = bpf_ntohs(ip->tot_len);
-	inner = (struct ethhdr *)((void *)udp + sizeof(*udp) + sizeof(*vx));
 	vx = header_at(struct vxlanhdr, udp + 1, data_end);
-	if (!vx || !header_at(struct ethhdr, inner, data_end) ||
-	    (void *)ip + ip_len != data_end ||
-	    bpf_ntohs(udp->len) != ip_len - sizeof(*ip))
+	inner = (struct ethhdr *)((void *)udp + sizeof(*udp) + sizeof(*vx));
+	if (!vx || !header_at(struct ethhdr, inner, data_end) || (void *)ip + ip_len != data_end ||
+	    (!ipv4_is_fragment(ip) && bpf_ntohs(udp->len) != ip_len - ip->ihl * 4))
 		return verdict(ctx, DROP_VXLAN_TRUNCATED, XDP_DROP);
 	if (vx->vx_flags != bpf_htonl(VXLAN_HF_VNI) || (vx->vx_vni & bpf_htonl(0xff)))
 		return verdict(ctx, DROP_VXLAN_FLAGS, XDP_DROP);
@@ -90,6 +116,8 @@ int vxdp_uplink(struct xdp_md *ctx)
 	vtep.addr = ip->saddr;
 	if (!bpf_map_lookup_elem(&vteps, &vtep))
 		return verdict(ctx, DROP_VTEP_UNKNOWN, XDP_DROP);
+	if (slow)
+		return verdict(ctx, ipv4_is_fragment(ip) ? PASS_FRAGMENT : PASS_IP_OPTIONS, XDP_PASS);
 
 	if (mac_is_multicast(inner->h_dest))
 		return verdict(ctx, PASS_INNER_BUM, XDP_PASS);

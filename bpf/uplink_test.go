@@ -75,6 +75,20 @@ func TestUplinkProgram(t *testing.T) {
 			verdict: xdpDrop, reason: "DROP_VTEP_UNKNOWN"},
 		{name: "VTEP registered for another VNI drops", in: withIP(func(ip *layers.IPv4) { ip.SrcIP = vtepB.AsSlice() }),
 			verdict: xdpDrop, reason: "DROP_VTEP_UNKNOWN"},
+		// Frames the kernel would decapsulate itself are held to the same
+		// VTEP check first: neither options nor fragmentation may smuggle
+		// VXLAN from an unregistered source past it.
+		{name: "IPv4 options from an unregistered VTEP drop", verdict: xdpDrop, reason: "DROP_VTEP_UNKNOWN",
+			in: withIP(func(ip *layers.IPv4) {
+				ip.SrcIP = vtepStray.AsSlice()
+				ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+			})},
+		{name: "first fragment from an unregistered VTEP drops", verdict: xdpDrop, reason: "DROP_VTEP_UNKNOWN",
+			in: withIP(func(ip *layers.IPv4) { ip.SrcIP = vtepStray.AsSlice(); ip.Flags = layers.IPv4MoreFragments })},
+		{name: "IPv4 options with a bad header checksum pass", verdict: xdpPass, reason: "PASS_MALFORMED",
+			in: edited(withIP(func(ip *layers.IPv4) {
+				ip.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+			}), put16(offIP+10, 0xbad0))},
 
 		// Inner destination.
 		{name: "inner broadcast passes", in: withInner(arpRequest(vmR.mac, vmR.ip, vmB.ip).bytes()), verdict: xdpPass, reason: "PASS_INNER_BUM"},

@@ -405,14 +405,7 @@ func (r *PortRecord) Validate() error {
 			bad("fixed ip %q is not a usable unicast address", ip)
 		}
 	}
-	for i, ap := range r.AllowedAddressPairs {
-		if !ap.IP.IsValid() {
-			bad("allowed_address_pairs[%d]: invalid ip_address", i)
-		}
-		if !ap.MAC.IsZero() && !ap.MAC.IsUnicast() {
-			bad("allowed_address_pairs[%d]: mac %s is not unicast", i, ap.MAC)
-		}
-	}
+	errs = append(errs, state.ValidateAddressPairs(r.MAC, r.FixedIPs, r.AllowedAddressPairs)...)
 	if !r.PortSecurity && (len(r.AllowedAddressPairs) > 0 || len(r.SecurityGroups) > 0) {
 		bad("port security is disabled but the port has security groups or allowed address pairs")
 	}

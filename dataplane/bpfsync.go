@@ -90,7 +90,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		}
 	}
 	for _, p := range present {
-		idx := uint32(p.ifindex)
+		idx := uint32(p.ifindex())
 		info := maps.PortInfo{Vni: p.net.vni, Mtu: uint16(p.net.mtu), Mac: p.MAC}
 		if p.SecurityEnabled() {
 			info.Flags |= maps.PortSecurity
@@ -181,14 +181,14 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 	installed := map[string]int{}
 	for _, p := range present {
 		tap := p.TapName()
-		added, err := d.att.attachPort(tap, p.ifindex)
+		added, err := d.att.attachPort(tap, p.ifindex())
 		if err != nil {
 			return fmt.Errorf("port %s: %w", p.ID, err)
 		}
 		if added {
 			rec.op("bpf/tc", "add", tap)
 		}
-		installed[tap] = p.ifindex
+		installed[tap] = p.ifindex()
 	}
 	pinned, err := d.att.pinnedPorts()
 	if err != nil {

@@ -126,6 +126,12 @@ func (d *Dataplane) openBPF() error {
 	case err != nil:
 		return err
 	default:
+		var m maps.MetaValue
+		if err := set.Map(maps.Meta).Lookup(uint32(0), &m); err != nil || m.Layout != layoutVersion {
+			set.Close()
+			return fmt.Errorf("pinned maps in %s have layout %d, this vxdp uses %d: run `vxdp agent --cleanup` and restart",
+				d.opts.mapDir(), m.Layout, layoutVersion)
+		}
 		d.log.Info("adopted pinned maps", "dir", d.opts.mapDir())
 	}
 	d.set = set
@@ -183,7 +189,7 @@ func (d *Dataplane) AppliedRevision() uint64 {
 		return 0
 	}
 	a, err := ReadApplied(d.opts.StateDir)
-	if err != nil {
+	if err != nil || a.Error != "" {
 		return 0
 	}
 	return a.Revision
@@ -204,7 +210,8 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 	if err := want.Validate(); err != nil {
 		return fmt.Errorf("invalid desired state: %w", err)
 	}
-	uplinkMTU := d.kernel.uplink.Attrs().MTU
+	// The largest tenant MTU the underlay carries once VXLAN is added.
+	maxMTU := d.kernel.uplink.Attrs().MTU - vxlanOverhead
 	nets := map[string]*kernelNet{}
 	keep := map[string]bool{}
 	for _, n := range want.Networks {
@@ -212,8 +219,12 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 			return err
 		}
 		kn := &kernelNet{id: n.ID, vni: n.VNI, mtu: n.MTU}
-		if kn.mtu == 0 {
-			kn.mtu = uplinkMTU - vxlanOverhead
+		if kn.mtu == 0 || kn.mtu > maxMTU {
+			if kn.mtu > maxMTU {
+				d.log.Warn("network MTU too large for the underlay; using the largest that fits",
+					"network", n.ID, "mtu", kn.mtu, "uplink_mtu", maxMTU+vxlanOverhead, "using", maxMTU)
+			}
+			kn.mtu = maxMTU
 		}
 		if err := d.kernel.ensureNetwork(kn, rec); err != nil {
 			return fmt.Errorf("network %s: %w", n.ID, err)
@@ -236,11 +247,33 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 			rec.pending = append(rec.pending, portName(p))
 			continue
 		}
-		kn := nets[p.NetworkID]
-		if err := d.kernel.enslave(tap, kn.bridge, kn.mtu, rec); err != nil {
+		present = append(present, localPort{LocalPort: p, tap: tap, net: nets[p.NetworkID]})
+	}
+
+	// Port security first: a tap joins its bridge only once its program
+	// and map entries are in place, so no frame of it is bridged unchecked.
+	if d.set != nil {
+		if err := d.syncBPF(want, nets, present, rec); err != nil {
+			return err
+		}
+	}
+	for _, p := range present {
+		if err := d.kernel.enslave(p.tap, p.net.bridge, p.net.mtu, rec); err != nil {
 			return fmt.Errorf("port %s: %w", p.ID, err)
 		}
-		present = append(present, localPort{LocalPort: p, ifindex: tap.Attrs().Index, net: kn})
+	}
+	// A tap left on one of our bridges without a port (unbound, deleted,
+	// moved to another network) would be bridged without port security.
+	released, err := d.kernel.releaseSlaves(nets, present, rec)
+	if err != nil {
+		return err
+	}
+	for _, tap := range released {
+		if d.att != nil {
+			if err := d.att.detach("tc", tap); err != nil {
+				return err
+			}
+		}
 	}
 
 	for _, n := range want.Networks {
@@ -253,22 +286,18 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 			return err
 		}
 	}
-
+	if err := d.kernel.removeStale(keep, rec); err != nil {
+		return err
+	}
 	if d.set != nil {
-		if err := d.syncBPF(want, nets, present, rec); err != nil {
-			return err
-		}
 		meta := maps.MetaValue{Revision: want.Revision, AppliedAtNs: uint64(time.Now().UnixNano()), Layout: layoutVersion}
 		if err := d.set.Map(maps.Meta).Update(uint32(0), meta, ebpf.UpdateAny); err != nil {
 			return fmt.Errorf("record applied revision: %w", err)
 		}
 	}
-	if err := d.kernel.removeStale(keep, rec); err != nil {
-		return err
-	}
 	installed := map[string]int{}
 	for _, p := range present {
-		installed[p.TapName()] = p.ifindex
+		installed[p.TapName()] = p.ifindex()
 	}
 	d.mu.Lock()
 	d.installed, d.desired = installed, desired
@@ -279,9 +308,11 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 // localPort is a desired local port whose tap exists.
 type localPort struct {
 	state.LocalPort
-	ifindex int
-	net     *kernelNet
+	tap netlink.Link
+	net *kernelNet
 }
+
+func (p localPort) ifindex() int { return p.tap.Attrs().Index }
 
 func portName(p state.LocalPort) string {
 	if p.ID != "" {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -255,6 +256,11 @@ func TestApplySeedNode(t *testing.T) {
 		pi.Mtu != 1450 || pi.Flags&maps.PortSecurity == 0 || state.MAC(pi.Mac) != vm2MAC {
 		t.Errorf("port entry %+v (%v), want vni 100 mtu 1450 security on", pi, err)
 	}
+	addrs, err := maps.Entries[maps.PortAddrKey, maps.MACValue](d.Maps().Map(maps.PortAddrs))
+	if err != nil || len(addrs) != 1 ||
+		addrs[maps.NewPortAddrKey(uint32(tap.Attrs().Index), netip.MustParsePrefix("172.16.100.19/32"))] != (maps.MACValue{Mac: vm2MAC}) {
+		t.Errorf("port_addrs %v (%v), want vm2's fixed IP bound to its MAC", addrs, err)
+	}
 	if d.AppliedRevision() != 7 {
 		t.Errorf("applied revision %d, want 7", d.AppliedRevision())
 	}
@@ -327,11 +333,36 @@ func TestApplyChanges(t *testing.T) {
 		t.Errorf("after the tap appeared: pending %v, tc ops %v", res.Pending, opsOf(res, "bpf/tc"))
 	}
 
-	// Ports removed: their entries and attachments go.
+	// Ports removed: their entries and attachments go, and their tap
+	// leaves the bridge (it would be bridged without port security).
 	res = h.apply(d, seedNode3())
 	if !slices.Contains(opsOf(res, "bpf/tc"), "remove "+newPort.TapName()) ||
 		!slices.Contains(opsOf(res, "bpf/fdb"), "remove 100/fa:16:3e:00:00:01") {
 		t.Errorf("removing a port: ops %v", res.Ops)
+	}
+	if l, _ := h.nl.LinkByName(newPort.TapName()); l == nil || l.Attrs().MasterIndex != 0 {
+		t.Errorf("the removed port's tap is still on a bridge")
+	}
+
+	// The network's VNI changes: the bridge carries the new vxlan device
+	// only, never both. An MTU the underlay cannot carry is clamped.
+	renumbered := seedNode3()
+	renumbered.Networks[0].VNI = 200
+	renumbered.Networks[0].MTU = 9000
+	h.apply(d, renumbered)
+	br, _ := h.nl.LinkByName("brq85ae5035-20")
+	links, _ := h.nl.LinkList()
+	var onBridge []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index && l.Type() == "vxlan" {
+			onBridge = append(onBridge, l.Attrs().Name)
+		}
+	}
+	if !slices.Equal(onBridge, []string{"vxlan-200"}) {
+		t.Errorf("vxlan devices on the bridge after the VNI change: %v, want [vxlan-200]", onBridge)
+	}
+	if l, err := h.nl.LinkByName("vxlan-200"); err != nil || l.Attrs().MTU != 1450 {
+		t.Errorf("vxlan-200 with network MTU 9000 on a 1500 underlay: %v, want MTU 1450", err)
 	}
 
 	// The network goes: bridge, vxlan device and every map entry with it.
@@ -385,6 +416,9 @@ func TestRestartAdoptsWithoutChanges(t *testing.T) {
 func TestCleanupRemovesEverything(t *testing.T) {
 	for _, mode := range []string{ModeTCX, ModeClsact} {
 		t.Run(mode, func(t *testing.T) {
+			if mode == ModeTCX && !kernelAtLeast(6, 6) {
+				t.Skip("TCX needs Linux 6.6 or later (the agent falls back to clsact, tested below)")
+			}
 			h := newHost(t)
 			tap := h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
 			d := h.open(func(o *Options) { o.TCMode = mode })
@@ -435,6 +469,10 @@ func TestKernelModeRemovesBPF(t *testing.T) {
 	if _, err := os.Stat(h.opts.PinDir()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("switching to the kernel dataplane left pins: %v", err)
 	}
+	eth2, _ := h.nl.LinkByName("eth2")
+	if x := eth2.Attrs().Xdp; x != nil && x.Attached {
+		t.Errorf("XDP still attached to the uplink after switching to the kernel dataplane")
+	}
 	res := h.apply(d, seedNode3())
 	if len(opsOf(res, "bpf/fdb")) != 0 || d.Maps() != nil {
 		t.Errorf("kernel dataplane touched BPF: %v", res.Ops)
@@ -442,4 +480,17 @@ func TestKernelModeRemovesBPF(t *testing.T) {
 	if got := h.kernelFDB("vxlan-100"); len(got) != 4 {
 		t.Errorf("kernel fdb %v, want the 4 seed entries", got)
 	}
+}
+
+// kernelAtLeast reports whether the running kernel is major.minor or later.
+func kernelAtLeast(major, minor int) bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
 }

@@ -111,6 +111,19 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 		}
 		rec.op("kernel/vxlan", "update", vxName)
 	}
+	// One bridge, one VNI: a vxlan device left from an earlier VNI of this
+	// network leaves the bridge before the new one joins it.
+	slaves, err := k.slavesOf(br)
+	if err != nil {
+		return err
+	}
+	for _, l := range slaves {
+		if l.Type() == "vxlan" && l.Attrs().Index != vx.Attrs().Index {
+			if err := k.release(l, rec); err != nil {
+				return err
+			}
+		}
+	}
 	if err := k.enslave(vx, br, 0, rec); err != nil {
 		return err
 	}
@@ -206,6 +219,54 @@ func (k *kernel) enslave(l, br netlink.Link, mtu int, rec *recorder) error {
 		}
 	}
 	return k.up(l)
+}
+
+// slavesOf lists the links enslaved to bridge br.
+func (k *kernel) slavesOf(br netlink.Link) ([]netlink.Link, error) {
+	all, err := k.nl.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	return slices.DeleteFunc(all, func(l netlink.Link) bool { return l.Attrs().MasterIndex != br.Attrs().Index }), nil
+}
+
+// release takes l off its bridge.
+func (k *kernel) release(l netlink.Link, rec *recorder) error {
+	if err := k.nl.LinkSetNoMaster(l); err != nil {
+		return fmt.Errorf("release %s from its bridge: %w", l.Attrs().Name, err)
+	}
+	rec.op("kernel/slave", "remove", l.Attrs().Name)
+	return nil
+}
+
+// releaseSlaves takes off each network's bridge every link that is neither
+// its vxlan device nor the tap of one of its present ports, and returns
+// their names.
+func (k *kernel) releaseSlaves(nets map[string]*kernelNet, present []localPort, rec *recorder) ([]string, error) {
+	belongs := map[int]bool{}
+	for _, n := range nets {
+		belongs[n.vxlan.Attrs().Index] = true
+	}
+	for _, p := range present {
+		belongs[p.ifindex()] = true
+	}
+	var released []string
+	for _, n := range nets {
+		slaves, err := k.slavesOf(n.bridge)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range slaves {
+			if belongs[l.Attrs().Index] {
+				continue
+			}
+			if err := k.release(l, rec); err != nil {
+				return nil, err
+			}
+			released = append(released, l.Attrs().Name)
+		}
+	}
+	return released, nil
 }
 
 // fdbDst is one kernel FDB entry of a vxlan device: MAC → remote VTEP.

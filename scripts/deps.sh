@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages vxdp's build and tests need, only when
 # something is missing: clang/llvm/libbpf-dev/bpftool to rebuild the BPF
-# objects, iproute2 and ethtool to look at what the agent installs.
+# objects, iproute2, ethtool and ping to look at and poke the lab.
 set -eu
 missing=""
 command -v clang >/dev/null 2>&1 || missing="$missing clang"
@@ -10,6 +10,7 @@ command -v llvm-strip >/dev/null 2>&1 || missing="$missing llvm"
 command -v bpftool >/dev/null 2>&1 || missing="$missing bpftool"
 command -v bridge >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ethtool >/dev/null 2>&1 || missing="$missing ethtool"
+command -v ping >/dev/null 2>&1 || missing="$missing iputils-ping"
 [ -f /usr/include/linux/bpf.h ] || missing="$missing linux-libc-dev"
 if [ -z "$missing" ]; then
 	exit 0

@@ -54,8 +54,12 @@ func TestAgentRestartUnderTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		if a, err := l.ReadApplied(n); err == nil {
-			t.Logf("%s: restarted agent applied revision %d with %d changes", n, a.Revision, a.Ops)
+		a, err := l.ReadApplied(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Ops != 0 {
+			t.Errorf("%s: the restarted agent made %d changes, want none", n, a.Ops)
 		}
 	}
 	restarted := snapshot(t, l, nodes...)

@@ -20,6 +20,7 @@
  * the (reused) outer Ethernet header. */
 #define VXLAN_ENCAP_ROOM (sizeof(struct iphdr) + sizeof(struct udphdr) + VXLAN_HLEN + ETH_HLEN)
 #define VXDP_MAX_VNI 0xffffff
+#define GSO_MIN_HEADERS 40 /* IPv4 + TCP without options: a lower bound per segment */
 #define IP_MF 0x2000     /* IPv4 "more fragments" */
 #define IP_OFFSET 0x1fff /* IPv4 fragment offset mask */
 
@@ -53,7 +54,7 @@ enum vxdp_reason {
 	PASS_FDB_MISS,          /* unknown unicast (or an FDB entry neither local nor remote): kernel bridge */
 	PASS_HAIRPIN,           /* destination is the sending port itself */
 	PASS_NOT_IP,            /* remote destination, not IPv4/IPv6: kernel vxlan encapsulates */
-	PASS_TOO_BIG,           /* non-GSO frame larger than the network MTU */
+	PASS_TOO_BIG,           /* frame (or GSO segment) larger than the network MTU */
 	PASS_ENCAP_FAILED,      /* no uplink configured, or bpf_skb_adjust_room refused (e.g. UDP GSO) */
 	DROP_ENCAP_FAILED,      /* headers could not be written after the room was added */
 	DROP_VNI_MISMATCH,      /* FDB target port is on another VNI (never expected) */
@@ -64,8 +65,8 @@ enum vxdp_reason {
 	PASS_NOT_IPV4,          /* not IPv4: not ours */
 	PASS_MALFORMED,         /* truncated/invalid outer header, or bad outer IPv4 checksum: the kernel drops it */
 	PASS_NOT_UDP,
-	PASS_IP_OPTIONS,        /* outer IPv4 with options: the kernel handles it */
-	PASS_FRAGMENT,          /* outer IPv4 fragment: the kernel reassembles */
+	PASS_IP_OPTIONS,        /* outer IPv4 with options, from a registered VTEP: the kernel decapsulates */
+	PASS_FRAGMENT,          /* outer IPv4 fragment (a first one from a registered VTEP): the kernel reassembles */
 	PASS_NOT_LOCAL,         /* outer destination is not our local_ip */
 	PASS_NOT_VXLAN,         /* UDP, but not to the VXLAN port */
 	DROP_VXLAN_TRUNCATED,   /* VXLAN header, lengths or inner Ethernet truncated/inconsistent */

@@ -207,6 +207,9 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 	if c.IsSet("bucket") || cfg.NATS.Bucket == "" {
 		cfg.NATS.Bucket = c.String("bucket")
 	}
+	if r := c.Duration("resync"); r <= 0 {
+		errs = append(errs, fmt.Errorf("--resync %v: must be positive, e.g. 1m", r))
+	}
 	if !c.Bool("cleanup") && !cfg.LocalIP.IsValid() {
 		errs = append(errs, errors.New("--local-ip (or [vxlan] local_ip in --config) is required: the VTEP address"))
 	}

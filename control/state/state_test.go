@@ -28,6 +28,11 @@ func TestParse(t *testing.T) {
 			`"network_id": "nope", "mac": "fa:16:3e:06`, 1), `unknown network "nope"`},
 		{"multicast MAC", strings.Replace(seedNode3, "fa:16:3e:06:42:34", "01:00:5e:00:00:01", 1), "not a unicast address"},
 		{"IPv6 VTEP", strings.Replace(seedNode3, `"vtep": "192.168.248.4"`, `"vtep": "fd00::4"`, 1), "not an IPv4 address"},
+		{"bridge name collision", strings.Replace(strings.Replace(seedNode3, `"vteps"`, `"vteps": []}, {"id": "85ae5035-203b-0000", "vni": 200, "x"`, 1), `"x": [{"ip"`, `"vteps": [{"ip"`, 1),
+			"bridge brq85ae5035-20 would also carry"},
+		{"pair rebinding a fixed IP", strings.Replace(seedNode3, `"ips": ["172.16.100.19"]`,
+			`"ips": ["172.16.100.19"], "allowed_address_pairs": [{"ip_address": "172.16.100.19/32", "mac_address": "fa:16:3e:00:00:99"}]`, 1),
+			"already allowed from fa:16:3e:cb:98:2c"},
 		{"duplicate MAC in a network", strings.Replace(seedNode3, "fa:16:3e:06:42:34", "fa:16:3e:cb:98:2c", 1), "already used"},
 	}
 	for _, tt := range tests {

@@ -18,6 +18,7 @@ func (d *Desired) Validate() error {
 
 	nets := map[string]*Network{}
 	vnis := map[uint32]string{}
+	bridges := map[string]string{}
 	for i := range d.Networks {
 		n := &d.Networks[i]
 		where := fmt.Sprintf("networks[%d] (%s)", i, n.ID)
@@ -36,6 +37,12 @@ func (d *Desired) Validate() error {
 		} else {
 			vnis[n.VNI] = n.ID
 		}
+		// Neutron names bridges after the first 11 characters of the id:
+		// two networks sharing them would share a bridge, and its floods.
+		if other, dup := bridges[BridgeName(n.ID)]; dup && n.ID != "" && other != n.ID {
+			bad("%s: bridge %s would also carry network %s (ids must differ in their first 11 characters)", where, BridgeName(n.ID), other)
+		}
+		bridges[BridgeName(n.ID)] = n.ID
 		if n.MTU != 0 && (n.MTU < 68 || n.MTU > 65000) {
 			bad("%s: mtu %d out of range 68-65000", where, n.MTU)
 		}
@@ -91,13 +98,8 @@ func (d *Desired) Validate() error {
 			bad("%s: tap %s already used by %s", where, tap, other)
 		}
 		taps[tap] = where
-		for j, ap := range p.AllowedAddressPairs {
-			if !ap.IP.IsValid() {
-				bad("%s: allowed_address_pairs[%d]: invalid ip_address", where, j)
-			}
-			if !ap.MAC.IsZero() && !ap.MAC.IsUnicast() {
-				bad("%s: allowed_address_pairs[%d]: mac %s is not unicast", where, j, ap.MAC)
-			}
+		for _, err := range ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs) {
+			bad("%s: %v", where, err)
 		}
 	}
 	for i, p := range d.RemotePorts {
@@ -134,4 +136,35 @@ func (d *Desired) FloodList(networkID string) []VTEP {
 		}
 	}
 	return out
+}
+
+// ValidateAddressPairs checks a port's allowed address pairs against its
+// MAC and fixed IPs. One MAC per address: a pair may not bind a fixed IP or
+// another pair's prefix to a second MAC (the port would lose the first).
+func ValidateAddressPairs(mac MAC, ips []netip.Addr, pairs []AddressPair) []error {
+	var errs []error
+	macOf := map[netip.Prefix]MAC{}
+	for _, ip := range ips {
+		if ip.IsValid() {
+			macOf[netip.PrefixFrom(ip, ip.BitLen())] = mac
+		}
+	}
+	for j, ap := range pairs {
+		if !ap.IP.IsValid() {
+			errs = append(errs, fmt.Errorf("allowed_address_pairs[%d]: invalid ip_address", j))
+			continue
+		}
+		if !ap.MAC.IsZero() && !ap.MAC.IsUnicast() {
+			errs = append(errs, fmt.Errorf("allowed_address_pairs[%d]: mac %s is not unicast", j, ap.MAC))
+		}
+		pairMAC := ap.MAC
+		if pairMAC.IsZero() {
+			pairMAC = mac
+		}
+		if other, dup := macOf[ap.IP.Masked()]; dup && other != pairMAC {
+			errs = append(errs, fmt.Errorf("allowed_address_pairs[%d]: %s is already allowed from %s, not also from %s", j, ap.IP, other, pairMAC))
+		}
+		macOf[ap.IP.Masked()] = pairMAC
+	}
+	return errs
 }
