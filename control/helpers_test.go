@@ -33,9 +33,15 @@ func testLog() *slog.Logger {
 // temporary store, and the control-plane bucket in it.
 func startServer(t *testing.T, users ...natsd.User) *natsd.Server {
 	t.Helper()
+	return startServerAt(t, "127.0.0.1:0", users...)
+}
+
+// startServerAt is startServer listening on listen.
+func startServerAt(t *testing.T, listen string, users ...natsd.User) *natsd.Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := natsd.Start(ctx, natsd.Options{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Users: users, Log: testLog()})
+	srv, err := natsd.Start(ctx, natsd.Options{Listen: listen, StoreDir: t.TempDir(), Users: users, Log: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

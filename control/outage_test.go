@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/natsd"
@@ -26,22 +25,9 @@ func TestAgentStartsBeforeNATS(t *testing.T) {
 		t.Fatalf("a state without NATS:%s", describe(d))
 	}
 
+	startServerAt(t, fmt.Sprintf("127.0.0.1:%d", port))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := natsd.Start(ctx, natsd.Options{Listen: fmt.Sprintf("127.0.0.1:%d", port), StoreDir: t.TempDir(), Log: testLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := control.EnsureBucket(ctx, js, control.BucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	seedPorts(t, ctx, newController(t, url))
 	startAgent(t, url, "node1", node1VTEP)
 	startAgent(t, url, "node4", node4VTEP)

@@ -43,25 +43,7 @@ func TestAgentRestartUnderTraffic(t *testing.T) {
 	down := snapshot(t, l, nodes...)
 	checkBPFCarried(t, before, down, lab.VM2, lab.VM1, 100, rate/4)
 
-	for _, n := range nodes {
-		if err := l.StartAgent(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l.WaitApplied(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		a, err := l.ReadApplied(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if a.Ops != 0 {
-			t.Errorf("%s: the restarted agent made %d changes, want none", n, a.Ops)
-		}
-	}
+	startUnchanged(t, l, nodes...)
 	restarted := snapshot(t, l, nodes...)
 	// Counters never go backwards: the restarted agent adopted the pinned
 	// maps instead of creating new ones.
@@ -95,5 +77,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// startUnchanged starts the (stopped) agents of nodes, waits until they
+// applied their state, and fails t if any of them changed anything: a
+// restarted agent adopts what is installed and removes or re-adds nothing.
+func startUnchanged(t *testing.T, l *lab.Lab, nodes ...string) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := l.StartAgent(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l.WaitApplied(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		a, err := l.ReadApplied(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Ops != 0 {
+			t.Errorf("%s: the restarted agent made %d changes, want none (no entry removed and re-added)", n, a.Ops)
+		}
 	}
 }
