@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/natsd"
 )
