@@ -227,20 +227,26 @@ func (f *cpFleet) start(ctx context.Context, url, host string, vtep netip.Addr, 
 	go func() { defer wg.Done(); _ = a.Run(actx, updates) }()
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-actx.Done():
-				return
-			case d := <-updates:
-				a.Applied(actx, d, state.Result{}, nil)
-				f.applied(host, d, wantRemote)
-			}
-		}
+		ackApplies(actx, a, updates, func(d *state.Desired) { f.applied(host, d, wantRemote) })
 	}()
 	f.mu.Lock()
 	f.stops = append(f.stops, func() { cancel(); wg.Wait(); nc.Close() })
 	f.mu.Unlock()
 	return nil
+}
+
+// ackApplies plays a dataplane that installs every state at once: it
+// reports each as applied to the agent, then to done, until ctx ends.
+func ackApplies(ctx context.Context, a *control.Agent, updates <-chan *state.Desired, done func(*state.Desired)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d := <-updates:
+			a.Applied(ctx, d, state.Result{}, nil)
+			done(d)
+		}
+	}
 }
 
 func (f *cpFleet) applied(host string, d *state.Desired, wantRemote int) {
@@ -545,15 +551,7 @@ func cpResync(ctx context.Context, ports, changes int, log *slog.Logger) (Resync
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-actx.Done():
-					return
-				case d := <-updates:
-					a.Applied(actx, d, state.Result{}, nil)
-					r.applied.Store(d.Revision)
-				}
-			}
+			ackApplies(actx, a, updates, func(d *state.Desired) { r.applied.Store(d.Revision) })
 		}()
 		r.stop = func() { cancel(); wg.Wait(); nc.Close() }
 		return r, nil

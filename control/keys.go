@@ -160,9 +160,6 @@ func StatusesOfPortFilter(netID, portID string) string {
 // StatusesFilter matches every port status.
 const StatusesFilter = "nets.*.status.*.*"
 
-// BindingsOfPortFilter matches every host's binding entry of one port.
-func BindingsOfPortFilter(portID string) string { return "bindings.*." + portID }
-
 // SecGroupsFilter matches every security group.
 const SecGroupsFilter = "sgs.*"
 

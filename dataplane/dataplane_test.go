@@ -108,6 +108,16 @@ func (h *hostEnv) open(mod func(*Options)) *Dataplane {
 	return d
 }
 
+// seeded gives the host vm2's tap, opens the dataplane (options changed
+// by mod), applies node3's seed state and removes everything when t ends.
+func (h *hostEnv) seeded(mod func(*Options)) (*Dataplane, netlink.Link, state.Result) {
+	h.t.Helper()
+	tap := h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
+	d := h.open(mod)
+	h.t.Cleanup(func() { Cleanup(h.opts) })
+	return d, tap, h.apply(d, seedNode3())
+}
+
 func (h *hostEnv) apply(d *Dataplane, want *state.Desired) state.Result {
 	h.t.Helper()
 	res, err := d.Apply(context.Background(), want)
@@ -187,12 +197,8 @@ func opsOf(res state.Result, object string) []string {
 
 func TestApplySeedNode(t *testing.T) {
 	h := newHost(t)
-	tap := h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
-	d := h.open(nil)
-	defer Cleanup(h.opts)
+	d, tap, res := h.seeded(nil)
 	defer d.Close()
-
-	res := h.apply(d, seedNode3())
 	if len(res.Pending) != 0 {
 		t.Fatalf("pending %v, want none", res.Pending)
 	}
@@ -299,11 +305,8 @@ func assertPinnedLink(t *testing.T, path string, ifindex int) {
 
 func TestApplyChanges(t *testing.T) {
 	h := newHost(t)
-	h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
-	d := h.open(nil)
-	defer Cleanup(h.opts)
+	d, _, _ := h.seeded(nil)
 	defer d.Close()
-	h.apply(d, seedNode3())
 
 	// vm1 migrates from .4 to .1: replaced in place in both FDBs.
 	moved := seedNode3()
@@ -397,10 +400,7 @@ func TestInvalidStateChangesNothing(t *testing.T) {
 
 func TestRestartAdoptsWithoutChanges(t *testing.T) {
 	h := newHost(t)
-	h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
-	d := h.open(nil)
-	defer Cleanup(h.opts)
-	h.apply(d, seedNode3())
+	d, _, _ := h.seeded(nil)
 	d.Close()
 
 	d = h.open(nil)
@@ -420,9 +420,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 				t.Skip("TCX needs Linux 6.6 or later (the agent falls back to clsact, tested below)")
 			}
 			h := newHost(t)
-			tap := h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
-			d := h.open(func(o *Options) { o.TCMode = mode })
-			h.apply(d, seedNode3())
+			d, tap, _ := h.seeded(func(o *Options) { o.TCMode = mode })
 			if mode == ModeClsact {
 				fs, _ := d.att.clsactFilters(tap.Attrs().Index)
 				if len(fs) != 1 {
@@ -458,10 +456,7 @@ func TestCleanupRemovesEverything(t *testing.T) {
 
 func TestKernelModeRemovesBPF(t *testing.T) {
 	h := newHost(t)
-	h.veth(state.TapName("31c64a21-7601-4c3e-9f1a-000000000002"), "vm2-eth0")
-	d := h.open(nil)
-	defer Cleanup(h.opts)
-	h.apply(d, seedNode3())
+	d, _, _ := h.seeded(nil)
 	d.Close()
 
 	d = h.open(func(o *Options) { o.Kernel = true })

@@ -112,15 +112,17 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 		rec.op("kernel/vxlan", "update", vxName)
 	}
 	// One bridge, one VNI: a vxlan device left from an earlier VNI of this
-	// network leaves the bridge before the new one joins it.
-	slaves, err := k.slavesOf(br)
-	if err != nil {
-		return err
-	}
-	for _, l := range slaves {
-		if l.Type() == "vxlan" && l.Attrs().Index != vx.Attrs().Index {
-			if err := k.release(l, rec); err != nil {
-				return err
+	// network leaves the bridge before a new one joins it.
+	if vx.Attrs().MasterIndex != br.Attrs().Index {
+		all, err := k.nl.LinkList()
+		if err != nil {
+			return fmt.Errorf("list links: %w", err)
+		}
+		for _, l := range slavesOf(all, br) {
+			if l.Type() == "vxlan" {
+				if err := k.release(l, rec); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -221,13 +223,15 @@ func (k *kernel) enslave(l, br netlink.Link, mtu int, rec *recorder) error {
 	return k.up(l)
 }
 
-// slavesOf lists the links enslaved to bridge br.
-func (k *kernel) slavesOf(br netlink.Link) ([]netlink.Link, error) {
-	all, err := k.nl.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+// slavesOf picks the links enslaved to bridge br out of all.
+func slavesOf(all []netlink.Link, br netlink.Link) []netlink.Link {
+	var out []netlink.Link
+	for _, l := range all {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l)
+		}
 	}
-	return slices.DeleteFunc(all, func(l netlink.Link) bool { return l.Attrs().MasterIndex != br.Attrs().Index }), nil
+	return out
 }
 
 // release takes l off its bridge.
@@ -250,13 +254,13 @@ func (k *kernel) releaseSlaves(nets map[string]*kernelNet, present []localPort, 
 	for _, p := range present {
 		belongs[p.ifindex()] = true
 	}
+	all, err := k.nl.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
 	var released []string
 	for _, n := range nets {
-		slaves, err := k.slavesOf(n.bridge)
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range slaves {
+		for _, l := range slavesOf(all, n.bridge) {
 			if belongs[l.Attrs().Index] {
 				continue
 			}

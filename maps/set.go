@@ -60,25 +60,6 @@ func (s *Set) All() map[string]*ebpf.Map {
 	return out
 }
 
-// FromCollection takes the maps of a loaded program collection. The
-// collection keeps its own references; close both.
-func FromCollection(c *ebpf.Collection) (*Set, error) {
-	s := &Set{m: map[string]*ebpf.Map{}}
-	for _, n := range names {
-		m, ok := c.Maps[n]
-		if !ok {
-			return nil, fmt.Errorf("collection has no map %q", n)
-		}
-		cl, err := m.Clone()
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("clone map %s: %w", n, err)
-		}
-		s.m[n] = cl
-	}
-	return s, nil
-}
-
 // Create makes a fresh, unpinned instance of every map from the embedded
 // object, for tests and for a first start.
 func Create() (*Set, error) {

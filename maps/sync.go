@@ -82,15 +82,3 @@ func (p *Plan[K, V]) Delete() error {
 	}
 	return nil
 }
-
-// Sync makes m hold exactly want (upserts, then deletes).
-func Sync[K comparable, V comparable](name string, m *ebpf.Map, want map[K]V) (*Plan[K, V], error) {
-	p, err := Diff(name, m, want)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.Upsert(); err != nil {
-		return p, err
-	}
-	return p, p.Delete()
-}

@@ -136,11 +136,6 @@ func LoadOver(base *AgentConfig, paths ...string) (*AgentConfig, error) {
 	return parse(base, files, os.Hostname)
 }
 
-// Parse reads one file's content (name is used in messages).
-func Parse(name string, data []byte) (*AgentConfig, error) {
-	return parse(Defaults(), []file{{name, data}}, os.Hostname)
-}
-
 type file struct {
 	name string
 	data []byte

@@ -212,15 +212,6 @@ func serverUser(bucket string, u User) (*server.User, error) {
 // ClientURL is the URL clients connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
-// ClusterURL is the route URL other cluster members connect to ("" when standalone).
-func (s *Server) ClusterURL() string {
-	addr := s.ns.ClusterAddr()
-	if addr == nil {
-		return ""
-	}
-	return "nats-route://" + addr.String()
-}
-
 // Connect opens a privileged in-process connection (the server's own
 // controller user when authorization is on).
 func (s *Server) Connect() (*nats.Conn, error) {
@@ -240,9 +231,6 @@ func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
-
-// Running reports whether the server still runs.
-func (s *Server) Running() bool { return s.ns.Running() }
 
 // LoadUsers reads a users file: {"users": [{"user": "node3", "password":
 // "...", "role": "agent", "host": "node3"}, {"user": "controller", ...,

@@ -170,17 +170,6 @@ type Result struct {
 	Pending []string
 }
 
-// Count returns how many ops of the given action were made.
-func (r Result) Count(action string) int {
-	n := 0
-	for _, op := range r.Ops {
-		if op.Action == action {
-			n++
-		}
-	}
-	return n
-}
-
 // Reconciler makes the host match a desired state. Apply is idempotent and
 // incremental: it changes only what differs from what is installed, so
 // applying the same state twice makes no changes the second time.

@@ -162,10 +162,7 @@ func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
 // after 10 s). The agent leaves its dataplane installed. Stopping an agent
 // that does not run is not an error.
 func (l *Lab) StopAgent(node string) error {
-	l.mu.Lock()
-	a := l.agents[node]
-	delete(l.agents, node)
-	l.mu.Unlock()
+	a := l.forget(node)
 	if !a.running() {
 		return nil
 	}
@@ -178,16 +175,22 @@ func (l *Lab) StopAgent(node string) error {
 
 // KillAgent kills node's agent with SIGKILL (a crash).
 func (l *Lab) KillAgent(node string) error {
-	l.mu.Lock()
-	a := l.agents[node]
-	delete(l.agents, node)
-	l.mu.Unlock()
+	a := l.forget(node)
 	if !a.running() {
 		return nil
 	}
 	_ = a.proc.Kill()
 	waitExit(a, 5*time.Second)
 	return l.writeManifest()
+}
+
+// forget removes node's process from the lab's books and returns it.
+func (l *Lab) forget(node string) *agent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.agents[node]
+	delete(l.agents, node)
+	return a
 }
 
 // AgentRunning reports whether node's agent runs.

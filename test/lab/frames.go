@@ -62,15 +62,6 @@ func (f Frame) SrcMAC() state.MAC {
 	return m
 }
 
-// DstMAC is the destination address of an Ethernet frame.
-func (f Frame) DstMAC() state.MAC {
-	var m state.MAC
-	if len(f.Data) >= 6 {
-		copy(m[:], f.Data[0:6])
-	}
-	return m
-}
-
 // EtherType of the frame (0 if runt).
 func (f Frame) EtherType() uint16 {
 	if len(f.Data) < 14 {

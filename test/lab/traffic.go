@@ -341,13 +341,6 @@ func (c *Capture) loop() {
 	}
 }
 
-// Frames returns what was captured so far.
-func (c *Capture) Frames() []Frame {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]Frame(nil), c.frames...)
-}
-
 // Stop ends the capture and returns every frame captured.
 func (c *Capture) Stop() ([]Frame, error) {
 	if c.stop.CompareAndSwap(false, true) {
