@@ -26,7 +26,7 @@ import (
 
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/natsd"
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // ControlPlaneOptions size the control-plane benchmark.

@@ -17,8 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/maps"
-	"github.com/vxdp/vxdp/test/lab"
 )
 
 // PathOptions size the end-to-end comparison.

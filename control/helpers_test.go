@@ -18,7 +18,7 @@ import (
 
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/natsd"
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // testLog is quiet unless VXDP_TEST_LOG is set.

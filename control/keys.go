@@ -42,7 +42,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // DefaultBucket is the name of the key-value bucket holding the control plane.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // SchemaVersion is the version of every record this code writes and the

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/vxdp/vxdp/control"
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // waitSnapshot waits until the agent persisted the snapshot of the last

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/vxdp/vxdp/control"
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // The seed deployment (../shared/seed/DIGEST.md).

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // rev is a decoded record with the revision that wrote it (and, for

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // benchView is a view of one network with n ACTIVE ports on 1000 hosts.

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/vxdp/vxdp/control/state"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // mapStep is one map's part of a BPF sync.

@@ -15,8 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/vxdp/vxdp/control/state"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // Options configure a Dataplane. The agent validates them before Open.

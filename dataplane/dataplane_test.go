@@ -18,8 +18,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/vxdp/vxdp/control/state"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // hostEnv is a throwaway host: its own network namespace holding an uplink

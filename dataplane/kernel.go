@@ -12,7 +12,7 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // vxlanOverhead is what VXLAN over IPv4 adds: outer IP, UDP, VXLAN and

@@ -5,8 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/vxdp/vxdp/control/state"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // Metrics exports the BPF counters and reconcile outcomes to Prometheus.

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxdp/vxdp/control/state"
-	"github.com/vxdp/vxdp/test/lab"
+	"github.com/vxdp/vxdp/lab"
+	"github.com/vxdp/vxdp/state"
 )
 
 // TestMixedFleet: node4 runs the kernel dataplane only (like a node not

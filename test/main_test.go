@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/maps"
-	"github.com/vxdp/vxdp/test/lab"
 )
 
 // binaryEnv passes an already built vxdp binary to a re-executed test

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/maps"
-	"github.com/vxdp/vxdp/test/lab"
+	"github.com/vxdp/vxdp/state"
 )
 
 // natsLab is the seed lab with its control plane: an embedded NATS server

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxdp/vxdp/test/lab"
+	"github.com/vxdp/vxdp/lab"
 )
 
 // TestAgentRestartUnderTraffic: the agents of node3 and node4 are stopped

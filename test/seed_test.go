@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/maps"
-	"github.com/vxdp/vxdp/test/lab"
+	"github.com/vxdp/vxdp/state"
 )
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxdp/vxdp/control/state"
-	"github.com/vxdp/vxdp/test/lab"
+	"github.com/vxdp/vxdp/lab"
+	"github.com/vxdp/vxdp/state"
 )
 
 // TestTeardown: `vxdp agent --cleanup` removes what one agent installed,

@@ -22,8 +22,8 @@ import (
 
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/config"
-	"github.com/vxdp/vxdp/control/state"
 	"github.com/vxdp/vxdp/dataplane"
+	"github.com/vxdp/vxdp/state"
 )
 
 // Flags shared by the agent and the commands that inspect what it installed.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/maps"
-	"github.com/vxdp/vxdp/test/lab"
 )
 
 var labDirFlag = &cli.StringFlag{

@@ -17,7 +17,7 @@ import (
 
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/natsd"
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 // cliServer starts an embedded server with the bucket and points the

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxdp/vxdp/control/state"
+	"github.com/vxdp/vxdp/state"
 )
 
 func TestDesiredStateIsL2Population(t *testing.T) {
