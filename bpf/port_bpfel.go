@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type PortAddrFamily uint32
+
+const (
+	PortAddrFamilyADDR_MAC  PortAddrFamily = 0
+	PortAddrFamilyADDR_IPV4 PortAddrFamily = 4
+	PortAddrFamilyADDR_IPV6 PortAddrFamily = 6
+)
+
 type PortAgentMeta struct {
 	_           structs.HostLayout
 	Revision    uint64
@@ -20,6 +28,12 @@ type PortAgentMeta struct {
 	Layout      uint32
 	Pad         uint32
 }
+
+type PortConfigFlag uint32
+
+const (
+	PortConfigFlagCFG_F_FORWARD PortConfigFlag = 1
+)
 
 type PortFdbEntry struct {
 	_       structs.HostLayout
@@ -49,6 +63,12 @@ type PortMacValue struct {
 	Pad [2]uint8
 }
 
+type PortNetFlag uint32
+
+const (
+	PortNetFlagNET_F_VLAN_TRANSPARENT PortNetFlag = 1
+)
+
 type PortNetInfo struct {
 	_            structs.HostLayout
 	VxlanIfindex uint32
@@ -60,13 +80,30 @@ type PortPortAddrKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Ifindex   uint32
-	Addr      uint32
+	Mac       [6]uint8
+	Family    uint8
+	Pad       uint8
+	Addr      [16]uint8
+}
+
+type PortPortAddrKind uint32
+
+const (
+	PortPortAddrKindPORT_ADDR_MAC_ONLY PortPortAddrKind = 1
+	PortPortAddrKindPORT_ADDR_ALLOWED  PortPortAddrKind = 2
+)
+
+type PortPortAddrValue struct {
+	_    structs.HostLayout
+	Kind uint32
 }
 
 type PortPortFlag uint32
 
 const (
 	PortPortFlagPORT_F_SECURITY PortPortFlag = 1
+	PortPortFlagPORT_F_BRIDGED  PortPortFlag = 2
+	PortPortFlagPORT_F_DISABLED PortPortFlag = 4
 )
 
 type PortPortInfo struct {
@@ -76,6 +113,8 @@ type PortPortInfo struct {
 	Flags uint16
 	Mac   [6]uint8
 	Pad   [2]uint8
+	Ip4   uint32
+	Ip6   [16]uint8
 }
 
 type PortStatValue struct {
@@ -108,70 +147,92 @@ type PortVxdpProg uint32
 const (
 	PortVxdpProgVXDP_PROG_PORT   PortVxdpProg = 0
 	PortVxdpProgVXDP_PROG_UPLINK PortVxdpProg = 1
-	PortVxdpProgVXDP_PROG_MAX    PortVxdpProg = 2
+	PortVxdpProgVXDP_PROG_VXLAN  PortVxdpProg = 2
+	PortVxdpProgVXDP_PROG_BRIDGE PortVxdpProg = 3
+	PortVxdpProgVXDP_PROG_MAX    PortVxdpProg = 4
 )
 
 type PortVxdpReason uint32
 
 const (
-	PortVxdpReasonREASON_UNSPEC        PortVxdpReason = 0
-	PortVxdpReasonPASS_PORT_UNKNOWN    PortVxdpReason = 1
-	PortVxdpReasonDROP_RUNT            PortVxdpReason = 2
-	PortVxdpReasonDROP_SPOOF_MAC       PortVxdpReason = 3
-	PortVxdpReasonDROP_SPOOF_IP        PortVxdpReason = 4
-	PortVxdpReasonDROP_SPOOF_ARP       PortVxdpReason = 5
-	PortVxdpReasonDROP_MALFORMED_IP    PortVxdpReason = 6
-	PortVxdpReasonPASS_VLAN            PortVxdpReason = 7
-	PortVxdpReasonPASS_BUM             PortVxdpReason = 8
-	PortVxdpReasonTX_ARP_REPLY         PortVxdpReason = 9
-	PortVxdpReasonPASS_FDB_MISS        PortVxdpReason = 10
-	PortVxdpReasonPASS_HAIRPIN         PortVxdpReason = 11
-	PortVxdpReasonPASS_NOT_IP          PortVxdpReason = 12
-	PortVxdpReasonPASS_TOO_BIG         PortVxdpReason = 13
-	PortVxdpReasonPASS_ENCAP_FAILED    PortVxdpReason = 14
-	PortVxdpReasonDROP_ENCAP_FAILED    PortVxdpReason = 15
-	PortVxdpReasonDROP_VNI_MISMATCH    PortVxdpReason = 16
-	PortVxdpReasonREDIRECT_LOCAL       PortVxdpReason = 17
-	PortVxdpReasonREDIRECT_REMOTE      PortVxdpReason = 18
-	PortVxdpReasonREDIRECT_REMOTE_GSO  PortVxdpReason = 19
-	PortVxdpReasonPASS_NOT_IPV4        PortVxdpReason = 20
-	PortVxdpReasonPASS_MALFORMED       PortVxdpReason = 21
-	PortVxdpReasonPASS_NOT_UDP         PortVxdpReason = 22
-	PortVxdpReasonPASS_IP_OPTIONS      PortVxdpReason = 23
-	PortVxdpReasonPASS_FRAGMENT        PortVxdpReason = 24
-	PortVxdpReasonPASS_NOT_LOCAL       PortVxdpReason = 25
-	PortVxdpReasonPASS_NOT_VXLAN       PortVxdpReason = 26
-	PortVxdpReasonDROP_VXLAN_TRUNCATED PortVxdpReason = 27
-	PortVxdpReasonDROP_VXLAN_FLAGS     PortVxdpReason = 28
-	PortVxdpReasonPASS_VNI_UNKNOWN     PortVxdpReason = 29
-	PortVxdpReasonDROP_VTEP_UNKNOWN    PortVxdpReason = 30
-	PortVxdpReasonPASS_INNER_BUM       PortVxdpReason = 31
-	PortVxdpReasonPASS_INNER_FDB_MISS  PortVxdpReason = 32
-	PortVxdpReasonPASS_NO_TXPORT       PortVxdpReason = 33
-	PortVxdpReasonPASS_DECAP_FAILED    PortVxdpReason = 34
-	PortVxdpReasonREASON_MAX           PortVxdpReason = 35
+	PortVxdpReasonREASON_UNSPEC          PortVxdpReason = 0
+	PortVxdpReasonDROP_PORT_UNKNOWN      PortVxdpReason = 1
+	PortVxdpReasonDROP_PORT_DISABLED     PortVxdpReason = 2
+	PortVxdpReasonDROP_RUNT              PortVxdpReason = 3
+	PortVxdpReasonDROP_LINK_LOCAL_DST    PortVxdpReason = 4
+	PortVxdpReasonDROP_SPOOF_MAC         PortVxdpReason = 5
+	PortVxdpReasonDROP_SPOOF_IP          PortVxdpReason = 6
+	PortVxdpReasonDROP_SPOOF_ARP         PortVxdpReason = 7
+	PortVxdpReasonDROP_SPOOF_ND          PortVxdpReason = 8
+	PortVxdpReasonDROP_MALFORMED         PortVxdpReason = 9
+	PortVxdpReasonDROP_VLAN              PortVxdpReason = 10
+	PortVxdpReasonDROP_DHCP_SERVER       PortVxdpReason = 11
+	PortVxdpReasonDROP_ROUTER_ADVERT     PortVxdpReason = 12
+	PortVxdpReasonDROP_NOT_BRIDGED       PortVxdpReason = 13
+	PortVxdpReasonPASS_VLAN              PortVxdpReason = 14
+	PortVxdpReasonPASS_KERNEL_FORWARDING PortVxdpReason = 15
+	PortVxdpReasonPASS_BUM               PortVxdpReason = 16
+	PortVxdpReasonTX_ARP_REPLY           PortVxdpReason = 17
+	PortVxdpReasonPASS_FDB_MISS          PortVxdpReason = 18
+	PortVxdpReasonPASS_HAIRPIN           PortVxdpReason = 19
+	PortVxdpReasonPASS_NOT_IP            PortVxdpReason = 20
+	PortVxdpReasonPASS_TOO_BIG           PortVxdpReason = 21
+	PortVxdpReasonPASS_ENCAP_FAILED      PortVxdpReason = 22
+	PortVxdpReasonDROP_ENCAP_FAILED      PortVxdpReason = 23
+	PortVxdpReasonDROP_VNI_MISMATCH      PortVxdpReason = 24
+	PortVxdpReasonREDIRECT_LOCAL         PortVxdpReason = 25
+	PortVxdpReasonREDIRECT_REMOTE        PortVxdpReason = 26
+	PortVxdpReasonREDIRECT_REMOTE_GSO    PortVxdpReason = 27
+	PortVxdpReasonPASS_NOT_IPV4          PortVxdpReason = 28
+	PortVxdpReasonPASS_MALFORMED         PortVxdpReason = 29
+	PortVxdpReasonPASS_NOT_UDP           PortVxdpReason = 30
+	PortVxdpReasonPASS_VLAN_TAGGED       PortVxdpReason = 31
+	PortVxdpReasonPASS_IP_OPTIONS        PortVxdpReason = 32
+	PortVxdpReasonPASS_FRAGMENT          PortVxdpReason = 33
+	PortVxdpReasonPASS_NOT_VXLAN         PortVxdpReason = 34
+	PortVxdpReasonDROP_VXLAN_TRUNCATED   PortVxdpReason = 35
+	PortVxdpReasonDROP_VXLAN_FLAGS       PortVxdpReason = 36
+	PortVxdpReasonPASS_VNI_UNKNOWN       PortVxdpReason = 37
+	PortVxdpReasonDROP_VTEP_UNKNOWN      PortVxdpReason = 38
+	PortVxdpReasonDROP_NOT_LOCAL         PortVxdpReason = 39
+	PortVxdpReasonPASS_UDP_CSUM          PortVxdpReason = 40
+	PortVxdpReasonDROP_INNER_SRC_LOCAL   PortVxdpReason = 41
+	PortVxdpReasonPASS_INNER_BUM         PortVxdpReason = 42
+	PortVxdpReasonPASS_INNER_FDB_MISS    PortVxdpReason = 43
+	PortVxdpReasonPASS_TCP_GRO           PortVxdpReason = 44
+	PortVxdpReasonPASS_NO_TXPORT         PortVxdpReason = 45
+	PortVxdpReasonPASS_DECAP_FAILED      PortVxdpReason = 46
+	PortVxdpReasonDROP_NO_TUNNEL_INFO    PortVxdpReason = 47
+	PortVxdpReasonDROP_VNI_UNKNOWN       PortVxdpReason = 48
+	PortVxdpReasonDROP_TO_HOST           PortVxdpReason = 49
+	PortVxdpReasonREASON_MAX             PortVxdpReason = 50
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	PortMapArp               = "arp"
-	PortMapConfig            = "config"
-	PortMapFdb               = "fdb"
-	PortMapIpId              = "ip_id"
-	PortMapMeta              = "meta"
-	PortMapNetworks          = "networks"
-	PortMapPortAddrs         = "port_addrs"
-	PortMapPorts             = "ports"
-	PortMapStats             = "stats"
-	PortMapTxPorts           = "tx_ports"
-	PortMapVteps             = "vteps"
-	PortProgVxdpPort         = "vxdp_port"
-	PortVarBtfAnchorFdbKind  = "btf_anchor_fdb_kind"
-	PortVarBtfAnchorPortFlag = "btf_anchor_port_flag"
-	PortVarBtfAnchorProg     = "btf_anchor_prog"
-	PortVarBtfAnchorReason   = "btf_anchor_reason"
+	PortMapArp                   = "arp"
+	PortMapConfig                = "config"
+	PortMapFdb                   = "fdb"
+	PortMapIpId                  = "ip_id"
+	PortMapMeta                  = "meta"
+	PortMapNetworks              = "networks"
+	PortMapPortAddrs             = "port_addrs"
+	PortMapPorts                 = "ports"
+	PortMapStats                 = "stats"
+	PortMapTxPorts               = "tx_ports"
+	PortMapVteps                 = "vteps"
+	PortProgVxdpPort             = "vxdp_port"
+	PortVarBtfAnchorAddrFamily   = "btf_anchor_addr_family"
+	PortVarBtfAnchorConfigFlag   = "btf_anchor_config_flag"
+	PortVarBtfAnchorFdbKind      = "btf_anchor_fdb_kind"
+	PortVarBtfAnchorNetFlag      = "btf_anchor_net_flag"
+	PortVarBtfAnchorPortAddrKind = "btf_anchor_port_addr_kind"
+	PortVarBtfAnchorPortFlag     = "btf_anchor_port_flag"
+	PortVarBtfAnchorProg         = "btf_anchor_prog"
+	PortVarBtfAnchorReason       = "btf_anchor_reason"
+	PortVarBtfAnchorReasonProgs  = "btf_anchor_reason_progs"
 )
 
 // LoadPort returns the embedded CollectionSpec for Port.
@@ -240,10 +301,15 @@ type PortMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortVariableSpecs struct {
-	BtfAnchorFdbKind  *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
-	BtfAnchorPortFlag *ebpf.VariableSpec `ebpf:"btf_anchor_port_flag"`
-	BtfAnchorProg     *ebpf.VariableSpec `ebpf:"btf_anchor_prog"`
-	BtfAnchorReason   *ebpf.VariableSpec `ebpf:"btf_anchor_reason"`
+	BtfAnchorAddrFamily   *ebpf.VariableSpec `ebpf:"btf_anchor_addr_family"`
+	BtfAnchorConfigFlag   *ebpf.VariableSpec `ebpf:"btf_anchor_config_flag"`
+	BtfAnchorFdbKind      *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
+	BtfAnchorNetFlag      *ebpf.VariableSpec `ebpf:"btf_anchor_net_flag"`
+	BtfAnchorPortAddrKind *ebpf.VariableSpec `ebpf:"btf_anchor_port_addr_kind"`
+	BtfAnchorPortFlag     *ebpf.VariableSpec `ebpf:"btf_anchor_port_flag"`
+	BtfAnchorProg         *ebpf.VariableSpec `ebpf:"btf_anchor_prog"`
+	BtfAnchorReason       *ebpf.VariableSpec `ebpf:"btf_anchor_reason"`
+	BtfAnchorReasonProgs  *ebpf.VariableSpec `ebpf:"btf_anchor_reason_progs"`
 }
 
 // PortObjects contains all objects after they have been loaded into the kernel.
@@ -299,10 +365,15 @@ func (m *PortMaps) Close() error {
 //
 // It can be passed to LoadPortObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortVariables struct {
-	BtfAnchorFdbKind  *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
-	BtfAnchorPortFlag *ebpf.Variable `ebpf:"btf_anchor_port_flag"`
-	BtfAnchorProg     *ebpf.Variable `ebpf:"btf_anchor_prog"`
-	BtfAnchorReason   *ebpf.Variable `ebpf:"btf_anchor_reason"`
+	BtfAnchorAddrFamily   *ebpf.Variable `ebpf:"btf_anchor_addr_family"`
+	BtfAnchorConfigFlag   *ebpf.Variable `ebpf:"btf_anchor_config_flag"`
+	BtfAnchorFdbKind      *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
+	BtfAnchorNetFlag      *ebpf.Variable `ebpf:"btf_anchor_net_flag"`
+	BtfAnchorPortAddrKind *ebpf.Variable `ebpf:"btf_anchor_port_addr_kind"`
+	BtfAnchorPortFlag     *ebpf.Variable `ebpf:"btf_anchor_port_flag"`
+	BtfAnchorProg         *ebpf.Variable `ebpf:"btf_anchor_prog"`
+	BtfAnchorReason       *ebpf.Variable `ebpf:"btf_anchor_reason"`
+	BtfAnchorReasonProgs  *ebpf.Variable `ebpf:"btf_anchor_reason_progs"`
 }
 
 // PortPrograms contains all programs after they have been loaded into the kernel.

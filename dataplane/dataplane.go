@@ -26,7 +26,12 @@ type Options struct {
 	StateDir  string     // where applied.json is written
 	LocalIP   netip.Addr // the VTEP address; its interface is the uplink
 	VXLANPort uint16     // UDP destination port, 8472 like the seed
-	Kernel    bool       // kernel objects only, no BPF (--dataplane=kernel)
+	// Kernel leaves forwarding to the kernel bridge and vxlan device
+	// (--dataplane=kernel): the programs still filter (port security, the
+	// VTEP check of what the kernel decapsulates, nothing to the host),
+	// but redirect, encapsulate and decapsulate nothing, and no XDP
+	// program is attached.
+	Kernel bool
 	// ARPResponder makes the kernel vxlan device answer ARP for remote
 	// ports itself (Neutron's arp_responder). Off by default: ARP for an
 	// address l2pop does not know (an allowed address pair, a port not yet
@@ -55,7 +60,7 @@ type Dataplane struct {
 	log    *slog.Logger
 	nl     *netlink.Handle
 	kernel *kernel
-	set    *maps.Set // nil with Options.Kernel
+	set    *maps.Set
 	progs  *Programs
 	att    *attacher
 
@@ -67,10 +72,9 @@ type Dataplane struct {
 var _ state.Reconciler = (*Dataplane)(nil)
 
 // Open prepares the dataplane: finds the uplink, mounts bpffs if needed,
-// adopts pinned maps (or creates and pins them) and loads the programs.
-// Nothing is attached until the first Apply. With Options.Kernel any BPF
-// state a previous run left is removed, so the node runs the kernel path
-// only.
+// adopts pinned maps (or creates and pins them), loads the programs and
+// makes the kernel attach tunnel metadata to what it decapsulates (the
+// vxlan program needs it). Nothing is attached until the first Apply.
 func Open(opts Options) (*Dataplane, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -86,12 +90,9 @@ func Open(opts Options) (*Dataplane, error) {
 		return nil, err
 	}
 	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder, ttl: opts.TTL}
-	if opts.Kernel {
-		if err := removeBPF(opts, nl); err != nil {
-			nl.Close()
-			return nil, fmt.Errorf("switch to kernel dataplane: %w", err)
-		}
-		return d, nil
+	if err := ensureTunnelMetadata(); err != nil {
+		nl.Close()
+		return nil, err
 	}
 	if err := d.openBPF(); err != nil {
 		d.Close()
@@ -143,8 +144,8 @@ func (d *Dataplane) openBPF() error {
 	return nil
 }
 
-// layoutVersion is VXDP_LAYOUT of bpf/include/vxdp.h.
-const layoutVersion = 1
+// layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
+const layoutVersion = 2
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.
@@ -163,7 +164,7 @@ func seedIPID(set *maps.Set) error {
 	return nil
 }
 
-// Maps returns the BPF maps (nil with the kernel dataplane).
+// Maps returns the BPF maps.
 func (d *Dataplane) Maps() *maps.Set { return d.set }
 
 // Close releases file descriptors. Everything installed stays: pinned
@@ -179,20 +180,13 @@ func (d *Dataplane) Close() {
 }
 
 // AppliedRevision is the revision of the last state applied to the pinned
-// maps (or, with the kernel dataplane, recorded in the state directory).
+// maps.
 func (d *Dataplane) AppliedRevision() uint64 {
-	if d.set != nil {
-		var m maps.MetaValue
-		if err := d.set.Map(maps.Meta).Lookup(uint32(0), &m); err == nil {
-			return m.Revision
-		}
-		return 0
+	var m maps.MetaValue
+	if err := d.set.Map(maps.Meta).Lookup(uint32(0), &m); err == nil {
+		return m.Revision
 	}
-	a, err := ReadApplied(d.opts.StateDir)
-	if err != nil || a.Error != "" {
-		return 0
-	}
-	return a.Revision
+	return 0
 }
 
 // Apply makes the host match want. See state.Reconciler.
@@ -251,29 +245,24 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 	}
 
 	// Port security first: a tap joins its bridge only once its program
-	// and map entries are in place, so no frame of it is bridged unchecked.
-	if d.set != nil {
-		if err := d.syncBPF(want, nets, present, rec); err != nil {
-			return err
-		}
+	// and map entries are in place, so no frame of it is bridged unchecked,
+	// and its frames reach the kernel only once it is on the bridge.
+	if err := d.syncBPF(want, nets, present, rec); err != nil {
+		return err
 	}
 	for _, p := range present {
 		if err := d.kernel.enslave(p.tap, p.net.bridge, p.net.mtu, rec); err != nil {
 			return fmt.Errorf("port %s: %w", p.ID, err)
 		}
 	}
-	// A tap left on one of our bridges without a port (unbound, deleted,
-	// moved to another network) would be bridged without port security.
-	released, err := d.kernel.releaseSlaves(nets, present, rec)
-	if err != nil {
+	if err := d.markBridged(present, rec); err != nil {
 		return err
 	}
-	for _, tap := range released {
-		if d.att != nil {
-			if err := d.att.detach("tc", tap); err != nil {
-				return err
-			}
-		}
+	// A tap left on one of our bridges without a port (unbound, deleted,
+	// moved to another network) would be bridged without port security;
+	// its program now drops everything it sends (see disabledTaps).
+	if _, err := d.kernel.releaseSlaves(nets, present, rec); err != nil {
+		return err
 	}
 
 	for _, n := range want.Networks {
@@ -289,11 +278,9 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 	if err := d.kernel.removeStale(keep, rec); err != nil {
 		return err
 	}
-	if d.set != nil {
-		meta := maps.MetaValue{Revision: want.Revision, AppliedAtNs: uint64(time.Now().UnixNano()), Layout: layoutVersion}
-		if err := d.set.Map(maps.Meta).Update(uint32(0), meta, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("record applied revision: %w", err)
-		}
+	meta := maps.MetaValue{Revision: want.Revision, AppliedAtNs: uint64(time.Now().UnixNano()), Layout: layoutVersion}
+	if err := d.set.Map(maps.Meta).Update(uint32(0), meta, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("record applied revision: %w", err)
 	}
 	installed := map[string]int{}
 	for _, p := range present {
@@ -381,7 +368,7 @@ type Applied struct {
 func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, prov map[string]string, applyErr error) error {
 	a := Applied{Instance: d.opts.Instance, Dataplane: "bpf", Revision: want.Revision, AppliedAt: time.Now().UTC(),
 		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: prov}
-	if d.set == nil {
+	if d.opts.Kernel {
 		a.Dataplane = "kernel"
 	}
 	if a.Pending == nil {

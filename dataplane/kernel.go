@@ -80,6 +80,9 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 	if err := k.own(br); err != nil {
 		return err
 	}
+	if err := disableIPv6(brName); err != nil {
+		return err
+	}
 
 	vxName := state.VXLANName(n.vni)
 	vx, err := k.linkByName(vxName)
@@ -103,6 +106,9 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 		rec.op("kernel/vxlan", "add", vxName)
 	}
 	if err := k.own(vx); err != nil {
+		return err
+	}
+	if err := disableIPv6(vxName); err != nil {
 		return err
 	}
 	if vx.Attrs().MTU != n.mtu {

@@ -164,10 +164,11 @@ func addPort(c Config, p Port) error {
 				return err
 			}
 		}
-		if err := prepareVMNIC(VMDev); err != nil {
+		// GRO only enables XDP redirects into the NIC once it is up.
+		if err := setUp(VMDev); err != nil {
 			return err
 		}
-		return setUp(VMDev)
+		return prepareVMNIC(VMDev)
 	})
 }
 

@@ -15,27 +15,6 @@ import (
 	"github.com/vxdp/vxdp/bpf"
 )
 
-// Map names, as in bpf/include/maps.h; also their pin file names.
-const (
-	Config    = "config"
-	Meta      = "meta"
-	Stats     = "stats"
-	IPID      = "ip_id"
-	Ports     = "ports"
-	Networks  = "networks"
-	FDB       = "fdb"
-	VTEPs     = "vteps"
-	ARP       = "arp"
-	PortAddrs = "port_addrs"
-	TxPorts   = "tx_ports"
-)
-
-// Names lists every map in dump order.
-var names = []string{Config, Meta, Networks, Ports, PortAddrs, FDB, VTEPs, ARP, TxPorts, Stats, IPID}
-
-// Names returns every map name, in dump order.
-func Names() []string { return append([]string(nil), names...) }
-
 // Set holds one instance of every vxdp map.
 type Set struct {
 	m map[string]*ebpf.Map
@@ -68,7 +47,7 @@ func Create() (*Set, error) {
 		return nil, err
 	}
 	s := &Set{m: map[string]*ebpf.Map{}}
-	for _, n := range names {
+	for _, n := range Names() {
 		m, err := ebpf.NewMap(spec.Maps[n])
 		if err != nil {
 			s.Close()
@@ -94,7 +73,7 @@ func OpenPinned(dir string) (*Set, error) {
 		return nil, err
 	}
 	s := &Set{m: map[string]*ebpf.Map{}}
-	for _, n := range names {
+	for _, n := range Names() {
 		path := filepath.Join(dir, n)
 		m, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {
@@ -115,7 +94,7 @@ func (s *Set) Pin(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("pin maps: %w", err)
 	}
-	for _, n := range names {
+	for _, n := range Names() {
 		if err := s.m[n].Pin(filepath.Join(dir, n)); err != nil {
 			return fmt.Errorf("pin map %s: %w", n, err)
 		}

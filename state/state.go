@@ -52,8 +52,11 @@ type Network struct {
 	// VTEPs are the other hosts serving this network: the l2pop flood
 	// list, and the only sources whose VXLAN of this VNI is accepted.
 	// VTEPs of remote ports are added implicitly.
-	VTEPs  []VTEP `json:"vteps,omitempty"`
-	Source Source `json:"source,omitzero"`
+	VTEPs []VTEP `json:"vteps,omitempty"`
+	// VLANTransparent lets VMs send VLAN-tagged frames (Neutron's
+	// vlan_transparent); otherwise port security drops them.
+	VLANTransparent bool   `json:"vlan_transparent,omitempty"`
+	Source          Source `json:"source,omitzero"`
 }
 
 // VTEP is a remote tunnel endpoint of a network.

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The map ABI: every key and value the programs share with the Go side
+ * (bpf2go generates the Go types from these with -type). Each struct is
+ * fixed-size and explicitly padded, with no implicit holes. Changing one
+ * is a layout change: bump VXDP_LAYOUT, and an agent finding pinned maps of
+ * another layout refuses them (the operator runs `vxdp agent --cleanup`). */
+#ifndef VXDP_ABI_H
+#define VXDP_ABI_H
+
+#include <linux/bpf.h>
+
+#define VXDP_LAYOUT 2
+
+/* Programs that count decisions; the first dimension of the stats map. */
+enum vxdp_prog {
+	VXDP_PROG_PORT = 0,   /* TC ingress of a tap: frames the VM sends */
+	VXDP_PROG_UPLINK = 1, /* XDP on the VTEP interface: frames from the underlay */
+	VXDP_PROG_VXLAN = 2,  /* TC ingress of vxlan-<VNI>: frames the kernel decapsulated */
+	VXDP_PROG_BRIDGE = 3, /* TC ingress of brq…: frames the bridge hands to the host */
+	VXDP_PROG_MAX = 4,
+};
+
+/* Agent-wide settings; single entry in the config map. Addresses and the
+ * port are in network byte order, as they appear on the wire. */
+struct vxdp_config {
+	__u32 local_ip;
+	__u32 uplink_ifindex;
+	__u16 vxlan_port;
+	__u16 src_port_min; /* host order: the kernel's ip_local_port_range */
+	__u16 src_port_max;
+	__u8 ttl;
+	__u8 flags; /* CFG_F_* */
+	__u8 uplink_mac[6];
+	__u8 pad[2];
+};
+
+enum config_flag {
+	/* BPF forwards (redirect, encapsulate, decapsulate, proxy ARP). Off
+	 * with --dataplane=kernel: the programs only filter and the kernel
+	 * bridge and vxlan device forward everything. */
+	CFG_F_FORWARD = 0x1,
+};
+
+/* What the agent last applied; lives (and dies) with the pinned maps, so a
+ * restarted agent knows whether its maps reflect a given control-plane
+ * revision. Written by userspace only. */
+struct agent_meta {
+	__u64 revision;      /* control-plane revision of the applied state */
+	__u64 applied_at_ns; /* CLOCK_REALTIME of that apply */
+	__u32 layout;        /* VXDP_LAYOUT of the agent that created the maps */
+	__u32 pad;
+};
+
+enum port_flag {
+	PORT_F_SECURITY = 0x1, /* port security: MAC/IP anti-spoofing */
+	/* The tap is on its network's bridge. Until then (and after it left)
+	 * a frame passed to the kernel would reach the hypervisor's own stack
+	 * through the tap, so every pass becomes DROP_NOT_BRIDGED. */
+	PORT_F_BRIDGED = 0x2,
+	/* The port is no longer bound here (unbound, deleted, migrated away)
+	 * but its tap still exists: everything the VM sends is dropped. */
+	PORT_F_DISABLED = 0x4,
+};
+
+/* A local port, keyed by its tap ifindex. ip4/ip6 repeat the port's first
+ * fixed address of each family so the common anti-spoofing check needs no
+ * lookup; port_addrs holds the complete list. */
+struct port_info {
+	__u32 vni;
+	__u16 mtu;   /* network MTU: largest inner frame payload we encapsulate */
+	__u16 flags; /* PORT_F_* */
+	__u8 mac[6];
+	__u8 pad[2];
+	__u32 ip4;     /* network order; 0: none */
+	__u8 ip6[16];  /* all zero: none */
+};
+
+enum net_flag {
+	/* Neutron's vlan_transparent: VMs may send 802.1Q/802.1ad tagged
+	 * frames (their inner headers are checked like untagged ones). */
+	NET_F_VLAN_TRANSPARENT = 0x1,
+};
+
+/* A network served on this host, keyed by VNI. */
+struct net_info {
+	__u32 vxlan_ifindex; /* the kernel's vxlan-<VNI> device */
+	__u16 mtu;
+	__u16 flags; /* NET_F_* */
+};
+
+struct fdb_key {
+	__u32 vni;
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+enum fdb_kind {
+	FDB_LOCAL = 1,  /* a port on this host: deliver to ifindex */
+	FDB_REMOTE = 2, /* a port behind a remote VTEP: encapsulate to vtep */
+};
+
+struct fdb_entry {
+	__u32 ifindex;
+	__u32 vtep; /* network order */
+	__u8 kind;  /* enum fdb_kind */
+	__u8 pad[3];
+};
+
+/* (VNI, IPv4) key: a VTEP registered for a VNI, or an IP for proxy ARP. */
+struct vni_addr {
+	__u32 vni;
+	__u32 addr; /* network order */
+};
+
+struct mac_value {
+	__u8 mac[6];
+	__u8 pad[2];
+};
+
+/* Families of a port_addr_key. */
+enum addr_family {
+	ADDR_MAC = 0, /* a MAC-only entry: the port may send from this MAC */
+	ADDR_IPV4 = 4,
+	ADDR_IPV6 = 6,
+};
+
+/* LPM key of the per-port allow-list of (source MAC, source address)
+ * pairs: the port MAC with each fixed IP and its EUI-64 link-local
+ * address, and every allowed address pair (an address or a CIDR, with its
+ * own MAC or the port's). Every allowed MAC also has a MAC-only entry
+ * (prefixlen PORT_ADDR_MAC_BITS), so one lookup of (ifindex, MAC, family,
+ * address) tells three outcomes apart: the pair is allowed (an address
+ * entry matches), only the MAC is (the MAC-only entry is the longest
+ * match), or neither. Keying by MAC lets several pairs share a prefix with
+ * different MACs and a fixed IP stay allowed from the port MAC inside a
+ * narrower pair that carries another MAC. */
+struct port_addr_key {
+	__u32 prefixlen;
+	__u32 ifindex;
+	__u8 mac[6];
+	__u8 family; /* enum addr_family */
+	__u8 pad;
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, network order */
+};
+
+/* Bits of a port_addr_key before the address: ifindex, MAC, family, pad. */
+#define PORT_ADDR_MAC_BITS (32 + 48)
+#define PORT_ADDR_ADDR_BITS (32 + 48 + 8 + 8)
+
+/* What a port_addr_key entry allows. */
+enum port_addr_kind {
+	PORT_ADDR_MAC_ONLY = 1, /* the MAC, not (yet) the address looked up */
+	PORT_ADDR_ALLOWED = 2,  /* the (MAC, address) pair */
+};
+
+struct port_addr_value {
+	__u32 kind; /* enum port_addr_kind */
+};
+
+struct stat_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif
