@@ -7,7 +7,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 TESTFLAGS ?= -count=1 -timeout 15m
 
-.PHONY: all build deps generate check-generate vet test lab lab-down bench clean
+.PHONY: all build deps generate check-generate vet test fuzz lab lab-down bench clean
 
 all: build
 
@@ -35,6 +35,12 @@ vet:
 # Run as root: the BPF, netns and lab tests need it (they skip otherwise).
 test: deps check-generate vet
 	$(GO) test $(TESTFLAGS) ./...
+
+# The long fuzz run: 1,000,000 random and mutated frames through each of the
+# port and uplink programs, held to the Go model (make test runs 20,000).
+# VXDP_FUZZ_SEED=N replays a run.
+fuzz: deps
+	VXDP_FUZZ_FRAMES=$${VXDP_FUZZ_FRAMES:-1000000} $(GO) test -count=1 -v -run TestFuzzPrograms ./bpf/
 
 # The README's main command: a one-machine lab of the seed topology.
 lab: deps build

@@ -237,7 +237,9 @@ static __always_inline int ipv6_upper(void *data, void *data_end, __u32 ip6off, 
 		next = opt->nexthdr;
 		off += ((__u32)opt->hdrlen + 1) * 8;
 	}
-	if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST || next == NEXTHDR_FRAGMENT)
+	/* Longer chains than IPV6_EXT_MAX headers, or an upper-layer header
+	 * further than 512 bytes in, are not what a VM needs: malformed. */
+	if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST || next == NEXTHDR_FRAGMENT || off > 512)
 		return -1;
 	*l4off = off;
 	return next;

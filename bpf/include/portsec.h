@@ -88,7 +88,7 @@ static __always_inline enum vxdp_reason check_ipv6(void *data, void *data_end, _
 	proto = ipv6_upper(data, data_end, off, &l4off);
 	if (proto < 0)
 		return DROP_MALFORMED;
-	l4off &= 0x3ff; /* ipv6_upper keeps it below 512 + 8 * 256; the verifier wants a bound */
+	l4off &= 0x3ff; /* ipv6_upper keeps it at most 512; the verifier wants the bound */
 	if (proto == IPPROTO_ICMPV6_) {
 		/* Type and code are all DAD, MLD and RA need; NA needs its target. */
 		icmp = data + l4off;
