@@ -53,7 +53,9 @@ type model struct {
 	arp         map[string]net.HardwareAddr
 }
 
-func fdbKeyOf(vni uint32, mac []byte) string { return string(binary.BigEndian.AppendUint32(nil, vni)) + string(mac) }
+func fdbKeyOf(vni uint32, mac []byte) string {
+	return string(binary.BigEndian.AppendUint32(nil, vni)) + string(mac)
+}
 func vniAddrOf(vni uint32, a netip.Addr) string {
 	return string(binary.BigEndian.AppendUint32(nil, vni)) + a.String()
 }

@@ -433,4 +433,3 @@ func listenUDP(t *testing.T, ns string, at netip.AddrPort) *net.UDPConn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
-
