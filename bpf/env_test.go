@@ -36,10 +36,11 @@ const (
 
 // Program names as maps.ReadStats reports them.
 const (
-	progPort   = "port"
-	progUplink = "uplink"
-	progVXLAN  = "vxlan"
-	progBridge = "bridge"
+	progPort    = "port"
+	progUplink  = "uplink"
+	progVXLAN   = "vxlan"
+	progBridge  = "bridge"
+	progDeliver = "deliver"
 )
 
 // The topology every test starts from, on the seed's private addresses.
@@ -214,10 +215,11 @@ func newWorld(t testing.TB) *world {
 	t.Cleanup(set.Close)
 	opts := &ebpf.CollectionOptions{MapReplacements: set.All()}
 	var (
-		port   bpf.PortPrograms
-		uplink bpf.UplinkPrograms
-		vxlan  bpf.VxlanPrograms
-		bridge bpf.BridgePrograms
+		port    bpf.PortPrograms
+		uplink  bpf.UplinkPrograms
+		vxlan   bpf.VxlanPrograms
+		bridge  bpf.BridgePrograms
+		deliver bpf.DeliverPrograms
 	)
 	for _, l := range []struct {
 		name string
@@ -228,6 +230,7 @@ func newWorld(t testing.TB) *world {
 		{progUplink, bpf.LoadUplinkObjects, &uplink},
 		{progVXLAN, bpf.LoadVxlanObjects, &vxlan},
 		{progBridge, bpf.LoadBridgeObjects, &bridge},
+		{progDeliver, bpf.LoadDeliverObjects, &deliver},
 	} {
 		if err := l.load(l.obj, opts); err != nil {
 			t.Fatalf("load %s program: %s", l.name, verifierLog(err))
@@ -236,6 +239,7 @@ func newWorld(t testing.TB) *world {
 	}
 	w := &world{set: set, progs: map[string]*ebpf.Program{
 		progPort: port.VxdpPort, progUplink: uplink.VxdpUplink, progVXLAN: vxlan.VxdpVxlan, progBridge: bridge.VxdpBridge,
+		progDeliver: deliver.VxdpDeliver,
 	}}
 	w.seed(t)
 	return w

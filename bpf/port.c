@@ -3,9 +3,10 @@
 /* vxdp port program: TC ingress of a VM's tap, i.e. every frame the VM sends.
  *
  * Order of decisions: port lookup -> frames that must never reach the
- * kernel -> port security -> BUM / proxy ARP -> FDB: local port (redirect
- * to its tap) or remote port (VXLAN encapsulate and redirect to the
- * uplink). Anything vxdp does not handle itself goes to the kernel bridge
+ * kernel -> port security -> security groups (egress) -> BUM / proxy ARP
+ * -> FDB: local port (redirect to its tap, whose deliver program applies
+ * that port's groups) or remote port (VXLAN encapsulate and redirect to
+ * the uplink). Anything vxdp does not handle itself goes to the kernel bridge
  * unchanged (TC_ACT_OK), which floods it with the l2pop flood list or
  * encapsulates it in the kernel vxlan device; the bridge program on the
  * bridge keeps it from the hypervisor's own stack. */
@@ -15,6 +16,7 @@
 #include "verdict.h"
 #include "fdb.h"
 #include "portsec.h"
+#include "sg.h"
 #include "encap.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -30,6 +32,10 @@ const enum net_flag *btf_anchor_net_flag __attribute__((unused));
 const enum config_flag *btf_anchor_config_flag __attribute__((unused));
 const enum addr_family *btf_anchor_addr_family __attribute__((unused));
 const enum port_addr_kind *btf_anchor_port_addr_kind __attribute__((unused));
+const enum sg_dir *btf_anchor_sg_dir __attribute__((unused));
+const enum sg_event *btf_anchor_sg_event __attribute__((unused));
+const enum ct_state *btf_anchor_ct_state __attribute__((unused));
+const enum ct_tcp_seen *btf_anchor_ct_tcp_seen __attribute__((unused));
 
 /* Answer an ARP request for a remote port from the l2pop table by turning
  * the request into the reply in place. Returns 1 when answered. */
@@ -146,6 +152,12 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, const stru
 		r = port_security(skb, data, data_end, &l3, port);
 		if (r)
 			return r;
+		/* Security groups, egress: only on a secured port. */
+		if ((port->flags & PORT_F_SG) && (l3.proto == bpf_htons(ETH_P_IP) || l3.proto == bpf_htons(ETH_P_IPV6))) {
+			r = sg_check(data, data_end, l3.off, l3.proto, skb->ifindex, port, SG_EGRESS);
+			if (r)
+				return r;
+		}
 	}
 	if (skb->vlan_present || l3.tags)
 		return PASS_VLAN;

@@ -35,6 +35,47 @@ const (
 	PortConfigFlagCFG_F_FORWARD PortConfigFlag = 1
 )
 
+type PortCtEntry struct {
+	_          structs.HostLayout
+	Expires    uint64
+	Generation uint32
+	Opener     uint8
+	State      uint8
+	Seen       uint8
+	Pad        uint8
+	OpenerL4   uint16
+	Pad2       [6]uint8
+}
+
+type PortCtKey struct {
+	_          structs.HostLayout
+	Ifindex    uint32
+	Proto      uint8
+	Family     uint8
+	LocalPort  uint16
+	RemotePort uint16
+	Pad        [2]uint8
+	Local      [16]uint8
+	Remote     [16]uint8
+}
+
+type PortCtState uint32
+
+const (
+	PortCtStateCT_OPEN PortCtState = 1
+	PortCtStateCT_CUT  PortCtState = 2
+)
+
+type PortCtTcpSeen uint32
+
+const (
+	PortCtTcpSeenCT_SYN     PortCtTcpSeen = 1
+	PortCtTcpSeenCT_REPLIED PortCtTcpSeen = 2
+	PortCtTcpSeenCT_FIN_OUT PortCtTcpSeen = 4
+	PortCtTcpSeenCT_FIN_IN  PortCtTcpSeen = 8
+	PortCtTcpSeenCT_RST     PortCtTcpSeen = 16
+)
+
 type PortFdbEntry struct {
 	_       structs.HostLayout
 	Ifindex uint32
@@ -76,6 +117,28 @@ type PortNetInfo struct {
 	Flags        uint16
 }
 
+type PortPolicyL4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Policy    uint32
+	Dir       uint8
+	Family    uint8
+	Proto     uint8
+	Pad       uint8
+	Port      uint16
+	Pad2      [2]uint8
+}
+
+type PortPolicyRemoteKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Policy    uint32
+	Dir       uint8
+	Family    uint8
+	Pad       [2]uint8
+	Addr      [16]uint8
+}
+
 type PortPortAddrKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -101,20 +164,52 @@ type PortPortAddrValue struct {
 type PortPortFlag uint32
 
 const (
-	PortPortFlagPORT_F_SECURITY PortPortFlag = 1
-	PortPortFlagPORT_F_BRIDGED  PortPortFlag = 2
-	PortPortFlagPORT_F_DISABLED PortPortFlag = 4
+	PortPortFlagPORT_F_SECURITY  PortPortFlag = 1
+	PortPortFlagPORT_F_BRIDGED   PortPortFlag = 2
+	PortPortFlagPORT_F_DISABLED  PortPortFlag = 4
+	PortPortFlagPORT_F_SG        PortPortFlag = 8
+	PortPortFlagPORT_F_STATELESS PortPortFlag = 16
+	PortPortFlagPORT_F_IPV6      PortPortFlag = 32
 )
 
 type PortPortInfo struct {
-	_     structs.HostLayout
-	Vni   uint32
-	Mtu   uint16
-	Flags uint16
-	Mac   [6]uint8
-	Pad   [2]uint8
-	Ip4   uint32
-	Ip6   [16]uint8
+	_          structs.HostLayout
+	Vni        uint32
+	Mtu        uint16
+	Flags      uint16
+	Mac        [6]uint8
+	Pad        [2]uint8
+	Ip4        uint32
+	Ip6        [16]uint8
+	Policy     uint32
+	Generation uint32
+}
+
+type PortSgDir uint32
+
+const (
+	PortSgDirSG_INGRESS PortSgDir = 0
+	PortSgDirSG_EGRESS  PortSgDir = 1
+)
+
+type PortSgEvent uint32
+
+const (
+	PortSgEventSG_EV_ESTABLISHED PortSgEvent = 0
+	PortSgEventSG_EV_NEW         PortSgEvent = 1
+	PortSgEventSG_EV_RELATED     PortSgEvent = 2
+	PortSgEventSG_EV_ALWAYS      PortSgEvent = 3
+	PortSgEventSG_EV_STATELESS   PortSgEvent = 4
+	PortSgEventSG_EV_DENIED      PortSgEvent = 5
+	PortSgEventSG_EV_RECHECKED   PortSgEvent = 6
+	PortSgEventSG_EV_CUT         PortSgEvent = 7
+	PortSgEventSG_EV_CT_FULL     PortSgEvent = 8
+	PortSgEventSG_EVENT_MAX      PortSgEvent = 9
+)
+
+type PortSgMask struct {
+	_ structs.HostLayout
+	W [4]uint64
 }
 
 type PortStatValue struct {
@@ -145,11 +240,12 @@ type PortVxdpConfig struct {
 type PortVxdpProg uint32
 
 const (
-	PortVxdpProgVXDP_PROG_PORT   PortVxdpProg = 0
-	PortVxdpProgVXDP_PROG_UPLINK PortVxdpProg = 1
-	PortVxdpProgVXDP_PROG_VXLAN  PortVxdpProg = 2
-	PortVxdpProgVXDP_PROG_BRIDGE PortVxdpProg = 3
-	PortVxdpProgVXDP_PROG_MAX    PortVxdpProg = 4
+	PortVxdpProgVXDP_PROG_PORT    PortVxdpProg = 0
+	PortVxdpProgVXDP_PROG_UPLINK  PortVxdpProg = 1
+	PortVxdpProgVXDP_PROG_VXLAN   PortVxdpProg = 2
+	PortVxdpProgVXDP_PROG_BRIDGE  PortVxdpProg = 3
+	PortVxdpProgVXDP_PROG_DELIVER PortVxdpProg = 4
+	PortVxdpProgVXDP_PROG_MAX     PortVxdpProg = 5
 )
 
 type PortVxdpReason uint32
@@ -168,44 +264,51 @@ const (
 	PortVxdpReasonDROP_VLAN              PortVxdpReason = 10
 	PortVxdpReasonDROP_DHCP_SERVER       PortVxdpReason = 11
 	PortVxdpReasonDROP_ROUTER_ADVERT     PortVxdpReason = 12
-	PortVxdpReasonDROP_NOT_BRIDGED       PortVxdpReason = 13
-	PortVxdpReasonPASS_VLAN              PortVxdpReason = 14
-	PortVxdpReasonPASS_KERNEL_FORWARDING PortVxdpReason = 15
-	PortVxdpReasonPASS_BUM               PortVxdpReason = 16
-	PortVxdpReasonTX_ARP_REPLY           PortVxdpReason = 17
-	PortVxdpReasonPASS_FDB_MISS          PortVxdpReason = 18
-	PortVxdpReasonPASS_HAIRPIN           PortVxdpReason = 19
-	PortVxdpReasonPASS_NOT_IP            PortVxdpReason = 20
-	PortVxdpReasonPASS_TOO_BIG           PortVxdpReason = 21
-	PortVxdpReasonPASS_ENCAP_FAILED      PortVxdpReason = 22
-	PortVxdpReasonDROP_ENCAP_FAILED      PortVxdpReason = 23
-	PortVxdpReasonDROP_VNI_MISMATCH      PortVxdpReason = 24
-	PortVxdpReasonREDIRECT_LOCAL         PortVxdpReason = 25
-	PortVxdpReasonREDIRECT_REMOTE        PortVxdpReason = 26
-	PortVxdpReasonREDIRECT_REMOTE_GSO    PortVxdpReason = 27
-	PortVxdpReasonPASS_NOT_IPV4          PortVxdpReason = 28
-	PortVxdpReasonPASS_MALFORMED         PortVxdpReason = 29
-	PortVxdpReasonPASS_NOT_UDP           PortVxdpReason = 30
-	PortVxdpReasonPASS_VLAN_TAGGED       PortVxdpReason = 31
-	PortVxdpReasonPASS_IP_OPTIONS        PortVxdpReason = 32
-	PortVxdpReasonPASS_FRAGMENT          PortVxdpReason = 33
-	PortVxdpReasonPASS_NOT_VXLAN         PortVxdpReason = 34
-	PortVxdpReasonDROP_VXLAN_TRUNCATED   PortVxdpReason = 35
-	PortVxdpReasonDROP_VXLAN_FLAGS       PortVxdpReason = 36
-	PortVxdpReasonPASS_VNI_UNKNOWN       PortVxdpReason = 37
-	PortVxdpReasonDROP_VTEP_UNKNOWN      PortVxdpReason = 38
-	PortVxdpReasonDROP_NOT_LOCAL         PortVxdpReason = 39
-	PortVxdpReasonPASS_UDP_CSUM          PortVxdpReason = 40
-	PortVxdpReasonDROP_INNER_SRC_LOCAL   PortVxdpReason = 41
-	PortVxdpReasonPASS_INNER_BUM         PortVxdpReason = 42
-	PortVxdpReasonPASS_INNER_FDB_MISS    PortVxdpReason = 43
-	PortVxdpReasonPASS_TCP_GRO           PortVxdpReason = 44
-	PortVxdpReasonPASS_NO_TXPORT         PortVxdpReason = 45
-	PortVxdpReasonPASS_DECAP_FAILED      PortVxdpReason = 46
-	PortVxdpReasonDROP_NO_TUNNEL_INFO    PortVxdpReason = 47
-	PortVxdpReasonDROP_VNI_UNKNOWN       PortVxdpReason = 48
-	PortVxdpReasonDROP_TO_HOST           PortVxdpReason = 49
-	PortVxdpReasonREASON_MAX             PortVxdpReason = 50
+	PortVxdpReasonDROP_SG_EGRESS         PortVxdpReason = 13
+	PortVxdpReasonDROP_SG_INGRESS        PortVxdpReason = 14
+	PortVxdpReasonDROP_SG_FLOW_CUT       PortVxdpReason = 15
+	PortVxdpReasonDROP_NOT_BRIDGED       PortVxdpReason = 16
+	PortVxdpReasonPASS_VLAN              PortVxdpReason = 17
+	PortVxdpReasonPASS_KERNEL_FORWARDING PortVxdpReason = 18
+	PortVxdpReasonPASS_BUM               PortVxdpReason = 19
+	PortVxdpReasonTX_ARP_REPLY           PortVxdpReason = 20
+	PortVxdpReasonPASS_FDB_MISS          PortVxdpReason = 21
+	PortVxdpReasonPASS_HAIRPIN           PortVxdpReason = 22
+	PortVxdpReasonPASS_NOT_IP            PortVxdpReason = 23
+	PortVxdpReasonPASS_TOO_BIG           PortVxdpReason = 24
+	PortVxdpReasonPASS_ENCAP_FAILED      PortVxdpReason = 25
+	PortVxdpReasonDROP_ENCAP_FAILED      PortVxdpReason = 26
+	PortVxdpReasonDROP_VNI_MISMATCH      PortVxdpReason = 27
+	PortVxdpReasonREDIRECT_LOCAL         PortVxdpReason = 28
+	PortVxdpReasonREDIRECT_REMOTE        PortVxdpReason = 29
+	PortVxdpReasonREDIRECT_REMOTE_GSO    PortVxdpReason = 30
+	PortVxdpReasonPASS_NOT_IPV4          PortVxdpReason = 31
+	PortVxdpReasonPASS_MALFORMED         PortVxdpReason = 32
+	PortVxdpReasonPASS_NOT_UDP           PortVxdpReason = 33
+	PortVxdpReasonPASS_VLAN_TAGGED       PortVxdpReason = 34
+	PortVxdpReasonPASS_IP_OPTIONS        PortVxdpReason = 35
+	PortVxdpReasonPASS_FRAGMENT          PortVxdpReason = 36
+	PortVxdpReasonPASS_NOT_VXLAN         PortVxdpReason = 37
+	PortVxdpReasonDROP_VXLAN_TRUNCATED   PortVxdpReason = 38
+	PortVxdpReasonDROP_VXLAN_FLAGS       PortVxdpReason = 39
+	PortVxdpReasonPASS_VNI_UNKNOWN       PortVxdpReason = 40
+	PortVxdpReasonDROP_VTEP_UNKNOWN      PortVxdpReason = 41
+	PortVxdpReasonDROP_NOT_LOCAL         PortVxdpReason = 42
+	PortVxdpReasonPASS_UDP_CSUM          PortVxdpReason = 43
+	PortVxdpReasonDROP_INNER_SRC_LOCAL   PortVxdpReason = 44
+	PortVxdpReasonPASS_INNER_BUM         PortVxdpReason = 45
+	PortVxdpReasonPASS_INNER_FDB_MISS    PortVxdpReason = 46
+	PortVxdpReasonPASS_TCP_GRO           PortVxdpReason = 47
+	PortVxdpReasonPASS_INNER_TAGGED      PortVxdpReason = 48
+	PortVxdpReasonPASS_NO_TXPORT         PortVxdpReason = 49
+	PortVxdpReasonPASS_DECAP_FAILED      PortVxdpReason = 50
+	PortVxdpReasonDROP_NO_TUNNEL_INFO    PortVxdpReason = 51
+	PortVxdpReasonDROP_VNI_UNKNOWN       PortVxdpReason = 52
+	PortVxdpReasonDROP_TO_HOST           PortVxdpReason = 53
+	PortVxdpReasonPASS_NO_SG             PortVxdpReason = 54
+	PortVxdpReasonPASS_NON_IP            PortVxdpReason = 55
+	PortVxdpReasonPASS_SG_ALLOWED        PortVxdpReason = 56
+	PortVxdpReasonREASON_MAX             PortVxdpReason = 57
 )
 
 // Names of all BPF objects in the ELF.
@@ -214,18 +317,25 @@ const (
 const (
 	PortMapArp                   = "arp"
 	PortMapConfig                = "config"
+	PortMapCtOther               = "ct_other"
+	PortMapCtTcp                 = "ct_tcp"
 	PortMapFdb                   = "fdb"
 	PortMapIpId                  = "ip_id"
 	PortMapMeta                  = "meta"
 	PortMapNetworks              = "networks"
+	PortMapPolicyL4              = "policy_l4"
+	PortMapPolicyRemote          = "policy_remote"
 	PortMapPortAddrs             = "port_addrs"
 	PortMapPorts                 = "ports"
+	PortMapSgStats               = "sg_stats"
 	PortMapStats                 = "stats"
 	PortMapTxPorts               = "tx_ports"
 	PortMapVteps                 = "vteps"
 	PortProgVxdpPort             = "vxdp_port"
 	PortVarBtfAnchorAddrFamily   = "btf_anchor_addr_family"
 	PortVarBtfAnchorConfigFlag   = "btf_anchor_config_flag"
+	PortVarBtfAnchorCtState      = "btf_anchor_ct_state"
+	PortVarBtfAnchorCtTcpSeen    = "btf_anchor_ct_tcp_seen"
 	PortVarBtfAnchorFdbKind      = "btf_anchor_fdb_kind"
 	PortVarBtfAnchorNetFlag      = "btf_anchor_net_flag"
 	PortVarBtfAnchorPortAddrKind = "btf_anchor_port_addr_kind"
@@ -233,6 +343,8 @@ const (
 	PortVarBtfAnchorProg         = "btf_anchor_prog"
 	PortVarBtfAnchorReason       = "btf_anchor_reason"
 	PortVarBtfAnchorReasonProgs  = "btf_anchor_reason_progs"
+	PortVarBtfAnchorSgDir        = "btf_anchor_sg_dir"
+	PortVarBtfAnchorSgEvent      = "btf_anchor_sg_event"
 )
 
 // LoadPort returns the embedded CollectionSpec for Port.
@@ -284,17 +396,22 @@ type PortProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortMapSpecs struct {
-	Arp       *ebpf.MapSpec `ebpf:"arp"`
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Fdb       *ebpf.MapSpec `ebpf:"fdb"`
-	IpId      *ebpf.MapSpec `ebpf:"ip_id"`
-	Meta      *ebpf.MapSpec `ebpf:"meta"`
-	Networks  *ebpf.MapSpec `ebpf:"networks"`
-	PortAddrs *ebpf.MapSpec `ebpf:"port_addrs"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	TxPorts   *ebpf.MapSpec `ebpf:"tx_ports"`
-	Vteps     *ebpf.MapSpec `ebpf:"vteps"`
+	Arp          *ebpf.MapSpec `ebpf:"arp"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
+	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
+	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
+	Meta         *ebpf.MapSpec `ebpf:"meta"`
+	Networks     *ebpf.MapSpec `ebpf:"networks"`
+	PolicyL4     *ebpf.MapSpec `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.MapSpec `ebpf:"port_addrs"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 }
 
 // PortVariableSpecs contains global variables before they are loaded into the kernel.
@@ -303,6 +420,8 @@ type PortMapSpecs struct {
 type PortVariableSpecs struct {
 	BtfAnchorAddrFamily   *ebpf.VariableSpec `ebpf:"btf_anchor_addr_family"`
 	BtfAnchorConfigFlag   *ebpf.VariableSpec `ebpf:"btf_anchor_config_flag"`
+	BtfAnchorCtState      *ebpf.VariableSpec `ebpf:"btf_anchor_ct_state"`
+	BtfAnchorCtTcpSeen    *ebpf.VariableSpec `ebpf:"btf_anchor_ct_tcp_seen"`
 	BtfAnchorFdbKind      *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
 	BtfAnchorNetFlag      *ebpf.VariableSpec `ebpf:"btf_anchor_net_flag"`
 	BtfAnchorPortAddrKind *ebpf.VariableSpec `ebpf:"btf_anchor_port_addr_kind"`
@@ -310,6 +429,8 @@ type PortVariableSpecs struct {
 	BtfAnchorProg         *ebpf.VariableSpec `ebpf:"btf_anchor_prog"`
 	BtfAnchorReason       *ebpf.VariableSpec `ebpf:"btf_anchor_reason"`
 	BtfAnchorReasonProgs  *ebpf.VariableSpec `ebpf:"btf_anchor_reason_progs"`
+	BtfAnchorSgDir        *ebpf.VariableSpec `ebpf:"btf_anchor_sg_dir"`
+	BtfAnchorSgEvent      *ebpf.VariableSpec `ebpf:"btf_anchor_sg_event"`
 }
 
 // PortObjects contains all objects after they have been loaded into the kernel.
@@ -332,29 +453,39 @@ func (o *PortObjects) Close() error {
 //
 // It can be passed to LoadPortObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortMaps struct {
-	Arp       *ebpf.Map `ebpf:"arp"`
-	Config    *ebpf.Map `ebpf:"config"`
-	Fdb       *ebpf.Map `ebpf:"fdb"`
-	IpId      *ebpf.Map `ebpf:"ip_id"`
-	Meta      *ebpf.Map `ebpf:"meta"`
-	Networks  *ebpf.Map `ebpf:"networks"`
-	PortAddrs *ebpf.Map `ebpf:"port_addrs"`
-	Ports     *ebpf.Map `ebpf:"ports"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	TxPorts   *ebpf.Map `ebpf:"tx_ports"`
-	Vteps     *ebpf.Map `ebpf:"vteps"`
+	Arp          *ebpf.Map `ebpf:"arp"`
+	Config       *ebpf.Map `ebpf:"config"`
+	CtOther      *ebpf.Map `ebpf:"ct_other"`
+	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Fdb          *ebpf.Map `ebpf:"fdb"`
+	IpId         *ebpf.Map `ebpf:"ip_id"`
+	Meta         *ebpf.Map `ebpf:"meta"`
+	Networks     *ebpf.Map `ebpf:"networks"`
+	PolicyL4     *ebpf.Map `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.Map `ebpf:"port_addrs"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	SgStats      *ebpf.Map `ebpf:"sg_stats"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	Vteps        *ebpf.Map `ebpf:"vteps"`
 }
 
 func (m *PortMaps) Close() error {
 	return _PortClose(
 		m.Arp,
 		m.Config,
+		m.CtOther,
+		m.CtTcp,
 		m.Fdb,
 		m.IpId,
 		m.Meta,
 		m.Networks,
+		m.PolicyL4,
+		m.PolicyRemote,
 		m.PortAddrs,
 		m.Ports,
+		m.SgStats,
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
@@ -367,6 +498,8 @@ func (m *PortMaps) Close() error {
 type PortVariables struct {
 	BtfAnchorAddrFamily   *ebpf.Variable `ebpf:"btf_anchor_addr_family"`
 	BtfAnchorConfigFlag   *ebpf.Variable `ebpf:"btf_anchor_config_flag"`
+	BtfAnchorCtState      *ebpf.Variable `ebpf:"btf_anchor_ct_state"`
+	BtfAnchorCtTcpSeen    *ebpf.Variable `ebpf:"btf_anchor_ct_tcp_seen"`
 	BtfAnchorFdbKind      *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
 	BtfAnchorNetFlag      *ebpf.Variable `ebpf:"btf_anchor_net_flag"`
 	BtfAnchorPortAddrKind *ebpf.Variable `ebpf:"btf_anchor_port_addr_kind"`
@@ -374,6 +507,8 @@ type PortVariables struct {
 	BtfAnchorProg         *ebpf.Variable `ebpf:"btf_anchor_prog"`
 	BtfAnchorReason       *ebpf.Variable `ebpf:"btf_anchor_reason"`
 	BtfAnchorReasonProgs  *ebpf.Variable `ebpf:"btf_anchor_reason_progs"`
+	BtfAnchorSgDir        *ebpf.Variable `ebpf:"btf_anchor_sg_dir"`
+	BtfAnchorSgEvent      *ebpf.Variable `ebpf:"btf_anchor_sg_event"`
 }
 
 // PortPrograms contains all programs after they have been loaded into the kernel.

@@ -18,6 +18,7 @@
 #include "parse.h"
 #include "verdict.h"
 #include "fdb.h"
+#include "sg.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -68,6 +69,7 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
 	struct vxlanhdr *vx;
 	struct udphdr *udp;
 	struct iphdr *ip;
+	struct port_info *port;
 	struct vni_addr vtep;
 	struct l3 l3 = {};
 	__u32 vni, ifindex = 0;
@@ -145,11 +147,26 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
 
 	if (mac_is_multicast(inner->h_dest))
 		return PASS_INNER_BUM;
-	r = local_target(vni, inner->h_dest, &ifindex, PASS_INNER_FDB_MISS);
+	r = local_target(vni, inner->h_dest, &ifindex, &port, PASS_INNER_FDB_MISS);
 	if (r)
 		return r;
 	if (inner_is_tcp(inner, data_end))
 		return PASS_TCP_GRO;
+	/* The frame never passes the tap's deliver program: its security
+	 * groups are applied here. */
+	if (port->flags & PORT_F_SG) {
+		/* At most 22 + 20 + 8 + 8: the mask only tells the verifier. */
+		__u32 off = ((void *)inner - data) & 0x7f;
+		__be16 proto = inner->h_proto;
+
+		if (eth_is_vlan(proto))
+			return PASS_INNER_TAGGED;
+		if (proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6)) {
+			r = sg_check(data, data_end, off + ETH_HLEN, proto, ifindex, port, SG_INGRESS);
+			if (r)
+				return r;
+		}
+	}
 	/* Resolve the target before touching the frame: the devmap lookup
 	 * and the redirect are one step, so a port leaving tx_ports between a
 	 * check and the redirect cannot turn into XDP_ABORTED after decap.

@@ -28,6 +28,7 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb)
 	struct ethhdr *eth = header_at(struct ethhdr, data, data_end);
 	const struct vxdp_config *cfg = get_config();
 	struct bpf_tunnel_key tk = {};
+	struct port_info *port;
 	struct net_info *net;
 	struct vni_addr vtep;
 	__u32 vni, ifindex = 0;
@@ -56,9 +57,10 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb)
 
 	if (mac_is_multicast(eth->h_dest))
 		return PASS_INNER_BUM;
-	r = local_target(vni, eth->h_dest, &ifindex, PASS_INNER_FDB_MISS);
+	r = local_target(vni, eth->h_dest, &ifindex, &port, PASS_INNER_FDB_MISS);
 	if (r)
 		return r;
+	/* The tap's deliver program applies the port's security groups. */
 	bpf_redirect(ifindex, 0);
 	return REDIRECT_LOCAL;
 }

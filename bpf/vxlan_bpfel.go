@@ -16,18 +16,23 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	VxlanMapArp        = "arp"
-	VxlanMapConfig     = "config"
-	VxlanMapFdb        = "fdb"
-	VxlanMapIpId       = "ip_id"
-	VxlanMapMeta       = "meta"
-	VxlanMapNetworks   = "networks"
-	VxlanMapPortAddrs  = "port_addrs"
-	VxlanMapPorts      = "ports"
-	VxlanMapStats      = "stats"
-	VxlanMapTxPorts    = "tx_ports"
-	VxlanMapVteps      = "vteps"
-	VxlanProgVxdpVxlan = "vxdp_vxlan"
+	VxlanMapArp          = "arp"
+	VxlanMapConfig       = "config"
+	VxlanMapCtOther      = "ct_other"
+	VxlanMapCtTcp        = "ct_tcp"
+	VxlanMapFdb          = "fdb"
+	VxlanMapIpId         = "ip_id"
+	VxlanMapMeta         = "meta"
+	VxlanMapNetworks     = "networks"
+	VxlanMapPolicyL4     = "policy_l4"
+	VxlanMapPolicyRemote = "policy_remote"
+	VxlanMapPortAddrs    = "port_addrs"
+	VxlanMapPorts        = "ports"
+	VxlanMapSgStats      = "sg_stats"
+	VxlanMapStats        = "stats"
+	VxlanMapTxPorts      = "tx_ports"
+	VxlanMapVteps        = "vteps"
+	VxlanProgVxdpVxlan   = "vxdp_vxlan"
 )
 
 // LoadVxlan returns the embedded CollectionSpec for Vxlan.
@@ -79,17 +84,22 @@ type VxlanProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type VxlanMapSpecs struct {
-	Arp       *ebpf.MapSpec `ebpf:"arp"`
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Fdb       *ebpf.MapSpec `ebpf:"fdb"`
-	IpId      *ebpf.MapSpec `ebpf:"ip_id"`
-	Meta      *ebpf.MapSpec `ebpf:"meta"`
-	Networks  *ebpf.MapSpec `ebpf:"networks"`
-	PortAddrs *ebpf.MapSpec `ebpf:"port_addrs"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	TxPorts   *ebpf.MapSpec `ebpf:"tx_ports"`
-	Vteps     *ebpf.MapSpec `ebpf:"vteps"`
+	Arp          *ebpf.MapSpec `ebpf:"arp"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
+	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
+	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
+	Meta         *ebpf.MapSpec `ebpf:"meta"`
+	Networks     *ebpf.MapSpec `ebpf:"networks"`
+	PolicyL4     *ebpf.MapSpec `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.MapSpec `ebpf:"port_addrs"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 }
 
 // VxlanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -118,29 +128,39 @@ func (o *VxlanObjects) Close() error {
 //
 // It can be passed to LoadVxlanObjects or ebpf.CollectionSpec.LoadAndAssign.
 type VxlanMaps struct {
-	Arp       *ebpf.Map `ebpf:"arp"`
-	Config    *ebpf.Map `ebpf:"config"`
-	Fdb       *ebpf.Map `ebpf:"fdb"`
-	IpId      *ebpf.Map `ebpf:"ip_id"`
-	Meta      *ebpf.Map `ebpf:"meta"`
-	Networks  *ebpf.Map `ebpf:"networks"`
-	PortAddrs *ebpf.Map `ebpf:"port_addrs"`
-	Ports     *ebpf.Map `ebpf:"ports"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	TxPorts   *ebpf.Map `ebpf:"tx_ports"`
-	Vteps     *ebpf.Map `ebpf:"vteps"`
+	Arp          *ebpf.Map `ebpf:"arp"`
+	Config       *ebpf.Map `ebpf:"config"`
+	CtOther      *ebpf.Map `ebpf:"ct_other"`
+	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Fdb          *ebpf.Map `ebpf:"fdb"`
+	IpId         *ebpf.Map `ebpf:"ip_id"`
+	Meta         *ebpf.Map `ebpf:"meta"`
+	Networks     *ebpf.Map `ebpf:"networks"`
+	PolicyL4     *ebpf.Map `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.Map `ebpf:"port_addrs"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	SgStats      *ebpf.Map `ebpf:"sg_stats"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	Vteps        *ebpf.Map `ebpf:"vteps"`
 }
 
 func (m *VxlanMaps) Close() error {
 	return _VxlanClose(
 		m.Arp,
 		m.Config,
+		m.CtOther,
+		m.CtTcp,
 		m.Fdb,
 		m.IpId,
 		m.Meta,
 		m.Networks,
+		m.PolicyL4,
+		m.PolicyRemote,
 		m.PortAddrs,
 		m.Ports,
+		m.SgStats,
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,

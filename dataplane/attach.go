@@ -22,12 +22,14 @@ const (
 	ModeClsact  = "clsact"
 )
 
-// tcHook is a TC ingress attachment point: which program, the prefix of
-// its link pins ("<kind>_<ifname>") and the name of its clsact filter in
-// the pre-TCX fallback, so cleanup finds both without other state.
+// tcHook is a TC attachment point: which program, ingress or egress, the
+// prefix of its link pins ("<kind>_<ifname>") and the name of its clsact
+// filter in the pre-TCX fallback, so cleanup finds both without other
+// state.
 type tcHook struct {
 	kind   string
 	filter string
+	egress bool
 	prog   func(*Programs) *ebpf.Program
 }
 
@@ -38,7 +40,9 @@ var (
 	vxlanHook = tcHook{kind: "vxlan", filter: "vxdp_vxlan", prog: func(p *Programs) *ebpf.Program { return p.VXLAN }}
 	// bridgeHook: frames a bridge hands to the host (TC ingress of brq…).
 	bridgeHook = tcHook{kind: "bridge", filter: "vxdp_bridge", prog: func(p *Programs) *ebpf.Program { return p.Bridge }}
-	tcHooks    = []tcHook{portHook, vxlanHook, bridgeHook}
+	// deliverHook: frames on their way into a VM (TC egress of its tap).
+	deliverHook = tcHook{kind: "deliver", filter: "vxdp_deliver", egress: true, prog: func(p *Programs) *ebpf.Program { return p.Deliver }}
+	tcHooks     = []tcHook{portHook, deliverHook, vxlanHook, bridgeHook}
 )
 
 // xdpKind prefixes the link pin of the uplink's XDP program.
@@ -177,8 +181,12 @@ func (a *attacher) attachUplink(ifname string, ifindex int) (bool, error) {
 func (a *attacher) attachTC(h tcHook, ifname string, ifindex int) (bool, error) {
 	prog := h.prog(a.progs)
 	if a.tcMode != ModeClsact {
+		attach := ebpf.AttachTCXIngress
+		if h.egress {
+			attach = ebpf.AttachTCXEgress
+		}
 		added, err := a.ensure(a.pinPath(h.kind, ifname), ifindex, prog, func() (link.Link, error) {
-			return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: ebpf.AttachTCXIngress})
+			return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: attach})
 		})
 		if err == nil || a.tcMode == ModeTCX || !errors.Is(err, ebpf.ErrNotSupported) {
 			if err != nil {
@@ -204,8 +212,12 @@ func (a *attacher) attachClsact(h tcHook, ifname string, ifindex int) (bool, err
 	if err != nil {
 		return false, err
 	}
+	parent := uint32(netlink.HANDLE_MIN_INGRESS)
+	if h.egress {
+		parent = netlink.HANDLE_MIN_EGRESS
+	}
 	filter := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: parent,
 			Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL},
 		Fd:           h.prog(a.progs).FD(),
 		Name:         h.filter,
@@ -222,21 +234,23 @@ func (a *attacher) attachClsact(h tcHook, ifname string, ifindex int) (bool, err
 	return len(existing) == 0, nil
 }
 
-// clsactFilters lists the clsact ingress filters of ours on a device whose
-// name starts with prefix ("vxdp_" for all of them).
+// clsactFilters lists the clsact filters of ours, ingress and egress, on a
+// device whose name starts with prefix ("vxdp_" for all of them).
 func (a *attacher) clsactFilters(ifindex int, prefix string) ([]*netlink.BpfFilter, error) {
 	l, err := a.nl.LinkByIndex(ifindex)
 	if err != nil {
 		return nil, err
 	}
-	filters, err := a.nl.FilterList(l, netlink.HANDLE_MIN_INGRESS)
-	if err != nil {
-		return nil, nil // no clsact qdisc
-	}
 	var out []*netlink.BpfFilter
-	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, prefix) {
-			out = append(out, bf)
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		filters, err := a.nl.FilterList(l, parent)
+		if err != nil {
+			return nil, nil // no clsact qdisc
+		}
+		for _, f := range filters {
+			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, prefix) {
+				out = append(out, bf)
+			}
 		}
 	}
 	return out, nil

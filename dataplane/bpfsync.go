@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -58,6 +59,8 @@ type bpfWant struct {
 	txPorts   map[uint32]uint32
 	arp       map[maps.VNIAddr]maps.MACValue
 	fdb       map[maps.FDBKey]maps.FDBEntry
+	remote    map[maps.PolicyRemoteKey]maps.SGMask
+	l4        map[maps.PolicyL4Key]maps.SGMask
 }
 
 // disabledSource is the provenance of a port entry kept for a tap whose
@@ -95,6 +98,12 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			rec.source("bpf/vteps", maps.VNIAddrKeyString(k), v.Source)
 		}
 	}
+	secured := slices.DeleteFunc(slices.Clone(present), func(p localPort) bool { return !d.groupsEnforced(p) })
+	policies, perrs := compilePolicies(want.SecurityGroups, secured)
+	for set, err := range perrs {
+		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set, "err", err)
+	}
+	w.remote, w.l4 = policies.entries()
 	for _, p := range present {
 		idx := uint32(p.ifindex())
 		info := maps.PortInfo{Vni: p.net.vni, Mtu: uint16(p.net.mtu), Mac: p.MAC}
@@ -104,6 +113,21 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		if p.SecurityEnabled() {
 			info.Flags |= maps.PortSecurity
 			d.allowList(w, idx, p, &info, rec)
+		}
+		if d.groupsEnforced(p) {
+			id := policies.policyOf(p)
+			info.Flags |= maps.PortSG
+			if policies.policies[id].stateless {
+				info.Flags |= maps.PortStateless
+			}
+			if info.Ip6 != [16]byte{} {
+				info.Flags |= maps.PortIPv6
+			}
+			info.Policy = id
+			info.Generation = d.generation(idx, info)
+			for _, g := range p.SecurityGroups {
+				rec.source("bpf/ports/groups", maps.U32KeyString(idx), sourceOfGroup(want, g))
+			}
 		}
 		w.ports[idx] = info
 		w.txPorts[idx] = idx
@@ -171,6 +195,38 @@ func (d *Dataplane) allowList(w *bpfWant, idx uint32, p localPort, info *maps.Po
 	}
 }
 
+// groupsEnforced reports whether a port's security groups apply: port
+// security on, and security groups on for this agent (Neutron's
+// [securitygroup] enable_security_group).
+func (d *Dataplane) groupsEnforced(p localPort) bool {
+	return d.opts.SecurityGroups && p.SecurityEnabled()
+}
+
+// generation is the generation of a port's entry: the installed one's,
+// plus one when the port's policy (or statefulness) changes, so its
+// tracked flows are checked again against what it allows now.
+func (d *Dataplane) generation(idx uint32, want maps.PortInfo) uint32 {
+	var cur maps.PortInfo
+	if err := d.set.Map(maps.Ports).Lookup(idx, &cur); err != nil {
+		return 1
+	}
+	const sgFlags = maps.PortSG | maps.PortStateless
+	if cur.Policy == want.Policy && cur.Flags&sgFlags == want.Flags&sgFlags {
+		return cur.Generation
+	}
+	return cur.Generation + 1
+}
+
+// sourceOfGroup is where a security group came from.
+func sourceOfGroup(want *state.Desired, id string) state.Source {
+	for _, g := range want.SecurityGroups {
+		if g.ID == id {
+			return g.Source
+		}
+	}
+	return state.Source{Key: "(group " + id + " missing)"}
+}
+
 // eui64LinkLocal is the fe80::/64 address SLAAC derives from a MAC
 // (RFC 4291 appendix A): what a VM uses before it has any other address.
 func eui64LinkLocal(mac state.MAC) netip.Addr {
@@ -199,6 +255,9 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 		func() (mapStep, error) { return plan(d.set, maps.Config, w.config, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.Networks, w.networks, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs, w.vteps, maps.VNIAddrKeyString) },
+		// A port switches policy in one write, once the policy is complete.
+		func() (mapStep, error) { return plan(d.set, maps.PolicyRemote, w.remote, maps.PolicyRemoteKeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.PolicyL4, w.l4, maps.PolicyL4KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.Ports, w.ports, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.PortAddrs, w.portAddrs, maps.PortAddrKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.TxPorts, w.txPorts, maps.U32KeyString) },
@@ -261,9 +320,11 @@ func (d *Dataplane) attachAll(nets map[string]*kernelNet, present []localPort, d
 	}
 	for _, p := range present {
 		want[portHook.kind][p.TapName()] = p.ifindex()
+		want[deliverHook.kind][p.TapName()] = p.ifindex()
 	}
 	for tap, idx := range disabled {
 		want[portHook.kind][tap] = idx
+		want[deliverHook.kind][tap] = idx
 	}
 	for _, h := range tcHooks {
 		for dev, idx := range want[h.kind] {

@@ -38,10 +38,16 @@ type Options struct {
 	// pushed) is then flooded to the VTEPs instead of dropped. The BPF port
 	// program answers known addresses either way.
 	ARPResponder bool
-	TTL          uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
-	XDPMode      string // auto, native or generic
-	TCMode       string // auto, tcx or clsact
-	Log          *slog.Logger
+	// SecurityGroups enforces the security groups of ports with port
+	// security (Neutron's [securitygroup] enable_security_group).
+	SecurityGroups bool
+	// MapSizes sizes the tracked-flow tables when the maps are created
+	// (maps.Resizable; default: the sizes in bpf/include/maps.h).
+	MapSizes maps.Sizes
+	TTL            uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
+	XDPMode        string // auto, native or generic
+	TCMode         string // auto, tcx or clsact
+	Log            *slog.Logger
 }
 
 // PinDir is where this instance's maps and links are pinned.
@@ -108,7 +114,7 @@ func (d *Dataplane) openBPF() error {
 	set, err := maps.OpenPinned(d.opts.mapDir())
 	switch {
 	case errors.Is(err, maps.ErrNotPinned):
-		if set, err = maps.Create(); err != nil {
+		if set, err = maps.Create(d.opts.MapSizes); err != nil {
 			return err
 		}
 		if err := seedIPID(set); err != nil {
@@ -145,7 +151,7 @@ func (d *Dataplane) openBPF() error {
 }
 
 // layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
-const layoutVersion = 2
+const layoutVersion = 3
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.

@@ -455,10 +455,10 @@ func TestCleanupRemovesEverything(t *testing.T) {
 			h := newHost(t)
 			d, tap, _ := h.seeded(func(o *Options) { o.TCMode = mode })
 			if mode == ModeClsact {
-				for _, dev := range []string{tap.Attrs().Name, "vxlan-100", "brq85ae5035-20"} {
+				for dev, n := range map[string]int{tap.Attrs().Name: 2, "vxlan-100": 1, "brq85ae5035-20": 1} {
 					l, _ := h.nl.LinkByName(dev)
-					if fs, _ := d.att.clsactFilters(l.Attrs().Index, "vxdp_"); len(fs) != 1 {
-						t.Fatalf("clsact filters on %s: %d, want 1", dev, len(fs))
+					if fs, _ := d.att.clsactFilters(l.Attrs().Index, "vxdp_"); len(fs) != n {
+						t.Fatalf("clsact filters on %s: %d, want %d", dev, len(fs), n)
 					}
 				}
 			}

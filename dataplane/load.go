@@ -16,21 +16,23 @@ import (
 
 // Programs are the loaded vxdp programs, sharing one map set.
 type Programs struct {
-	Port   *ebpf.Program // TC ingress of taps
-	Uplink *ebpf.Program // XDP on the VTEP interface
-	VXLAN  *ebpf.Program // TC ingress of vxlan-<VNI>
-	Bridge *ebpf.Program // TC ingress of brq… bridges
+	Port    *ebpf.Program // TC ingress of taps
+	Uplink  *ebpf.Program // XDP on the VTEP interface
+	VXLAN   *ebpf.Program // TC ingress of vxlan-<VNI>
+	Bridge  *ebpf.Program // TC ingress of brq… bridges
+	Deliver *ebpf.Program // TC egress of taps
 }
 
 // LoadPrograms loads every program against the maps of set.
 func LoadPrograms(set *maps.Set) (*Programs, error) {
 	opts := &ebpf.CollectionOptions{MapReplacements: set.All()}
 	var (
-		p      Programs
-		port   bpf.PortPrograms
-		uplink bpf.UplinkPrograms
-		vxlan  bpf.VxlanPrograms
-		bridge bpf.BridgePrograms
+		p       Programs
+		port    bpf.PortPrograms
+		uplink  bpf.UplinkPrograms
+		vxlan   bpf.VxlanPrograms
+		bridge  bpf.BridgePrograms
+		deliver bpf.DeliverPrograms
 	)
 	for _, l := range []struct {
 		name string
@@ -41,12 +43,13 @@ func LoadPrograms(set *maps.Set) (*Programs, error) {
 		{"uplink", bpf.LoadUplink, &uplink},
 		{"vxlan", bpf.LoadVxlan, &vxlan},
 		{"bridge", bpf.LoadBridge, &bridge},
+		{"deliver", bpf.LoadDeliver, &deliver},
 	} {
 		if err := loadAssign(l.load, l.obj, opts); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("load %s program: %w", l.name, err)
 		}
-		p.Port, p.Uplink, p.VXLAN, p.Bridge = port.VxdpPort, uplink.VxdpUplink, vxlan.VxdpVxlan, bridge.VxdpBridge
+		p.Port, p.Uplink, p.VXLAN, p.Bridge, p.Deliver = port.VxdpPort, uplink.VxdpUplink, vxlan.VxdpVxlan, bridge.VxdpBridge, deliver.VxdpDeliver
 	}
 	return &p, nil
 }
@@ -66,7 +69,7 @@ func loadAssign(load func() (*ebpf.CollectionSpec, error), obj any, opts *ebpf.C
 
 // Close releases the program file descriptors (attached programs stay).
 func (p *Programs) Close() {
-	for _, prog := range []*ebpf.Program{p.Port, p.Uplink, p.VXLAN, p.Bridge} {
+	for _, prog := range []*ebpf.Program{p.Port, p.Uplink, p.VXLAN, p.Bridge, p.Deliver} {
 		if prog != nil {
 			prog.Close()
 		}

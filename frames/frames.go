@@ -316,3 +316,58 @@ func Diff(got, want []byte) string {
 	}
 	return fmt.Sprintf("output differs at byte %d (got %d bytes, want %d)\ngot:\n%s\nwant:\n%s", at, len(got), len(want), Decode(got), Decode(want))
 }
+
+// TCP flags for Segment.
+const (
+	FIN = 1 << iota
+	SYN
+	RST
+	PSH
+	ACK
+)
+
+// Segment is a TCP segment over IPv4 or IPv6 (by the addresses) with
+// the given flags and n payload bytes.
+func Segment(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, sport, dport uint16, flags, n int) []byte {
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), Seq: 1, Window: 502,
+		FIN: flags&FIN != 0, SYN: flags&SYN != 0, RST: flags&RST != 0, PSH: flags&PSH != 0, ACK: flags&ACK != 0}
+	if flags&ACK != 0 {
+		tcp.Ack = 1
+	}
+	if src.Is4() {
+		return Build(Ether(srcMAC, dstMAC, layers.EthernetTypeIPv4), IPv4(src, dst, layers.IPProtocolTCP), tcp, Payload(n))
+	}
+	return Build(Ether(srcMAC, dstMAC, layers.EthernetTypeIPv6), IPv6(src, dst, layers.IPProtocolTCP), tcp, Payload(n))
+}
+
+// Echo is an ICMP echo request (reply when reply is set) with identifier
+// id, over IPv4 or IPv6 by the addresses.
+func Echo(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, id uint16, reply bool) []byte {
+	if src.Is4() {
+		typ := uint8(layers.ICMPv4TypeEchoRequest)
+		if reply {
+			typ = layers.ICMPv4TypeEchoReply
+		}
+		return Build(Ether(srcMAC, dstMAC, layers.EthernetTypeIPv4), IPv4(src, dst, layers.IPProtocolICMPv4),
+			&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0), Id: id, Seq: 1}, Payload(16))
+	}
+	typ := uint8(layers.ICMPv6TypeEchoRequest)
+	if reply {
+		typ = layers.ICMPv6TypeEchoReply
+	}
+	body := binary.BigEndian.AppendUint16(nil, id)
+	body = binary.BigEndian.AppendUint16(body, 1)
+	return ICMPv6(srcMAC, dstMAC, src, dst, typ, 0, append(body, Payload(16)...))
+}
+
+// Unreachable is an ICMP destination unreachable (port unreachable) from
+// src to dst quoting the IP packet of frame quoted (IPv4 only).
+func Unreachable(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, quoted []byte) []byte {
+	q := quoted[EthLen:]
+	if len(q) > 28 {
+		q = q[:28]
+	}
+	return Build(Ether(srcMAC, dstMAC, layers.EthernetTypeIPv4), IPv4(src, dst, layers.IPProtocolICMPv4),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort)},
+		gopacket.Payload(q))
+}

@@ -14,17 +14,22 @@ import (
 
 // Map names, as in bpf/include/maps.h; also their pin file names.
 const (
-	Config    = "config"
-	Meta      = "meta"
-	Stats     = "stats"
-	IPID      = "ip_id"
-	Ports     = "ports"
-	Networks  = "networks"
-	FDB       = "fdb"
-	VTEPs     = "vteps"
-	ARP       = "arp"
-	PortAddrs = "port_addrs"
-	TxPorts   = "tx_ports"
+	Config       = "config"
+	Meta         = "meta"
+	Stats        = "stats"
+	IPID         = "ip_id"
+	Ports        = "ports"
+	Networks     = "networks"
+	FDB          = "fdb"
+	VTEPs        = "vteps"
+	ARP          = "arp"
+	PortAddrs    = "port_addrs"
+	TxPorts      = "tx_ports"
+	PolicyRemote = "policy_remote"
+	PolicyL4     = "policy_l4"
+	CTTCP        = "ct_tcp"
+	CTOther      = "ct_other"
+	SGStats      = "sg_stats"
 )
 
 // Desc describes one map to the Go side: the one place the loader (which
@@ -206,6 +211,38 @@ func Descs() []Desc {
 			rows: keyed[uint32, uint32]{Key: U32KeyString, Row: func(k, v uint32, n DevName) []any {
 				return []any{dev(n, k), dev(n, v)}
 			}}.rows},
+		{Name: PolicyRemote, Purpose: "security groups: rule classes by remote prefix",
+			Columns: []string{"policy", "direction", "prefix", "classes"},
+			rows: keyed[PolicyRemoteKey, SGMask]{Key: PolicyRemoteKeyString, Row: func(k PolicyRemoteKey, v SGMask, _ DevName) []any {
+				return []any{k.Policy, DirName(k.Dir), policyPrefix(k), MaskString(v)}
+			}}.rows},
+		{Name: PolicyL4, Purpose: "security groups: rule classes by protocol and port",
+			Columns: []string{"policy", "direction", "family", "match", "classes"},
+			rows: keyed[PolicyL4Key, SGMask]{Key: PolicyL4KeyString, Row: func(k PolicyL4Key, v SGMask, _ DevName) []any {
+				return []any{k.Policy, DirName(k.Dir), fmt.Sprintf("IPv%d", k.Family), L4Match(k), MaskString(v)}
+			}}.rows},
+		{Name: CTTCP, Purpose: "tracked TCP flows", Columns: ctColumns, rows: ctRows},
+		{Name: CTOther, Purpose: "tracked UDP, ICMP and other flows", Columns: ctColumns, rows: ctRows},
+		{Name: SGStats, Purpose: "security-group events per direction",
+			Columns: []string{"direction", "event", "count"},
+			rows: func(m *ebpf.Map, _ DevName) ([]Row, error) {
+				var out []Row
+				var perCPU []uint64
+				for dir := uint8(0); dir < 2; dir++ {
+					for ev := 0; ev < SGEventMax; ev++ {
+						if err := m.Lookup(uint32(int(dir)*SGEventMax+ev), &perCPU); err != nil {
+							return nil, err
+						}
+						var n uint64
+						for _, v := range perCPU {
+							n += v
+						}
+						name := SGEventName(ev)
+						out = append(out, Row{Key: DirName(dir) + "/" + name, Values: []any{DirName(dir), name, n}})
+					}
+				}
+				return out, nil
+			}},
 		{Name: Stats, Purpose: "packets and bytes per (program, reason)",
 			Columns: []string{"program", "reason", "verdict", "packets", "bytes"},
 			rows: func(m *ebpf.Map, _ DevName) ([]Row, error) {

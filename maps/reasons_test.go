@@ -32,7 +32,7 @@ func TestReasonsDoc(t *testing.T) {
 	if len(entries) != len(Reasons()) {
 		t.Fatalf("reasons.h lists %d reasons, the programs' BTF %d", len(entries), len(Reasons()))
 	}
-	progOf := map[string]Prog{"P_PORT": ProgPort, "P_UPLINK": ProgUplink, "P_VXLAN": ProgVXLAN, "P_BRIDGE": ProgBridge}
+	progOf := map[string]Prog{"P_PORT": ProgPort, "P_UPLINK": ProgUplink, "P_VXLAN": ProgVXLAN, "P_BRIDGE": ProgBridge, "P_DELIVER": ProgDeliver}
 	var b bytes.Buffer
 	b.WriteString(docHeader)
 	for _, p := range Progs() {
@@ -77,10 +77,11 @@ func containsReason(rs []Reason, r Reason) bool {
 }
 
 var progTitles = map[Prog]string{
-	ProgPort:   "Port program (TC ingress of a tap: frames the VM sends)",
-	ProgUplink: "Uplink program (XDP on the interface holding `local_ip`)",
-	ProgVXLAN:  "VXLAN program (TC ingress of `vxlan-<VNI>`: what the kernel decapsulated)",
-	ProgBridge: "Bridge program (TC ingress of `brq…`: what a bridge hands to the host)",
+	ProgPort:    "Port program (TC ingress of a tap: frames the VM sends)",
+	ProgUplink:  "Uplink program (XDP on the interface holding `local_ip`)",
+	ProgVXLAN:   "VXLAN program (TC ingress of `vxlan-<VNI>`: what the kernel decapsulated)",
+	ProgBridge:  "Bridge program (TC ingress of `brq…`: what a bridge hands to the host)",
+	ProgDeliver: "Deliver program (TC egress of a tap: frames on their way into the VM)",
 }
 
 const docHeader = `# Verdict reasons

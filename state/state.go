@@ -19,6 +19,8 @@ type Desired struct {
 	Networks    []Network    `json:"networks"`
 	LocalPorts  []LocalPort  `json:"local_ports"`
 	RemotePorts []RemotePort `json:"remote_ports"`
+	// SecurityGroups are the groups of the local ports, resolved.
+	SecurityGroups []SecurityGroup `json:"security_groups,omitempty"`
 	// Revision identifies the input this state was built from (a KV
 	// revision, or 0 for a file); reconcilers record it with what they apply.
 	Revision uint64 `json:"revision,omitempty"`
@@ -78,8 +80,12 @@ type LocalPort struct {
 	// value in JSON means on.
 	PortSecurity        *bool         `json:"port_security,omitempty"`
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
-	SecurityGroups      []string      `json:"security_groups,omitempty"`
-	Source              Source        `json:"source,omitzero"`
+	// SecurityGroups are the ids of the port's groups (in
+	// Desired.SecurityGroups). With port security on, the union of their
+	// rules is what the port allows besides what is always allowed: no
+	// group, nothing else.
+	SecurityGroups []string `json:"security_groups,omitempty"`
+	Source         Source   `json:"source,omitzero"`
 }
 
 // RemotePort is a port of a served network bound to another host.

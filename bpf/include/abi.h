@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 2
+#define VXDP_LAYOUT 3
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
@@ -17,7 +17,8 @@ enum vxdp_prog {
 	VXDP_PROG_UPLINK = 1, /* XDP on the VTEP interface: frames from the underlay */
 	VXDP_PROG_VXLAN = 2,  /* TC ingress of vxlan-<VNI>: frames the kernel decapsulated */
 	VXDP_PROG_BRIDGE = 3, /* TC ingress of brq…: frames the bridge hands to the host */
-	VXDP_PROG_MAX = 4,
+	VXDP_PROG_DELIVER = 4, /* TC egress of a tap: frames on their way into the VM */
+	VXDP_PROG_MAX = 5,
 };
 
 /* Agent-wide settings; single entry in the config map. Addresses and the
@@ -60,6 +61,13 @@ enum port_flag {
 	/* The port is no longer bound here (unbound, deleted, migrated away)
 	 * but its tap still exists: everything the VM sends is dropped. */
 	PORT_F_DISABLED = 0x4,
+	/* Security groups are enforced: the port's policy decides what IP
+	 * traffic passes, both ways (without: everything passes). */
+	PORT_F_SG = 0x8,
+	/* The port's groups are stateless: nothing is tracked. */
+	PORT_F_STATELESS = 0x10,
+	/* The port has an IPv6 address: router advertisements may come in. */
+	PORT_F_IPV6 = 0x20,
 };
 
 /* A local port, keyed by its tap ifindex. ip4/ip6 repeat the port's first
@@ -73,6 +81,10 @@ struct port_info {
 	__u8 pad[2];
 	__u32 ip4;     /* network order; 0: none */
 	__u8 ip6[16];  /* all zero: none */
+	__u32 policy;  /* the compiled security groups (PORT_F_SG) */
+	/* Bumped by the agent whenever the port's policy changes: a tracked
+	 * flow of an older generation is checked again on its next packet. */
+	__u32 generation;
 };
 
 enum net_flag {
@@ -160,6 +172,108 @@ struct port_addr_value {
 struct stat_value {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* Directions of security-group rules, seen from the VM. */
+enum sg_dir {
+	SG_INGRESS = 0, /* to the VM */
+	SG_EGRESS = 1,  /* from the VM */
+};
+
+/* A set of rule classes: a policy allows a packet when the classes its
+ * remote address is in and the classes its protocol and port are in
+ * share one. */
+#define SG_MASK_WORDS 4 /* 256 classes per policy, direction and family */
+struct sg_mask {
+	__u64 w[SG_MASK_WORDS];
+};
+
+/* LPM key: the classes whose remote prefixes contain addr. prefixlen
+ * counts policy, dir, family and pad (64 bits) plus the prefix. */
+struct policy_remote_key {
+	__u32 prefixlen;
+	__u32 policy;
+	__u8 dir;    /* enum sg_dir */
+	__u8 family; /* 4 or 6 */
+	__u8 pad[2];
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+};
+
+/* LPM key: the classes that allow a protocol and destination port (for
+ * ICMP, type << 8 | code). prefixlen counts policy, dir and family (48
+ * bits: any protocol), then the protocol (56: every port of it), then pad
+ * and the port's prefix (64 + up to 16). */
+struct policy_l4_key {
+	__u32 prefixlen;
+	__u32 policy;
+	__u8 dir;
+	__u8 family;
+	__u8 proto;
+	__u8 pad;
+	__be16 port;
+	__u8 pad2[2];
+};
+
+#define POLICY_REMOTE_BASE_BITS 64
+#define POLICY_L4_ANY_BITS 48
+#define POLICY_L4_PROTO_BITS 56
+#define POLICY_L4_PORT_BASE_BITS 64
+
+/* A tracked flow of one port, from the VM's side: local is the VM's
+ * address and port (for ICMP echo, the identifier), remote the other
+ * end's. Both directions of a flow find the same key. */
+struct ct_key {
+	__u32 ifindex; /* the port: two VMs never share state */
+	__u8 proto;
+	__u8 family;
+	__be16 local_port;
+	__be16 remote_port;
+	__u8 pad[2];
+	__u8 local[16];
+	__u8 remote[16];
+};
+
+enum ct_state {
+	CT_OPEN = 1,
+	/* The flow's rules went: every packet of it is dropped until the
+	 * policy allows it again (the next generation re-checks). */
+	CT_CUT = 2,
+};
+
+enum ct_tcp_seen {
+	CT_SYN = 0x1,      /* a SYN from the opener: not yet established */
+	CT_REPLIED = 0x2,  /* a packet from the other side */
+	CT_FIN_OUT = 0x4,  /* FIN from the VM */
+	CT_FIN_IN = 0x8,   /* FIN to the VM */
+	CT_RST = 0x10,
+};
+
+struct ct_entry {
+	__u64 expires;    /* bpf_ktime_get_coarse_ns() deadline */
+	__u32 generation; /* the port's generation when last checked */
+	__u8 opener;      /* enum sg_dir of the first packet */
+	__u8 state;       /* enum ct_state */
+	__u8 seen;        /* enum ct_tcp_seen */
+	__u8 pad;
+	/* What the first packet's rule matched on: its destination port, or
+	 * for ICMP type << 8 | code. A re-check matches the flow as opened. */
+	__be16 opener_l4;
+	__u8 pad2[6];
+};
+
+/* Security-group events per direction, per CPU (sg_stats index:
+ * dir * SG_EVENT_MAX + event). */
+enum sg_event {
+	SG_EV_ESTABLISHED = 0, /* a tracked flow's packet */
+	SG_EV_NEW = 1,         /* allowed by a rule, flow tracked from now */
+	SG_EV_RELATED = 2,     /* an ICMP error of a tracked flow */
+	SG_EV_ALWAYS = 3,      /* always allowed (DHCP, ND, ...) */
+	SG_EV_STATELESS = 4,   /* allowed by a rule of a stateless group */
+	SG_EV_DENIED = 5,      /* no rule allows it */
+	SG_EV_RECHECKED = 6,   /* a flow of an older generation, still allowed */
+	SG_EV_CUT = 7,         /* a flow of an older generation, no longer allowed */
+	SG_EV_CT_FULL = 8,     /* allowed, but the table was full: not tracked */
+	SG_EVENT_MAX = 9,
 };
 
 #endif

@@ -24,22 +24,24 @@ static __always_inline int mac_is_local_port(__u32 vni, const __u8 *mac)
 }
 
 /* The local port a decapsulated or switched frame of vni goes to. Returns
- * 0 with *ifindex set, or the reason it does not go to a local port. The
- * FDB key carries the VNI already; the target's own VNI is checked again
- * so a stale entry can never cross tenants. */
-static __always_inline enum vxdp_reason local_target(__u32 vni, const __u8 *mac, __u32 *ifindex, enum vxdp_reason miss)
+ * 0 with *ifindex and *port set, or the reason it does not go to a local
+ * port. The FDB key carries the VNI already; the target's own VNI is
+ * checked again so a stale entry can never cross tenants. */
+static __always_inline enum vxdp_reason local_target(__u32 vni, const __u8 *mac, __u32 *ifindex, struct port_info **port,
+						     enum vxdp_reason miss)
 {
 	struct fdb_entry *e = fdb_lookup(vni, mac);
-	struct port_info *port;
+	struct port_info *p;
 	__u32 idx;
 
 	if (!e || e->kind != FDB_LOCAL)
 		return miss;
 	idx = e->ifindex;
-	port = bpf_map_lookup_elem(&ports, &idx);
-	if (!port || port->vni != vni || (port->flags & PORT_F_DISABLED))
+	p = bpf_map_lookup_elem(&ports, &idx);
+	if (!p || p->vni != vni || (p->flags & PORT_F_DISABLED))
 		return DROP_VNI_MISMATCH;
 	*ifindex = idx;
+	*port = p;
 	return 0;
 }
 

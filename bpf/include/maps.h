@@ -16,6 +16,12 @@
 #define VXDP_VTEPS_MAX 65536      /* (VNI, VTEP) registrations */
 #define VXDP_ARP_MAX 65536        /* (VNI, IPv4) of remote ports, for proxy ARP */
 #define VXDP_PORT_ADDRS_MAX 16384 /* allowed (MAC, address) entries of all local ports */
+/* Connection tracking, sized like Cilium's defaults; the agent may change
+ * them ([dataplane] ct_tcp_max, ct_other_max) when it creates the maps. */
+#define VXDP_CT_TCP_MAX 524288
+#define VXDP_CT_OTHER_MAX 262144
+#define VXDP_POLICY_REMOTE_MAX 262144 /* remote prefixes of all policies */
+#define VXDP_POLICY_L4_MAX 262144     /* protocol/port prefixes of all policies */
 
 /* Agent-wide settings (struct vxdp_config), written by the agent. */
 struct {
@@ -100,6 +106,54 @@ struct {
 	__type(key, struct port_addr_key);
 	__type(value, struct port_addr_value);
 } port_addrs SEC(".maps");
+
+/* Security groups, compiled per distinct set of groups (a policy): the
+ * classes of rules whose remote prefixes hold an address... */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, VXDP_POLICY_REMOTE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_remote_key);
+	__type(value, struct sg_mask);
+} policy_remote SEC(".maps");
+
+/* ... and the classes that allow a protocol and port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, VXDP_POLICY_L4_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_l4_key);
+	__type(value, struct sg_mask);
+} policy_l4 SEC(".maps");
+
+/* Tracked TCP flows of every port. Not an LRU: the agent's sweeper
+ * removes expired entries and evicts the longest idle ones when the table
+ * fills, counting each; a full table leaves a new flow untracked
+ * (SG_EV_CT_FULL) instead of dropping an established one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_CT_TCP_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+} ct_tcp SEC(".maps");
+
+/* Tracked UDP, ICMP and other flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_CT_OTHER_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+} ct_other SEC(".maps");
+
+/* Security-group events per direction (enum sg_event), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * SG_EVENT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sg_stats SEC(".maps");
 
 /* XDP redirect targets: local taps, keyed by ifindex. */
 struct {

@@ -19,21 +19,25 @@
 #define P_UPLINK (1 << VXDP_PROG_UPLINK)
 #define P_VXLAN (1 << VXDP_PROG_VXLAN)
 #define P_BRIDGE (1 << VXDP_PROG_BRIDGE)
+#define P_DELIVER (1 << VXDP_PROG_DELIVER)
 
 #define VXDP_REASONS(X)                                                                                        \
 	/* port program: frames a VM sends */                                                                  \
-	X(DROP_PORT_UNKNOWN, DROP, P_PORT, "the tap has the port program but no entry in the ports map (never expected)") \
-	X(DROP_PORT_DISABLED, DROP, P_PORT, "the port is no longer bound to this host but its tap still exists")          \
+	X(DROP_PORT_UNKNOWN, DROP, P_PORT | P_DELIVER, "the tap has a vxdp program but no entry in the ports map (never expected)") \
+	X(DROP_PORT_DISABLED, DROP, P_PORT | P_DELIVER, "the port is no longer bound to this host but its tap still exists")          \
 	X(DROP_RUNT, DROP, P_PORT | P_VXLAN, "shorter than an Ethernet header")                                           \
 	X(DROP_LINK_LOCAL_DST, DROP, P_PORT, "to an IEEE 802.1D link-local group address (01:80:c2:00:00:0X): a bridge hands those to the hypervisor's own stack") \
 	X(DROP_SPOOF_MAC, DROP, P_PORT, "port security: the source MAC is neither the port's nor an allowed address pair's") \
 	X(DROP_SPOOF_IP, DROP, P_PORT, "port security: the IPv4/IPv6 source is not allowed with this source MAC (0.0.0.0 only for a DHCP client, :: only for DAD and MLD)") \
 	X(DROP_SPOOF_ARP, DROP, P_PORT, "port security: the ARP sender MAC differs from the frame's, or the sender IP is not allowed")  \
 	X(DROP_SPOOF_ND, DROP, P_PORT, "port security: a neighbour advertisement for an address the port may not use")  \
-	X(DROP_MALFORMED, DROP, P_PORT, "port security: a truncated or invalid IPv4/IPv6/ARP header, or ARP not Ethernet/IPv4: it cannot be checked") \
+	X(DROP_MALFORMED, DROP, P_PORT | P_UPLINK | P_DELIVER, "port security or security groups: a truncated or invalid IPv4/IPv6/ARP header, or ARP not Ethernet/IPv4: it cannot be checked") \
 	X(DROP_VLAN, DROP, P_PORT, "port security: a VLAN-tagged frame on a network that is not VLAN-transparent (or more than two tags)") \
 	X(DROP_DHCP_SERVER, DROP, P_PORT, "port security: a DHCP (UDP 67->68) or DHCPv6 (547->546) server message from a VM")  \
 	X(DROP_ROUTER_ADVERT, DROP, P_PORT, "port security: an ICMPv6 router advertisement from a VM")                          \
+	X(DROP_SG_EGRESS, DROP, P_PORT, "security groups: no rule of the port's groups allows it out")                     \
+	X(DROP_SG_INGRESS, DROP, P_UPLINK | P_DELIVER, "security groups: no rule of the port's groups allows it in")        \
+	X(DROP_SG_FLOW_CUT, DROP, P_PORT | P_UPLINK | P_DELIVER, "security groups: a tracked flow the port's rules no longer allow (cut until they allow it again)") \
 	X(DROP_NOT_BRIDGED, DROP, P_PORT, "would go to the kernel, but the tap is not on its bridge (yet, or any more): it would reach the hypervisor's stack") \
 	X(PASS_VLAN, PASS, P_PORT, "VLAN-tagged, from a VLAN-transparent network or a port without port security: the bridge forwards it") \
 	X(PASS_KERNEL_FORWARDING, PASS, P_PORT | P_UPLINK | P_VXLAN, "checked, and forwarding is the kernel's on this node (--dataplane=kernel)") \
@@ -67,13 +71,18 @@
 	X(PASS_INNER_BUM, PASS, P_UPLINK | P_VXLAN, "inner broadcast/multicast: the kernel vxlan device and bridge flood it") \
 	X(PASS_INNER_FDB_MISS, PASS, P_UPLINK | P_VXLAN, "inner destination not a local port: the kernel vxlan device and bridge") \
 	X(PASS_TCP_GRO, PASS, P_UPLINK, "inner TCP to a local port: the kernel's UDP-tunnel GRO aggregates it and the vxlan program redirects the result") \
+	X(PASS_INNER_TAGGED, PASS, P_UPLINK, "inner frame VLAN-tagged, to a port with security groups: the kernel path decapsulates it and the deliver program checks it") \
 	X(PASS_NO_TXPORT, PASS, P_UPLINK, "the local port is not in the tx_ports devmap yet")                               \
 	X(PASS_DECAP_FAILED, PASS, P_UPLINK, "bpf_xdp_adjust_head refused")                                                 \
 	/* vxlan program: what the kernel vxlan device decapsulated */                                         \
 	X(DROP_NO_TUNNEL_INFO, DROP, P_VXLAN, "no tunnel metadata on the frame (the agent's tun_id rule is missing): cannot check the VTEP, so fail closed") \
 	X(DROP_VNI_UNKNOWN, DROP, P_VXLAN, "the tunnel id is not a VNI served here")                                        \
 	/* bridge program: frames a bridge hands to the hypervisor */                                         \
-	X(DROP_TO_HOST, DROP, P_BRIDGE, "a frame the bridge would hand to the hypervisor's own stack (IPv4, IPv6, ARP, any ethertype)")
+	X(DROP_TO_HOST, DROP, P_BRIDGE, "a frame the bridge would hand to the hypervisor's own stack (IPv4, IPv6, ARP, any ethertype)") \
+	/* deliver program: frames on their way into a VM */                                                 \
+	X(PASS_NO_SG, PASS, P_DELIVER, "no security groups are enforced on the port (port security off, or groups disabled on this node)") \
+	X(PASS_NON_IP, PASS, P_DELIVER, "ARP or another non-IP ethertype: security groups filter IP only")            \
+	X(PASS_SG_ALLOWED, PASS, P_DELIVER, "allowed by the port's security groups: a tracked flow, a rule, a related ICMP error or always allowed (sg_stats tells which)")
 
 /* Verdict codes: two bits each. */
 enum vxdp_verdict {
