@@ -271,4 +271,3 @@ func ctEntries(t testing.TB, w *world) int {
 	}
 	return n
 }
-

@@ -44,10 +44,10 @@ type Options struct {
 	// MapSizes sizes the tracked-flow tables when the maps are created
 	// (maps.Resizable; default: the sizes in bpf/include/maps.h).
 	MapSizes maps.Sizes
-	TTL            uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
-	XDPMode        string // auto, native or generic
-	TCMode         string // auto, tcx or clsact
-	Log            *slog.Logger
+	TTL      uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
+	XDPMode  string // auto, native or generic
+	TCMode   string // auto, tcx or clsact
+	Log      *slog.Logger
 }
 
 // PinDir is where this instance's maps and links are pinned.
