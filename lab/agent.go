@@ -416,3 +416,13 @@ func (l *Lab) LogTail(node string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// AgentPID returns the pid of node's running agent, 0 if it does not run.
+func (l *Lab) AgentPID(node string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.agents[node]; a.running() {
+		return a.pid
+	}
+	return 0
+}

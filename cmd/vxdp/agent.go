@@ -225,6 +225,10 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 func runAgent(c *cli.Context) error {
+	if c.Args().Present() {
+		// The agent takes no arguments: this is a mistyped subcommand.
+		return unknownCommand(c, c.Args().First())
+	}
 	log, err := newLogger(c.String("log-level"))
 	if err != nil {
 		return err
