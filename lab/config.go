@@ -316,6 +316,16 @@ func (c Config) NATSLog() string { return filepath.Join(c.Dir, "nats.log") }
 // LogFile is the agent's log.
 func (c Config) LogFile(node string) string { return filepath.Join(c.Dir, node+".log") }
 
+// processPaths are what a lab process makes: a node's agent its state
+// directory, log and pins; the NATS server (key "nats") its store, log and
+// ready file.
+func (c Config) processPaths(key string) []string {
+	if key == natsKey {
+		return []string{c.NATSStore(), c.NATSLog(), filepath.Join(c.Dir, "nats.ready")}
+	}
+	return []string{c.StateDir(key), c.LogFile(key), c.PinDir(key)}
+}
+
 // Namespaces lists every namespace of the lab, in build order.
 func (c Config) Namespaces() []string {
 	out := []string{c.NS("underlay")}

@@ -21,7 +21,7 @@ import (
 
 var labDirFlag = &cli.StringFlag{
 	Name:  "dir",
-	Value: "lab",
+	Value: "vxdp-lab",
 	Usage: "lab `DIR`: manifest, state files, agent state and logs",
 }
 
