@@ -244,6 +244,11 @@ func runAgent(c *cli.Context) error {
 		// The agent takes no arguments: this is a mistyped subcommand.
 		return unknownCommand(c, c.Args().First())
 	}
+	// A reload (SIGHUP) while starting is taken once running, rather than
+	// ending the process (SIGHUP's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log, level, err := newLeveledLogger(c.String("log-level"))
 	if err != nil {
 		return err
@@ -330,9 +335,6 @@ func runAgent(c *cli.Context) error {
 
 	// SIGHUP: re-read the configuration, and the state file in file mode;
 	// re-apply the desired state either way.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	reapply := make(chan struct{}, 1)
 	go func() {
 		running := s
