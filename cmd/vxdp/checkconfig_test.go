@@ -8,21 +8,15 @@ import (
 	"testing"
 )
 
-// The seed's linuxbridge_agent.ini on node3, with its VTEP address
-// replaced by vtep.
-func seedINI(vtep string) string {
-	return `[DEFAULT]
-[agent]
-[linux_bridge]
-physical_interface_mappings = default:eth1
-[securitygroup]
-firewall_driver = neutron.agent.linux.iptables_firewall.IptablesFirewallDriver
-enable_security_group = true
-[vxlan]
-enable_vxlan = true
-l2_population = true
-local_ip = ` + vtep + `
-`
+// seedINI is the seed's linuxbridge_agent.ini on node3, with its VTEP
+// address replaced by vtep.
+func seedINI(t *testing.T, vtep string) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../control/config/testdata/linuxbridge_agent.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(string(raw), "local_ip = 192.168.248.3", "local_ip = "+vtep, 1)
 }
 
 // hostIPv4 is an IPv4 address of an interface of this host (not loopback).
@@ -65,16 +59,16 @@ func TestCheckConfig(t *testing.T) {
 		args []string
 		want string // in the error; "" for success
 	}{
-		{"seed typo", []string{"--config", write("typo.ini", strings.Replace(seedINI(vtep), "[DEFAULT]", "[DEFAULT", 1))},
+		{"seed typo", []string{"--config", write("typo.ini", strings.Replace(seedINI(t, vtep), "[DEFAULT]", "[DEFAULT", 1))},
 			dir + `/typo.ini:1: invalid section header "[DEFAULT": must end with "]" — write "[DEFAULT]"`},
-		{"local_ip on no interface", []string{"--config", write("wrongip.ini", seedINI("192.0.2.77")), "--config", vxdpINI},
+		{"local_ip on no interface", []string{"--config", write("wrongip.ini", seedINI(t, "192.0.2.77")), "--config", vxdpINI},
 			dir + "/wrongip.ini:11: local_ip 192.0.2.77 is not an address of any interface of this host"},
-		{"wrong --local-ip flag", []string{"--config", write("good.ini", seedINI(vtep)), "--local-ip", "192.0.2.78"},
+		{"wrong --local-ip flag", []string{"--config", write("good.ini", seedINI(t, vtep)), "--local-ip", "192.0.2.78"},
 			"--local-ip: local_ip 192.0.2.78 is not an address of any interface"},
-		{"unreadable credentials", []string{"--config", write("good2.ini", seedINI(vtep)), "--config",
+		{"unreadable credentials", []string{"--config", write("good2.ini", seedINI(t, vtep)), "--config",
 			write("nocreds.ini", "[nats]\nservers = nats://10.30.1.208:4222\ncreds_file = /nonexistent/node3.creds\n")},
 			dir + "/nocreds.ini:3: cannot read /nonexistent/node3.creds"},
-		{"good", []string{"--config", write("good3.ini", seedINI(vtep)), "--config", vxdpINI}, ""},
+		{"good", []string{"--config", write("good3.ini", seedINI(t, vtep)), "--config", vxdpINI}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := check(tc.args...)

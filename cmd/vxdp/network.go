@@ -59,49 +59,14 @@ creates never share one.`,
 					return printOne(c, networkView, n)
 				}),
 			},
-			{
-				Name:  "list",
-				Usage: "list networks",
-				Flags: append(controllerFlags(), outputFlags(networkView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					nets, err := ctl.ListNetworks(c.Context)
-					if err != nil {
-						return err
-					}
-					return printList(c, networkView, nets)
-				}),
-			},
-			{
-				Name:      "show",
-				Usage:     "show a network",
-				ArgsUsage: "NAME|ID",
-				Flags:     append(controllerFlags(), outputFlags(networkView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "network")
-					if err != nil {
-						return err
-					}
-					n, err := ctl.GetNetwork(c.Context, ref)
-					if err != nil {
-						return err
-					}
-					return printOne(c, networkView, n)
-				}),
-			},
+			listCommand("list networks", networkView, (*control.Controller).ListNetworks),
+			showCommand("show a network", "network", networkView, (*control.Controller).GetNetwork),
 			{
 				Name:      "delete",
 				Usage:     "delete a network without ports and release its VNI",
 				ArgsUsage: "NAME|ID",
 				Flags:     append(controllerFlags(), outputFlags(deletedView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "network")
-					if err != nil {
-						return err
-					}
-					n, err := ctl.GetNetwork(c.Context, ref)
-					if err != nil {
-						return err
-					}
+				Action: withRecord("network", (*control.Controller).GetNetwork, func(c *cli.Context, ctl *control.Controller, n control.Network) error {
 					if err := ctl.DeleteNetwork(c.Context, n.ID); err != nil {
 						return err
 					}

@@ -101,38 +101,14 @@ network or security group is refused and nothing is written.`,
 				Usage:     "delete a port",
 				ArgsUsage: "PORT",
 				Flags:     slices.Concat(controllerFlags(), []cli.Flag{revisionFlag}, outputFlags(deletedView)),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "port")
-					if err != nil {
-						return err
-					}
-					p, err := ctl.GetPort(c.Context, ref)
-					if err != nil {
-						return err
-					}
+				Action: withRecord("port", (*control.Controller).GetPort, func(c *cli.Context, ctl *control.Controller, p control.Port) error {
 					if err := ctl.DeletePort(c.Context, p.ID, c.Uint64("revision")); err != nil {
 						return err
 					}
 					return printDeleted(c, deleted{Kind: "port", ID: p.ID, Name: p.Name})
 				}),
 			},
-			{
-				Name:      "show",
-				Usage:     "show a port",
-				ArgsUsage: "PORT",
-				Flags:     append(controllerFlags(), outputFlags(portView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "port")
-					if err != nil {
-						return err
-					}
-					p, err := ctl.GetPort(c.Context, ref)
-					if err != nil {
-						return err
-					}
-					return printPort(c, p)
-				}),
-			},
+			showCommand("show a port", "port", portView, (*control.Controller).GetPort),
 			{
 				Name:  "list",
 				Usage: "list ports with their status",

@@ -39,49 +39,14 @@ func sgCommand() *cli.Command {
 					return printOne(c, sgView, sg)
 				}),
 			},
-			{
-				Name:  "list",
-				Usage: "list security groups with their rules",
-				Flags: append(controllerFlags(), outputFlags(sgView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					sgs, err := ctl.ListSecurityGroups(c.Context)
-					if err != nil {
-						return err
-					}
-					return printList(c, sgView, sgs)
-				}),
-			},
-			{
-				Name:      "show",
-				Usage:     "show a security group and its rules",
-				ArgsUsage: "NAME|ID",
-				Flags:     append(controllerFlags(), outputFlags(sgView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "group")
-					if err != nil {
-						return err
-					}
-					sg, err := ctl.GetSecurityGroup(c.Context, ref)
-					if err != nil {
-						return err
-					}
-					return printOne(c, sgView, sg)
-				}),
-			},
+			listCommand("list security groups with their rules", sgView, (*control.Controller).ListSecurityGroups),
+			showCommand("show a security group and its rules", "group", sgView, (*control.Controller).GetSecurityGroup),
 			{
 				Name:      "delete",
 				Usage:     "delete a security group no port uses",
 				ArgsUsage: "NAME|ID",
 				Flags:     append(controllerFlags(), outputFlags(deletedView)...),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "group")
-					if err != nil {
-						return err
-					}
-					sg, err := ctl.GetSecurityGroup(c.Context, ref)
-					if err != nil {
-						return err
-					}
+				Action: withRecord("group", (*control.Controller).GetSecurityGroup, func(c *cli.Context, ctl *control.Controller, sg control.SecurityGroup) error {
 					if err := ctl.DeleteSecurityGroup(c.Context, sg.ID); err != nil {
 						return err
 					}
