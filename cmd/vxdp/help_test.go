@@ -72,7 +72,7 @@ func TestFlagsWhereTheyApply(t *testing.T) {
 	}
 	walk("", newApp().Commands)
 	// Commands that may create the bucket: the creators, and the server.
-	creates := []string{"network create", "port create", "sg create", "sg rule add", "server", "server bucket"}
+	creates := []string{"network create", "sg create", "server", "server bucket"}
 	for cmd, fs := range flags {
 		if slices.Contains(fs, "replicas") != slices.Contains(creates, cmd) {
 			t.Errorf("%s: --replicas shown: %v (only commands that may create the bucket have it)", cmd, slices.Contains(fs, "replicas"))

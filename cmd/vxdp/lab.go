@@ -124,9 +124,17 @@ func labMigrateCommand() *cli.Command {
 		Name:      "migrate",
 		Usage:     "live-migrate a VM of a NATS lab: move its NIC to NODE, re-bind its port, report when each agent had it",
 		ArgsUsage: "PORT NODE   (e.g. vm1 node3)",
-		Flags:     []cli.Flag{labDirFlag},
+		Flags:     append([]cli.Flag{labDirFlag}, outputFlags(migrationView)...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 2 {
+			args, err := positional(c)
+			if err != nil {
+				return err
+			}
+			p, err := printerOf(c)
+			if err != nil {
+				return err
+			}
+			if len(args) != 2 {
 				return errors.New("want PORT NODE, e.g. `vxdp lab migrate vm1 node3`")
 			}
 			l, err := lab.Attach(c.String(labDirFlag.Name), nil)
@@ -136,7 +144,7 @@ func labMigrateCommand() *cli.Command {
 			if l.Control != lab.ControlNATS {
 				return errors.New("migrate needs a lab with the NATS control plane (`vxdp lab up --control nats`)")
 			}
-			name, node := c.Args().Get(0), c.Args().Get(1)
+			name, node := args[0], args[1]
 			i := slices.IndexFunc(l.Ports(), func(p lab.Port) bool { return p.Name == name })
 			if i < 0 {
 				return fmt.Errorf("no port %q in the lab", name)
@@ -149,6 +157,9 @@ func labMigrateCommand() *cli.Command {
 			res, err := l.Migrate(ctx, l.Ports()[i], node)
 			if err != nil {
 				return err
+			}
+			if p.format != formatTable || len(p.columns) > 0 {
+				return printRecord(p, migrationView, res)
 			}
 			fmt.Fprintf(c.App.Writer, "%s: %s -> %s; ACTIVE after %v; every agent had it after %v\n", name, res.From, res.To,
 				res.Active.Round(time.Microsecond), res.Converged.Round(time.Microsecond))

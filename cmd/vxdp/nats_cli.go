@@ -99,8 +99,9 @@ func controllerFlags() []cli.Flag {
 	return append(natsFlags(), netnsFlag)
 }
 
-// creatorFlags are controllerFlags plus --replicas: commands that create
-// records create the bucket too when it is missing.
+// creatorFlags are controllerFlags plus --replicas: commands that can write
+// the first record (a network, a security group) create the bucket too
+// when it is missing.
 func creatorFlags() []cli.Flag {
 	return append(controllerFlags(), &cli.IntFlag{Name: "replicas", Value: 1, EnvVars: []string{"VXDP_REPLICAS"},
 		Usage: "replicas of the bucket if it must be created (3 on a three-node cluster)"})

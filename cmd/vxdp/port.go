@@ -30,7 +30,7 @@ func portCommand() *cli.Command {
 the id, as Neutron names it. Without --mac a MAC fa:16:3e:xx:xx:xx is drawn.
 MAC and fixed IPs are unique per network; a bad MAC, IP, CIDR or an unknown
 network or security group is refused and nothing is written.`,
-				Flags: slices.Concat(creatorFlags(), []cli.Flag{
+				Flags: slices.Concat(controllerFlags(), []cli.Flag{
 					&cli.StringFlag{Name: "network", Usage: "network `NAME|ID` (required)"},
 					&cli.StringFlag{Name: "mac", Aliases: []string{"mac-address"}, Usage: "`MAC` address (default fa:16:3e:xx:xx:xx)"},
 					&cli.StringSliceFlag{Name: "fixed-ip", Usage: "fixed `IP` (or ip-address=IP; repeatable)"},

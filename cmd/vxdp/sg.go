@@ -63,7 +63,7 @@ func sgCommand() *cli.Command {
 						ArgsUsage: "GROUP",
 						Description: `For example the seed's fix for ping between vm1 and vm2:
    vxdp sg rule add default --direction ingress --protocol icmp`,
-						Flags: slices.Concat(creatorFlags(), []cli.Flag{
+						Flags: slices.Concat(controllerFlags(), []cli.Flag{
 							&cli.StringFlag{Name: "direction", Value: "ingress", Usage: "ingress or egress"},
 							&cli.StringFlag{Name: "ethertype", Usage: "IPv4 or IPv6 (default: from --remote-ip, else IPv4)"},
 							&cli.StringFlag{Name: "protocol", Usage: "tcp, udp, icmp, icmpv6, sctp, a number, or any"},
