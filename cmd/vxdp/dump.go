@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -69,6 +70,11 @@ when the agent's applied.json is readable.`, maps.Names()),
 			}
 			defer set.Close()
 			opts := maps.DumpOptions{IfName: ifName}
+			if why := otherNamespace(set); why != "" {
+				// Names looked up here would be other devices' (tap 4(eth0)).
+				opts.IfName = nil
+				fmt.Fprintf(c.App.ErrWriter, "vxdp: device names not shown: %s; run dump with --netns of the agent\n", why)
+			}
 			if a, err := dataplane.ReadApplied(state); err == nil {
 				opts.Source = func(m, key string) string { return a.Provenance["bpf/"+m+"/"+key] }
 			}
@@ -183,6 +189,36 @@ func typedCell(s string) any {
 		return n
 	}
 	return s
+}
+
+// otherNamespace says why the ifindexes in the maps belong to another
+// network namespace than this process's: the agent's uplink (the config
+// map's ifindex) does not hold its VTEP address (local_ip) here. It is ""
+// when they match, or when there is nothing to compare yet.
+func otherNamespace(set *maps.Set) string {
+	t, err := set.Read(maps.Config, maps.DumpOptions{})
+	if err != nil || len(t.Rows) == 0 {
+		return ""
+	}
+	row := map[string]string{}
+	for i, col := range t.Columns {
+		row[col] = t.Rows[0].Values[i]
+	}
+	ip, err := netip.ParseAddr(row["local_ip"])
+	index, ierr := strconv.Atoi(row["uplink"])
+	if err != nil || ierr != nil || index == 0 {
+		return ""
+	}
+	if i, err := net.InterfaceByIndex(index); err == nil {
+		if addrs, err := i.Addrs(); err == nil {
+			for _, a := range addrs {
+				if p, ok := a.(*net.IPNet); ok && p.IP.Equal(ip.AsSlice()) {
+					return ""
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("interface %d here does not hold the agent's local_ip %s", index, ip)
 }
 
 func ifName(ifindex uint32) string {
