@@ -1,4 +1,4 @@
-// Package lab builds the seed topology of docs (../shared/seed/DIGEST.md) on
+// Package lab builds the seed topology (docs/seed.md) on
 // one machine out of network namespaces: an underlay bridge joining node1,
 // node3 and node4 by their tunnel NIC eth2, VMs and the DHCP port as
 // namespaces whose eth0 is a veth peered with a Neutron-named tap inside
@@ -8,9 +8,10 @@
 //
 // Every name the lab makes in the host (namespaces, agent instances, pin
 // directories) starts with a prefix, so several labs can coexist; links
-// live inside the lab's namespaces only, so their names never collide.
-// What a lab makes is recorded in its directory before it is made, so
-// Teardown can remove it even after a crash.
+// live inside the lab's namespaces only, so their names never collide. A
+// lab refuses a prefix or directory in use, records what it makes in its
+// directory's manifest as it makes it, and Teardown removes exactly that,
+// after a crash too.
 package lab
 
 import (
@@ -315,6 +316,16 @@ func (c Config) NATSLog() string { return filepath.Join(c.Dir, "nats.log") }
 
 // LogFile is the agent's log.
 func (c Config) LogFile(node string) string { return filepath.Join(c.Dir, node+".log") }
+
+// processPaths are what a lab process makes: a node's agent its state
+// directory, log and pins; the NATS server (key "nats") its store, log and
+// ready file.
+func (c Config) processPaths(key string) []string {
+	if key == natsKey {
+		return []string{c.NATSStore(), c.NATSLog(), filepath.Join(c.Dir, "nats.ready")}
+	}
+	return []string{c.StateDir(key), c.LogFile(key), c.PinDir(key)}
+}
 
 // Namespaces lists every namespace of the lab, in build order.
 func (c Config) Namespaces() []string {

@@ -25,19 +25,9 @@ const (
 	VMDev = "eth0"
 )
 
-// buildTopology makes the namespaces and links of c. It is not atomic: on
-// error the caller tears down what exists.
+// buildTopology makes the links of c in its namespaces (Lab.Build creates
+// them). It is not atomic: on error the caller tears down what it made.
 func buildTopology(c Config) error {
-	for _, ns := range c.Namespaces() {
-		if NSExists(ns) {
-			return fmt.Errorf("namespace %s already exists: another lab with prefix %q is up (tear it down with `vxdp lab down`, or choose another prefix)", ns, c.Prefix)
-		}
-	}
-	for _, ns := range c.Namespaces() {
-		if err := createNS(ns); err != nil {
-			return err
-		}
-	}
 	// The hypervisors run with a distribution's defaults, so the lab does
 	// not hide what a real host would let through (IPv6 on, loose reverse
 	// path filtering as systemd sets it).

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/vxdp/vxdp/control"
@@ -71,10 +69,18 @@ bridges, vxlan-<VNI> devices and l2pop FDB/ARP entries correct.
 
 The desired state comes from the NATS control plane (default; --nats, or
 [nats] servers in the config) or from a JSON file (--state FILE, re-read on
-change and SIGHUP). Settings come from --config files — vxdp's own ini and/or
+change). Settings come from --config files — vxdp's own ini and/or
 Neutron's linuxbridge_agent.ini, later files overriding earlier ones — and
 flags override both. A config error names the file, line and fix, and the
-agent exits before touching the kernel.
+agent exits before touching the kernel; --check-config checks the files
+against this host (the interface of local_ip, the files they name) and
+changes nothing.
+
+SIGHUP (systemctl reload) re-reads the config files (and the state file),
+applies the log level at once, logs every other changed setting as waiting
+for a restart, and re-applies the desired state. The metrics listener
+serves /metrics, /healthz (the process runs) and /readyz (connected, applied
+at least once, programs attached).
 
 Stopping the agent leaves everything installed and forwarding; a restarted
 agent adopts what it finds. --cleanup removes it all.`,
@@ -92,6 +98,7 @@ agent adopts what it finds. --cleanup removes it all.`,
 			&cli.DurationFlag{Name: "resync", Value: time.Minute, Usage: "re-apply the desired state this often to repair drift"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "remove everything this instance installed and exit"},
+			&cli.BoolFlag{Name: "check-config", Usage: "validate the configuration (files, flags, the interface of local_ip, files it names) without touching anything, and exit"},
 			instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
 		}, natsFlags()...),
 		Action:      runAgent,
@@ -217,15 +224,32 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 }
 
 func newLogger(level string) (*slog.Logger, error) {
+	log, _, err := newLeveledLogger(level)
+	return log, err
+}
+
+// newLeveledLogger is newLogger with a level that can change while it runs.
+func newLeveledLogger(level string) (*slog.Logger, *slog.LevelVar, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+		return nil, nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	v := new(slog.LevelVar)
+	v.Set(l)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: v})), v, nil
 }
 
 func runAgent(c *cli.Context) error {
-	log, err := newLogger(c.String("log-level"))
+	if c.Args().Present() {
+		// The agent takes no arguments: this is a mistyped subcommand.
+		return unknownCommand(c, c.Args().First())
+	}
+	// A reload (SIGHUP) while starting is taken once running, rather than
+	// ending the process (SIGHUP's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	log, level, err := newLeveledLogger(c.String("log-level"))
 	if err != nil {
 		return err
 	}
@@ -233,12 +257,14 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.cfg.Debug && !c.IsSet("log-level") {
-		log, _ = newLogger("debug")
-		s.dp.Log = log
+	if l, err := logLevel(c, s); err == nil {
+		level.Set(l)
 	}
 	if err := enterNetns(c); err != nil {
 		return err
+	}
+	if c.Bool("check-config") {
+		return checkConfig(c, s)
 	}
 	if c.Bool("cleanup") {
 		if err := dataplane.Cleanup(s.dp); err != nil {
@@ -248,11 +274,13 @@ func runAgent(c *cli.Context) error {
 		return nil
 	}
 
-	// The desired-state source must be usable before the kernel is touched.
+	// The desired-state source and the metrics listener must be usable
+	// before the kernel is touched.
 	var first *state.Desired
 	var producer state.Producer
 	var nc *nats.Conn
 	reload := make(chan struct{}, 1)
+	h := &health{}
 	if s.stateFile != "" {
 		if first, err = state.LoadFile(s.stateFile); err != nil {
 			return err
@@ -263,6 +291,16 @@ func runAgent(c *cli.Context) error {
 			return fmt.Errorf("nats: %w", err)
 		}
 		defer nc.Close()
+		h.connected = nc.IsConnected
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
+	if addr := s.metrics; addr != "" {
+		srv, err := serveMetrics(addr, reg, h, log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
 	}
 
 	dp, err := dataplane.Open(s.dp)
@@ -270,9 +308,9 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	defer dp.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if ac, ok := any(dp).(attachmentChecker); ok {
+		h.attached = ac
+	}
 	metrics, err := dataplane.NewMetrics(reg, dp)
 	if err != nil {
 		return err
@@ -293,31 +331,32 @@ func runAgent(c *cli.Context) error {
 	}
 	log.Info("agent started", "host", s.cfg.Host, "instance", s.dp.Instance, "local_ip", s.dp.LocalIP,
 		"dataplane", map[bool]string{true: "kernel", false: "bpf"}[s.dp.Kernel], "state", source,
-		"pins", s.dp.PinDir(), "applied_revision", dp.AppliedRevision())
+		"pins", s.dp.PinDir(), "applied_revision", dp.AppliedRevision(), "metrics", s.metrics)
 
-	if addr := s.metrics; addr != "" {
-		srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "addr", addr, "err", err)
-			}
-		}()
-		defer srv.Close()
-	}
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// SIGHUP: re-read the configuration, and the state file in file mode;
+	// re-apply the desired state either way.
+	reapply := make(chan struct{}, 1)
 	go func() {
+		running := s
 		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
+			running = reloadSettings(c, running, level, log)
+			if s.stateFile != "" {
+				poke(reload)
+			} else {
+				poke(reapply)
 			}
 		}
 	}()
 
-	return runLoop(c.Context, log, dp, metrics, producer, observer, first, c.Duration("resync"))
+	return runLoop(c.Context, log, dp, metrics, producer, observer, first, c.Duration("resync"), h, reapply)
+}
+
+// poke wakes a loop waiting on ch without blocking.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // runLoop applies every desired state the producer sends, re-applies the
@@ -327,7 +366,8 @@ func runAgent(c *cli.Context) error {
 // NATS is away keeps what is installed. Failed applies are retried with
 // backoff; the agent never exits on a bad state.
 func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *dataplane.Metrics,
-	producer state.Producer, observer state.Observer, current *state.Desired, resync time.Duration) error {
+	producer state.Producer, observer state.Observer, current *state.Desired, resync time.Duration,
+	h *health, reapply <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	updates := make(chan *state.Desired)
@@ -355,6 +395,7 @@ func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *
 		case <-taps:
 		case <-tick.C:
 		case <-retry.C:
+		case <-reapply:
 		}
 		if current == nil {
 			continue
@@ -373,6 +414,7 @@ func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *
 			continue
 		}
 		backoff = time.Second
+		h.applied.Store(true)
 		logApply(log, current, res, took)
 	}
 }

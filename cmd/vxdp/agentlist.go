@@ -1,9 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"io"
-	"time"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/urfave/cli/v2"
@@ -18,71 +18,38 @@ func agentListCommand() *cli.Command {
 		Usage: "list the agents and their liveness, like `openstack network agent list`",
 		Description: `An agent is alive (:-)) while its last heartbeat is younger than --down-time
 (Neutron's agent_down_time, 75s), dead (XXX) otherwise.`,
-		Flags: append(natsFlags(),
+		Flags: slices.Concat(natsFlags(), []cli.Flag{
 			&cli.DurationFlag{Name: "down-time", Value: control.DefaultAgentDownTime, Usage: "heartbeat age after which an agent is dead"},
-			jsonFlag, netnsFlag),
+			netnsFlag}, outputFlags(agentView)),
 		Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
 			agents, err := control.ListAgents(ctx, js, c.String("bucket"), c.Duration("down-time"), cliLogger())
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, agentRowsJSON(agents))
-			}
-			return writeAgentTable(c.App.Writer, agents)
+			return printList(c, agentView, agents)
 		}),
 	}
 }
 
-// agentRow is one row of `openstack network agent list -f json`, plus
-// vxdp's own columns.
-type agentRow struct {
-	ID               string    `json:"ID"`
-	AgentType        string    `json:"Agent Type"`
-	Host             string    `json:"Host"`
-	AvailabilityZone *string   `json:"Availability Zone"`
-	Alive            bool      `json:"Alive"`
-	State            bool      `json:"State"`
-	Binary           string    `json:"Binary"`
-	VTEP             string    `json:"VTEP"`
-	Version          string    `json:"Version"`
-	Heartbeat        time.Time `json:"Last Heartbeat"`
-	AppliedRevision  uint64    `json:"Applied Revision"`
-}
-
-func agentRowsJSON(agents []control.AgentInfo) []agentRow {
-	out := make([]agentRow, len(agents))
-	for i, a := range agents {
-		var az *string
-		if a.AvailabilityZone != "" {
-			az = &a.AvailabilityZone
-		}
-		out[i] = agentRow{ID: a.ID, AgentType: a.AgentType, Host: a.Host, AvailabilityZone: az, Alive: a.Alive,
-			State: a.AdminStateUp, Binary: a.Binary, VTEP: a.VTEP.String(), Version: a.Version,
-			Heartbeat: a.HeartbeatAt, AppliedRevision: a.AppliedRevision}
-	}
-	return out
-}
-
-// writeAgentTable prints the seed's table:
-//
-//	| ID | Agent Type | Host | Availability Zone | Alive | State | Binary |
-func writeAgentTable(w io.Writer, agents []control.AgentInfo) error {
-	rows := make([][]string, len(agents))
-	for i, a := range agents {
-		az := a.AvailabilityZone
-		if az == "" {
-			az = "None"
-		}
-		alive := "XXX"
-		if a.Alive {
-			alive = ":-)"
-		}
-		st := "DOWN"
-		if a.AdminStateUp {
-			st = "UP"
-		}
-		rows[i] = []string{a.ID, a.AgentType, a.Host, az, alive, st, a.Binary}
-	}
-	return writeTable(w, []string{"ID", "Agent Type", "Host", "Availability Zone", "Alive", "State", "Binary"}, rows)
+// agentView is how agents print: the columns of `openstack network agent
+// list` (the seed's table), then vxdp's own (docs/cli.md).
+var agentView = view[control.AgentInfo]{
+	kind: "agent",
+	columns: []column[control.AgentInfo]{
+		{key: "id", header: "ID", value: func(a control.AgentInfo) any { return a.ID }},
+		{key: "agent_type", header: "Agent Type", value: func(a control.AgentInfo) any { return a.AgentType }},
+		{key: "host", header: "Host", value: func(a control.AgentInfo) any { return a.Host }},
+		{key: "availability_zone", header: "Availability Zone", value: func(a control.AgentInfo) any { return stringOrNil(a.AvailabilityZone) },
+			text: func(a control.AgentInfo) string { return cmp.Or(a.AvailabilityZone, "None") }},
+		{key: "alive", header: "Alive", value: func(a control.AgentInfo) any { return a.Alive },
+			text: func(a control.AgentInfo) string { return map[bool]string{true: ":-)", false: "XXX"}[a.Alive] }},
+		{key: "admin_state_up", header: "State", value: func(a control.AgentInfo) any { return a.AdminStateUp },
+			text: func(a control.AgentInfo) string { return map[bool]string{true: "UP", false: "DOWN"}[a.AdminStateUp] }},
+		{key: "binary", header: "Binary", value: func(a control.AgentInfo) any { return a.Binary }},
+		{key: "vtep_ip", header: "VTEP", value: func(a control.AgentInfo) any { return a.VTEP.String() }},
+		{key: "version", header: "Version", value: func(a control.AgentInfo) any { return a.Version }},
+		{key: "heartbeat_at", header: "Last Heartbeat", value: func(a control.AgentInfo) any { return timeOrNil(a.HeartbeatAt) }},
+		{key: "applied_revision", header: "Applied Revision", value: func(a control.AgentInfo) any { return a.AppliedRevision }},
+	},
+	list: []string{"id", "agent_type", "host", "availability_zone", "alive", "admin_state_up", "binary"},
 }

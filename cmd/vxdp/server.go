@@ -103,6 +103,9 @@ configured by hand.`,
 }
 
 func runServer(c *cli.Context) error {
+	if c.Args().Present() {
+		return unknownCommand(c, c.Args().First())
+	}
 	log, err := newLogger(c.String("log-level"))
 	if err != nil {
 		return err
