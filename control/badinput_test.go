@@ -327,8 +327,9 @@ func TestControllerValidation(t *testing.T) {
 	for k := range keys.Keys() {
 		all = append(all, k)
 	}
-	// net, vni, sg, port, mac, ip: the refused requests left no reservation.
-	if len(all) != 6 {
+	// net, vni, sg, port, mac, ip and the default group the port joined:
+	// the refused requests left no reservation.
+	if len(all) != 7 || !slices.Contains(all, control.SecGroupKey(control.DefaultGroupID)) {
 		t.Errorf("keys after refused requests: %v", all)
 	}
 }

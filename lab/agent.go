@@ -130,16 +130,21 @@ func (l *Lab) StartAgent(node string) error {
 // process will make (processPaths) is recorded first, the process once it
 // runs.
 func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
+	if l.Binary == "" {
+		return nil, errors.New("lab: no vxdp binary to run")
+	}
+	return l.spawnExec(key, l.Binary, args, logPath)
+}
+
+// spawnExec starts exe as process key (see spawn).
+func (l *Lab) spawnExec(key, exe string, args []string, logPath string) (*agent, error) {
 	l.mu.Lock()
 	running := l.agents[key].running()
 	l.mu.Unlock()
 	if running {
 		return nil, fmt.Errorf("%s is already running", key)
 	}
-	if l.Binary == "" {
-		return nil, errors.New("lab: no vxdp binary to run")
-	}
-	if vxdpDir := filepath.Join(l.BPFFS, "vxdp"); key != natsKey && !exists(vxdpDir) {
+	if vxdpDir := filepath.Join(l.BPFFS, "vxdp"); slices.Contains(Nodes, key) && !exists(vxdpDir) {
 		l.record(func(m *Manifest) {
 			if !slices.Contains(m.EmptyDirs, vxdpDir) {
 				m.EmptyDirs = append(m.EmptyDirs, vxdpDir)
@@ -150,7 +155,7 @@ func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
 	if err := l.writeManifest(); err != nil {
 		return nil, err
 	}
-	if key != natsKey {
+	if slices.Contains(Nodes, key) {
 		if err := os.MkdirAll(l.StateDir(key), 0o755); err != nil {
 			return nil, err
 		}
@@ -160,8 +165,8 @@ func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "=== %s lab: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), l.Binary, strings.Join(args, " "))
-	cmd := exec.Command(l.Binary, args...)
+	fmt.Fprintf(logf, "=== %s lab: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), exe, strings.Join(args, " "))
+	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Taken before the start: a fast agent may apply before Start returns.

@@ -66,6 +66,10 @@ type Config struct {
 	// NoPublish leaves the networks and ports to the caller (e.g. the
 	// controller CLI in NATS mode); the topology still has their taps.
 	NoPublish bool
+	// Guest makes a VM (by port name, e.g. "vm1") a real guest: qemu with
+	// virtio-net on a tap of the port's name in its node, as Nova/libvirt
+	// creates it, instead of a namespace on a veth.
+	Guest string
 }
 
 // Control planes of a lab.
@@ -98,6 +102,9 @@ func (c Config) withDefaults() (Config, error) {
 	case ControlFile, ControlNATS:
 	default:
 		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
+	}
+	if _, ok := c.GuestPort(); c.Guest != "" && !ok {
+		return c, fmt.Errorf("lab: guest %q is not a port of the lab (vm1, vm2, ...)", c.Guest)
 	}
 	for node, dp := range c.Dataplane {
 		if _, ok := nodeIPs[node]; !ok {
@@ -236,11 +243,34 @@ func (c Config) networks() []state.Network {
 
 // localPort is the local_ports entry of p.
 func (c Config) localPort(p Port) state.LocalPort {
-	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap()}
+	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap(),
+		SecurityGroups: []string{DefaultGroupID}}
 	if c.VIP && p.ID == VM1.ID {
 		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
 	}
 	return lp
+}
+
+// DefaultGroupID is the lab's "default" security group: every port is in
+// it, as Neutron puts a port created without groups in its project's.
+const DefaultGroupID = "0d7d1f3c-5e1a-4c7b-9a24-6f3e2b1d8c50"
+
+// defaultGroup is Neutron's default group: everything out, and in from
+// the group's own members (here, every lab port).
+func (c Config) defaultGroup() state.SecurityGroup {
+	g := state.SecurityGroup{ID: DefaultGroupID, Name: "default", Rules: []state.Rule{
+		{ID: "egress-v4", Direction: state.Egress, EtherType: state.IPv4},
+		{ID: "egress-v6", Direction: state.Egress, EtherType: state.IPv6},
+		{ID: "ingress-default-v4", Direction: state.Ingress, EtherType: state.IPv4, RemoteGroup: DefaultGroupID},
+		{ID: "ingress-default-v6", Direction: state.Ingress, EtherType: state.IPv6, RemoteGroup: DefaultGroupID},
+	}}
+	for _, p := range c.Ports() {
+		g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(p.IP, 32))
+		if c.VIP && p.ID == VM1.ID {
+			g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(VIP, 32))
+		}
+	}
+	return g
 }
 
 // DesiredState is what l2population pushes to node: every network with a
@@ -267,6 +297,9 @@ func (c Config) DesiredState(node string) *state.Desired {
 			}
 		}
 		d.Networks = append(d.Networks, n)
+		if len(d.SecurityGroups) == 0 {
+			d.SecurityGroups = []state.SecurityGroup{c.defaultGroup()}
+		}
 		for _, p := range ports {
 			switch {
 			case p.NetworkID != n.ID:
@@ -324,6 +357,9 @@ func (c Config) processPaths(key string) []string {
 	if key == natsKey {
 		return []string{c.NATSStore(), c.NATSLog(), filepath.Join(c.Dir, "nats.ready")}
 	}
+	if key == guestKey {
+		return []string{c.GuestLog(), c.GuestLog() + ".qemu"}
+	}
 	return []string{c.StateDir(key), c.LogFile(key), c.PinDir(key)}
 }
 
@@ -337,10 +373,29 @@ func (c Config) Namespaces() []string {
 		out = append(out, c.NS("rogue"))
 	}
 	for _, p := range c.Ports() {
-		out = append(out, c.PortNS(p))
+		if p.Name != c.Guest {
+			out = append(out, c.PortNS(p))
+		}
 	}
 	return out
 }
+
+// GuestPort is the port the guest is (ok false without a guest).
+func (c Config) GuestPort() (Port, bool) {
+	for _, p := range c.Ports() {
+		if c.Guest != "" && p.Name == c.Guest {
+			return p, true
+		}
+	}
+	return Port{}, false
+}
+
+// GuestLog is the guest's console.
+func (c Config) GuestLog() string { return filepath.Join(c.Dir, "guest-"+c.Guest+".console") }
+
+// GuestImageDir caches the guest image (kernel package, initramfs) across
+// labs: assembling it downloads a Debian kernel package once.
+const GuestImageDir = "/var/cache/vxdp/guest"
 
 func exists(path string) bool {
 	_, err := os.Stat(path)

@@ -14,7 +14,8 @@ import (
 // guestReady is what the guest's init prints once its network is up.
 const guestReady = "vxdp-guest: ready"
 
-// GuestSpec is one guest: the port it is, where its console goes.
+// GuestSpec is one guest: the port it is, where qemu runs, where its
+// console goes.
 type GuestSpec struct {
 	Port Port
 	NS   string // the node's namespace, where qemu creates the tap
@@ -52,35 +53,60 @@ func qemuArgs(img GuestImage, g GuestSpec, kvm bool) []string {
 	}
 }
 
-// StartGuest boots g in its node's namespace and waits until its network
-// is up. The returned command is the running qemu.
-func StartGuest(ctx context.Context, img GuestImage, g GuestSpec) (*exec.Cmd, error) {
-	os.Remove(g.Log)
-	kvm := kvmUsable()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", g.NS, "qemu-system-x86_64"}, qemuArgs(img, g, kvm)...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start qemu for %s: %w", g.Port.Name, err)
+// guestKey is the guest's process in the lab's manifest.
+const guestKey = "guest"
+
+// startGuest boots the lab's guest (the image is assembled, or reused,
+// first) in its node's namespace; WaitGuest waits for its network.
+func (l *Lab) startGuest() error {
+	p, ok := l.GuestPort()
+	if !ok {
+		return nil
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	img, err := EnsureGuestImage(GuestImageDir, l.log)
+	if err != nil {
+		return fmt.Errorf("guest image: %w", err)
+	}
+	os.Remove(l.GuestLog())
+	g := GuestSpec{Port: p, NS: l.NS(p.Node), Log: l.GuestLog()}
+	kvm := kvmUsable()
+	args := append([]string{"netns", "exec", g.NS, "qemu-system-x86_64"}, qemuArgs(img, g, kvm)...)
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		return err
+	}
+	if _, err := l.spawnExec(guestKey, ip, args, l.GuestLog()+".qemu"); err != nil {
+		return fmt.Errorf("start guest %s: %w", p.Name, err)
+	}
+	fmt.Fprintf(l.log, "started guest %s (qemu, %s) on %s in %s, console %s\n", p.Name,
+		map[bool]string{true: "KVM", false: "software emulation"}[kvm], p.Tap(), g.NS, l.GuestLog())
+	return nil
+}
+
+// WaitGuest waits until the guest's network is up (its init prints a
+// line on the console).
+func (l *Lab) WaitGuest(ctx context.Context) error {
+	if _, ok := l.GuestPort(); !ok {
+		return nil
+	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		if console, _ := os.ReadFile(l.GuestLog()); bytes.Contains(console, []byte(guestReady)) {
+			return nil
+		}
+		l.mu.Lock()
+		a := l.agents[guestKey]
+		l.mu.Unlock()
+		if !a.running() {
+			out, _ := os.ReadFile(l.GuestLog() + ".qemu")
+			return fmt.Errorf("guest exited: %s", tail(string(out), 10))
+		}
 		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("qemu for %s exited: %v\n%s", g.Port.Name, err, stderr.String())
 		case <-ctx.Done():
-			cmd.Process.Kill()
-			<-exited
-			console, _ := os.ReadFile(g.Log)
-			return nil, fmt.Errorf("guest %s not up (kvm %v): %w; console:\n%s", g.Port.Name, kvm, ctx.Err(), tail(string(console), 20))
+			console, _ := os.ReadFile(l.GuestLog())
+			return fmt.Errorf("guest not up: %w; console:\n%s", ctx.Err(), tail(string(console), 20))
 		case <-tick.C:
-			if console, _ := os.ReadFile(g.Log); bytes.Contains(console, []byte(guestReady)) {
-				go func() { <-exited }() // reaped when it ends
-				return cmd, nil
-			}
 		}
 	}
 }

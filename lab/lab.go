@@ -160,6 +160,9 @@ func Up(ctx context.Context, cfg Config, log io.Writer) (*Lab, error) {
 	if err == nil {
 		err = l.StartAgents()
 	}
+	if err == nil {
+		err = l.WaitGuest(ctx)
+	}
 	if err == nil && !cfg.NoPublish {
 		err = l.WaitApplied(ctx)
 	}
@@ -184,6 +187,9 @@ func (l *Lab) Build() error {
 		}
 	}
 	if err := buildTopology(l.Config); err != nil {
+		return err
+	}
+	if err := l.startGuest(); err != nil {
 		return err
 	}
 	if err := l.control.Start(context.Background()); err != nil {

@@ -75,6 +75,9 @@ func buildTopology(c Config) error {
 		}
 	}
 	for _, p := range c.Ports() {
+		if p.Name == c.Guest {
+			continue // qemu makes its tap
+		}
 		if err := addPort(c, p); err != nil {
 			return err
 		}

@@ -68,7 +68,7 @@ func (d Dev) String() string {
 	if d.Name == "" {
 		return strconv.FormatUint(uint64(d.Ifindex), 10)
 	}
-	return fmt.Sprintf("%s(%d)", d.Name, d.Ifindex)
+	return fmt.Sprintf("%d(%s)", d.Ifindex, d.Name)
 }
 
 func dev(n DevName, ifindex uint32) Dev {

@@ -52,7 +52,8 @@ func TestDumpOutput(t *testing.T) {
 		}
 	}
 	p := doc["ports"][0]
-	if _, isNum := p["tap"].(float64); !isNum || p["port_security"] != true || p["mtu"] != float64(lab.NetworkMTU) {
-		t.Errorf("ports entry %v: want tap an ifindex number, port_security true, mtu %d", p, lab.NetworkMTU)
+	dev, _ := p["tap"].(map[string]any)
+	if _, isNum := dev["ifindex"].(float64); !isNum || p["port_security"] != true || p["mtu"] != float64(lab.NetworkMTU) {
+		t.Errorf("ports entry %v: want tap {ifindex: number}, port_security true, mtu %d", p, lab.NetworkMTU)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/config"
 	"github.com/vxdp/vxdp/dataplane"
+	"github.com/vxdp/vxdp/maps"
 	"github.com/vxdp/vxdp/state"
 )
 
@@ -206,6 +207,7 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 			Instance: instance, BPFFS: cfg.Dataplane.BPFFS, StateDir: dir, LocalIP: cfg.LocalIP,
 			VXLANPort: cfg.VXLANPort, Kernel: !cfg.Dataplane.EnableBPF, ARPResponder: cfg.Dataplane.ARPResponder,
 			TTL: uint8(cfg.TTL), XDPMode: cfg.Dataplane.XDPMode, TCMode: cfg.Dataplane.TCMode, Log: log,
+			SecurityGroups: cfg.EnableSecurityGroup, MapSizes: mapSizes(cfg.Dataplane),
 		},
 	}
 	base := cfg.ConnectOptions()
@@ -315,6 +317,7 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	go dp.RunSweeper(c.Context, dataplane.DefaultSweepInterval, metrics.ObserveSweep)
 	var observer state.Observer
 	if nc != nil {
 		ao := s.cfg.AgentOptions()
@@ -349,6 +352,18 @@ func runAgent(c *cli.Context) error {
 	}()
 
 	return runLoop(c.Context, log, dp, metrics, producer, observer, first, c.Duration("resync"), h, reapply)
+}
+
+// mapSizes are the tracked-flow table sizes the configuration sets.
+func mapSizes(c config.DataplaneConfig) maps.Sizes {
+	sz := maps.Sizes{}
+	if c.CTTCPMax > 0 {
+		sz[maps.CTTCP] = uint32(c.CTTCPMax)
+	}
+	if c.CTOtherMax > 0 {
+		sz[maps.CTOther] = uint32(c.CTOtherMax)
+	}
+	return sz
 }
 
 // poke wakes a loop waiting on ch without blocking.

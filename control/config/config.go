@@ -109,6 +109,10 @@ type DataplaneConfig struct {
 	// ARPResponder lets the kernel vxlan device answer ARP from the l2pop
 	// entries too ([vxlan] arp_responder, Neutron's option).
 	ARPResponder bool
+	// CTTCPMax and CTOtherMax size the tracked-flow tables of security
+	// groups when the maps are created (0: the built-in defaults,
+	// 524288 and 262144, Cilium's).
+	CTTCPMax, CTOtherMax int
 }
 
 // Defaults are the values of options not set in any file.
@@ -319,6 +323,12 @@ var schema = map[string]map[string]spec{
 			}
 			c.Dataplane.BPFFS = v
 			return "", ""
+		}},
+		"ct_tcp_max": {kInt, func(c *AgentConfig, v string) (string, string) {
+			return setRange(&c.Dataplane.CTTCPMax, "ct_tcp_max", v, 1024, 1<<24)
+		}},
+		"ct_other_max": {kInt, func(c *AgentConfig, v string) (string, string) {
+			return setRange(&c.Dataplane.CTOtherMax, "ct_other_max", v, 1024, 1<<24)
 		}},
 	},
 }
