@@ -19,6 +19,7 @@
 #include "verdict.h"
 #include "fdb.h"
 #include "sg.h"
+#include "monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -60,7 +61,7 @@ static __always_inline int inner_is_tcp(struct ethhdr *inner, void *data_end)
 	return 0;
 }
 
-static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
+static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_out)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -125,6 +126,7 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
 		return DROP_VXLAN_FLAGS;
 
 	vni = bpf_ntohl(vx->vx_vni) >> 8;
+	*vni_out = vni;
 	if (!bpf_map_lookup_elem(&networks, &vni))
 		return PASS_VNI_UNKNOWN;
 	vtep.vni = vni;
@@ -182,9 +184,16 @@ SEC("xdp")
 int vxdp_uplink(struct xdp_md *ctx)
 {
 	/* Counted with the wire length, before any decapsulation. */
-	__u32 len = ctx->data_end - ctx->data;
-	enum vxdp_reason r = decide(ctx);
+	__u32 len = ctx->data_end - ctx->data, vni = 0;
+	const struct vxdp_config *cfg = get_config();
+	int mon = monitoring(cfg);
+	enum vxdp_reason r;
 
+	if (mon)
+		mon_before_xdp(ctx);
+	r = decide(ctx, &vni);
 	count(VXDP_PROG_UPLINK, r, len);
+	if (mon)
+		mon_emit_xdp(ctx, cfg, r, vni, len);
 	return xdp_action(r);
 }

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages vxdp's build and tests need, only when
 # something is missing: clang/llvm/libbpf-dev/bpftool to rebuild the BPF
-# objects, iproute2, ethtool and ping to look at and poke the lab, and
-# prometheus for promtool (the tests check the shipped alert rules with it).
+# objects, iproute2, ethtool and ping to look at and poke the lab, tshark
+# (the tests read vxdp monitor's captures with it), and prometheus for
+# promtool (the tests check the shipped alert rules with it). The lab's
+# real guest (--guest) installs qemu, busybox and iperf3 itself.
 set -eu
 missing=""
 command -v clang >/dev/null 2>&1 || missing="$missing clang"
@@ -13,6 +15,7 @@ command -v bridge >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ethtool >/dev/null 2>&1 || missing="$missing ethtool"
 command -v ping >/dev/null 2>&1 || missing="$missing iputils-ping"
 [ -f /usr/include/linux/bpf.h ] || missing="$missing linux-libc-dev"
+command -v tshark >/dev/null 2>&1 || missing="$missing tshark"
 prom=""
 command -v promtool >/dev/null 2>&1 || prom="prometheus"
 if [ -z "$missing" ] && [ -z "$prom" ]; then

@@ -27,10 +27,7 @@ as tables, or as JSON/YAML (-o json: one list of entries per map, numbers as
 numbers, ifindexes as numbers) or values. Maps: %v.
 Each entry shows the source it was installed from (state file or KV key@revision)
 when the agent's applied.json is readable.`, maps.Names()),
-		Flags: append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "config", Usage: "the agent's ini `FILE`s, to find its instance (host), bpffs and state dir"},
-			instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
-		}, outputFlags(nil)...),
+		Flags: append(agentFlags(), outputFlags(nil)...),
 		Action: func(c *cli.Context) error {
 			names, err := positional(c)
 			if err != nil {
@@ -43,27 +40,7 @@ when the agent's applied.json is readable.`, maps.Names()),
 			if err := enterNetns(c); err != nil {
 				return err
 			}
-			instance, bpffs, state := instanceName(c), c.String(bpffsFlag.Name), stateDir(c)
-			if files := c.StringSlice("config"); len(files) > 0 {
-				cfg, err := config.Load(files...)
-				if err != nil {
-					return err
-				}
-				if !c.IsSet(instanceFlag.Name) {
-					instance = cfg.Host
-				}
-				if !c.IsSet(bpffsFlag.Name) {
-					bpffs = cfg.Dataplane.BPFFS
-				}
-				if !c.IsSet(stateDirFlag.Name) {
-					state = filepath.Join(cfg.StateDir, instance)
-				}
-			}
-			set, err := maps.OpenPinned(filepath.Join(bpffs, "vxdp", instance, "maps"))
-			if errors.Is(err, maps.ErrNotPinned) {
-				return fmt.Errorf("%w: is an agent with --instance %s running with --dataplane=bpf (and --bpffs %s)?",
-					err, instance, bpffs)
-			}
+			set, state, err := openAgentMaps(c)
 			if err != nil {
 				return err
 			}
@@ -95,6 +72,41 @@ when the agent's applied.json is readable.`, maps.Names()),
 			return printDump(p, tables)
 		},
 	}
+}
+
+// agentFlags find an agent's pinned maps: its instance (host), bpffs and
+// state dir, from flags or its ini files.
+func agentFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "config", Usage: "the agent's ini `FILE`s, to find its instance (host), bpffs and state dir"},
+		instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
+	}
+}
+
+// openAgentMaps opens the pinned maps of the agent the flags name, and
+// returns its state directory.
+func openAgentMaps(c *cli.Context) (*maps.Set, string, error) {
+	instance, bpffs, state := instanceName(c), c.String(bpffsFlag.Name), stateDir(c)
+	if files := c.StringSlice("config"); len(files) > 0 {
+		cfg, err := config.Load(files...)
+		if err != nil {
+			return nil, "", err
+		}
+		if !c.IsSet(instanceFlag.Name) {
+			instance = cfg.Host
+		}
+		if !c.IsSet(bpffsFlag.Name) {
+			bpffs = cfg.Dataplane.BPFFS
+		}
+		if !c.IsSet(stateDirFlag.Name) {
+			state = filepath.Join(cfg.StateDir, instance)
+		}
+	}
+	set, err := maps.OpenPinned(filepath.Join(bpffs, "vxdp", instance, "maps"))
+	if errors.Is(err, maps.ErrNotPinned) {
+		return nil, "", fmt.Errorf("%w: is an agent with --instance %s running (and --bpffs %s)?", err, instance, bpffs)
+	}
+	return set, state, err
 }
 
 // printDump prints map tables with -c or in a typed format: JSON and YAML

@@ -40,6 +40,7 @@ docs/cli.md describes their JSON.`,
 		Commands: []*cli.Command{
 			agentCommand(),
 			dumpCommand(),
+		monitorCommand(),
 			benchCommand(),
 			labCommand(),
 			serverCommand(),
