@@ -40,7 +40,7 @@ docs/cli.md describes their JSON.`,
 		Commands: []*cli.Command{
 			agentCommand(),
 			dumpCommand(),
-		monitorCommand(),
+			monitorCommand(),
 			benchCommand(),
 			labCommand(),
 			serverCommand(),
