@@ -44,16 +44,21 @@ func series(t *testing.T, reg *prometheus.Registry, name string) []*dto.Metric {
 	return nil
 }
 
+// seededServer starts a server holding the seed's network and ports.
+func seededServer(t *testing.T) (string, *control.Controller) {
+	t.Helper()
+	url := startServer(t).ClientURL()
+	c := newController(t, url)
+	seedPorts(t, context.Background(), c)
+	return url, c
+}
+
 // TestAgentMetrics: every label series exists at 0 from the start, the
 // NATS connection is a gauge, the applied revision is exported once (by
 // the dataplane, not here), and the followed networks are counted after a
 // restart that resumed from its snapshot (delta resync) too.
 func TestAgentMetrics(t *testing.T) {
-	ctx := context.Background()
-	srv := startServer(t)
-	url := srv.ClientURL()
-	c := newController(t, url)
-	seedPorts(t, ctx, c)
+	url, c := seededServer(t)
 	dir := t.TempDir()
 	node3 := startAgent(t, url, "node3", node3VTEP, func(o *control.AgentOptions) { o.StateDir = dir })
 
@@ -127,10 +132,7 @@ func waitGauge(t *testing.T, reg *prometheus.Registry, name string, want float64
 // default) with 0 meanwhile.
 func TestAgentListAfterRestart(t *testing.T) {
 	ctx := context.Background()
-	srv := startServer(t)
-	url := srv.ClientURL()
-	c := newController(t, url)
-	seedPorts(t, ctx, c)
+	url, c := seededServer(t)
 	dir := t.TempDir()
 	slow := func(o *control.AgentOptions) { o.StateDir, o.ReportInterval = dir, 30*time.Second }
 	first := startAgent(t, url, "node3", node3VTEP, slow)
