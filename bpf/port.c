@@ -123,7 +123,7 @@ static __always_inline enum vxdp_reason forward(struct __sk_buff *skb, const str
 	if (!cfg->uplink_ifindex)
 		return PASS_ENCAP_FAILED;
 	r = skb->gso_size ? REDIRECT_REMOTE_GSO : REDIRECT_REMOTE;
-	return encap_vxlan(skb, cfg, port->vni, dst->vtep) ?: r;
+	return encap_vxlan(skb, cfg, port->vni, dst->vtep, skb->protocol) ?: r;
 }
 
 static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, const struct port_info *port)
