@@ -17,6 +17,7 @@
 #include "fdb.h"
 #include "portsec.h"
 #include "sg.h"
+#include "dhcp.h"
 #include "encap.h"
 #include "monitor.h"
 
@@ -133,7 +134,7 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, const stru
 	struct ethhdr *eth = header_at(struct ethhdr, data, data_end);
 	const struct vxdp_config *cfg;
 	struct l3 l3 = {};
-	int parsed;
+	int parsed, tagged;
 	enum vxdp_reason r;
 
 	if (!port)
@@ -148,20 +149,29 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, const stru
 		return DROP_LINK_LOCAL_DST;
 
 	parsed = l3_of(data, data_end, &l3);
+	tagged = skb->vlan_present || l3.tags;
 	if (port->flags & PORT_F_SECURITY) {
 		if (!parsed)
 			return l3.tags == VLAN_MAX_TAGS ? DROP_VLAN : DROP_MALFORMED;
 		r = port_security(skb, data, data_end, &l3, port);
 		if (r)
 			return r;
-		/* Security groups, egress: only on a secured port. */
-		if ((port->flags & PORT_F_SG) && (l3.proto == bpf_htons(ETH_P_IP) || l3.proto == bpf_htons(ETH_P_IPV6))) {
-			r = sg_check(data, data_end, l3.off, l3.proto, skb->ifindex, port, SG_EGRESS);
-			if (r)
-				return r;
-		}
 	}
-	if (skb->vlan_present || l3.tags)
+	/* DHCP at the port: a network service, with or without port security. */
+	if (!tagged && l3.proto == bpf_htons(ETH_P_IP) && is_dhcp_client(data, data_end)) {
+		r = vxdp_dhcp(skb);
+		if (r)
+			return r;
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	/* Security groups, egress (PORT_F_SG implies port security). */
+	if ((port->flags & PORT_F_SG) && (l3.proto == bpf_htons(ETH_P_IP) || l3.proto == bpf_htons(ETH_P_IPV6))) {
+		r = sg_check(data, data_end, l3.off, l3.proto, skb->ifindex, port, SG_EGRESS);
+		if (r)
+			return r;
+	}
+	if (tagged)
 		return PASS_VLAN;
 
 	cfg = get_config();

@@ -78,6 +78,28 @@ const (
 	PortCtTcpSeenCT_RST     PortCtTcpSeen = 16
 )
 
+type PortDhcpLease struct {
+	_         structs.HostLayout
+	Yiaddr    uint32
+	Server    uint32
+	ServerMac [6]uint8
+	Pad       [2]uint8
+	Reply     [548]uint8
+}
+
+type PortDhcpWork struct {
+	_            structs.HostLayout
+	Xid          uint32
+	Ciaddr       uint32
+	Requested    uint32
+	Server       uint32
+	Flags        uint16
+	Type         uint8
+	HasRequested uint8
+	HasServer    uint8
+	Pad          [3]uint8
+}
+
 type PortFdbEntry struct {
 	_       structs.HostLayout
 	Ifindex uint32
@@ -276,64 +298,71 @@ const (
 type PortVxdpReason uint32
 
 const (
-	PortVxdpReasonREASON_UNSPEC          PortVxdpReason = 0
-	PortVxdpReasonDROP_PORT_UNKNOWN      PortVxdpReason = 1
-	PortVxdpReasonDROP_PORT_DISABLED     PortVxdpReason = 2
-	PortVxdpReasonDROP_RUNT              PortVxdpReason = 3
-	PortVxdpReasonDROP_LINK_LOCAL_DST    PortVxdpReason = 4
-	PortVxdpReasonDROP_SPOOF_MAC         PortVxdpReason = 5
-	PortVxdpReasonDROP_SPOOF_IP          PortVxdpReason = 6
-	PortVxdpReasonDROP_SPOOF_ARP         PortVxdpReason = 7
-	PortVxdpReasonDROP_SPOOF_ND          PortVxdpReason = 8
-	PortVxdpReasonDROP_MALFORMED         PortVxdpReason = 9
-	PortVxdpReasonDROP_VLAN              PortVxdpReason = 10
-	PortVxdpReasonDROP_DHCP_SERVER       PortVxdpReason = 11
-	PortVxdpReasonDROP_ROUTER_ADVERT     PortVxdpReason = 12
-	PortVxdpReasonDROP_SG_EGRESS         PortVxdpReason = 13
-	PortVxdpReasonDROP_SG_INGRESS        PortVxdpReason = 14
-	PortVxdpReasonDROP_SG_FLOW_CUT       PortVxdpReason = 15
-	PortVxdpReasonDROP_NOT_BRIDGED       PortVxdpReason = 16
-	PortVxdpReasonPASS_VLAN              PortVxdpReason = 17
-	PortVxdpReasonPASS_KERNEL_FORWARDING PortVxdpReason = 18
-	PortVxdpReasonPASS_BUM               PortVxdpReason = 19
-	PortVxdpReasonTX_ARP_REPLY           PortVxdpReason = 20
-	PortVxdpReasonPASS_FDB_MISS          PortVxdpReason = 21
-	PortVxdpReasonPASS_HAIRPIN           PortVxdpReason = 22
-	PortVxdpReasonPASS_NOT_IP            PortVxdpReason = 23
-	PortVxdpReasonPASS_TOO_BIG           PortVxdpReason = 24
-	PortVxdpReasonPASS_ENCAP_FAILED      PortVxdpReason = 25
-	PortVxdpReasonDROP_ENCAP_FAILED      PortVxdpReason = 26
-	PortVxdpReasonDROP_VNI_MISMATCH      PortVxdpReason = 27
-	PortVxdpReasonREDIRECT_LOCAL         PortVxdpReason = 28
-	PortVxdpReasonREDIRECT_REMOTE        PortVxdpReason = 29
-	PortVxdpReasonREDIRECT_REMOTE_GSO    PortVxdpReason = 30
-	PortVxdpReasonPASS_NOT_IPV4          PortVxdpReason = 31
-	PortVxdpReasonPASS_MALFORMED         PortVxdpReason = 32
-	PortVxdpReasonPASS_NOT_UDP           PortVxdpReason = 33
-	PortVxdpReasonPASS_VLAN_TAGGED       PortVxdpReason = 34
-	PortVxdpReasonPASS_IP_OPTIONS        PortVxdpReason = 35
-	PortVxdpReasonPASS_FRAGMENT          PortVxdpReason = 36
-	PortVxdpReasonPASS_NOT_VXLAN         PortVxdpReason = 37
-	PortVxdpReasonDROP_VXLAN_TRUNCATED   PortVxdpReason = 38
-	PortVxdpReasonDROP_VXLAN_FLAGS       PortVxdpReason = 39
-	PortVxdpReasonPASS_VNI_UNKNOWN       PortVxdpReason = 40
-	PortVxdpReasonDROP_VTEP_UNKNOWN      PortVxdpReason = 41
-	PortVxdpReasonDROP_NOT_LOCAL         PortVxdpReason = 42
-	PortVxdpReasonPASS_UDP_CSUM          PortVxdpReason = 43
-	PortVxdpReasonDROP_INNER_SRC_LOCAL   PortVxdpReason = 44
-	PortVxdpReasonPASS_INNER_BUM         PortVxdpReason = 45
-	PortVxdpReasonPASS_INNER_FDB_MISS    PortVxdpReason = 46
-	PortVxdpReasonPASS_TCP_GRO           PortVxdpReason = 47
-	PortVxdpReasonPASS_INNER_TAGGED      PortVxdpReason = 48
-	PortVxdpReasonPASS_NO_TXPORT         PortVxdpReason = 49
-	PortVxdpReasonPASS_DECAP_FAILED      PortVxdpReason = 50
-	PortVxdpReasonDROP_NO_TUNNEL_INFO    PortVxdpReason = 51
-	PortVxdpReasonDROP_VNI_UNKNOWN       PortVxdpReason = 52
-	PortVxdpReasonDROP_TO_HOST           PortVxdpReason = 53
-	PortVxdpReasonPASS_NO_SG             PortVxdpReason = 54
-	PortVxdpReasonPASS_NON_IP            PortVxdpReason = 55
-	PortVxdpReasonPASS_SG_ALLOWED        PortVxdpReason = 56
-	PortVxdpReasonREASON_MAX             PortVxdpReason = 57
+	PortVxdpReasonREASON_UNSPEC            PortVxdpReason = 0
+	PortVxdpReasonDROP_PORT_UNKNOWN        PortVxdpReason = 1
+	PortVxdpReasonDROP_PORT_DISABLED       PortVxdpReason = 2
+	PortVxdpReasonDROP_RUNT                PortVxdpReason = 3
+	PortVxdpReasonDROP_LINK_LOCAL_DST      PortVxdpReason = 4
+	PortVxdpReasonDROP_SPOOF_MAC           PortVxdpReason = 5
+	PortVxdpReasonDROP_SPOOF_IP            PortVxdpReason = 6
+	PortVxdpReasonDROP_SPOOF_ARP           PortVxdpReason = 7
+	PortVxdpReasonDROP_SPOOF_ND            PortVxdpReason = 8
+	PortVxdpReasonDROP_MALFORMED           PortVxdpReason = 9
+	PortVxdpReasonDROP_VLAN                PortVxdpReason = 10
+	PortVxdpReasonDROP_DHCP_SERVER         PortVxdpReason = 11
+	PortVxdpReasonDROP_ROUTER_ADVERT       PortVxdpReason = 12
+	PortVxdpReasonTX_DHCP_REPLY            PortVxdpReason = 13
+	PortVxdpReasonTX_DHCP_NAK              PortVxdpReason = 14
+	PortVxdpReasonDROP_DHCP_MALFORMED      PortVxdpReason = 15
+	PortVxdpReasonDROP_DHCP_UNKNOWN_CLIENT PortVxdpReason = 16
+	PortVxdpReasonDROP_DHCP_DECLINE        PortVxdpReason = 17
+	PortVxdpReasonDROP_DHCP_FAILED         PortVxdpReason = 18
+	PortVxdpReasonDROP_DHCP_IGNORED        PortVxdpReason = 19
+	PortVxdpReasonDROP_SG_EGRESS           PortVxdpReason = 20
+	PortVxdpReasonDROP_SG_INGRESS          PortVxdpReason = 21
+	PortVxdpReasonDROP_SG_FLOW_CUT         PortVxdpReason = 22
+	PortVxdpReasonDROP_NOT_BRIDGED         PortVxdpReason = 23
+	PortVxdpReasonPASS_VLAN                PortVxdpReason = 24
+	PortVxdpReasonPASS_KERNEL_FORWARDING   PortVxdpReason = 25
+	PortVxdpReasonPASS_BUM                 PortVxdpReason = 26
+	PortVxdpReasonTX_ARP_REPLY             PortVxdpReason = 27
+	PortVxdpReasonPASS_FDB_MISS            PortVxdpReason = 28
+	PortVxdpReasonPASS_HAIRPIN             PortVxdpReason = 29
+	PortVxdpReasonPASS_NOT_IP              PortVxdpReason = 30
+	PortVxdpReasonPASS_TOO_BIG             PortVxdpReason = 31
+	PortVxdpReasonPASS_ENCAP_FAILED        PortVxdpReason = 32
+	PortVxdpReasonDROP_ENCAP_FAILED        PortVxdpReason = 33
+	PortVxdpReasonDROP_VNI_MISMATCH        PortVxdpReason = 34
+	PortVxdpReasonREDIRECT_LOCAL           PortVxdpReason = 35
+	PortVxdpReasonREDIRECT_REMOTE          PortVxdpReason = 36
+	PortVxdpReasonREDIRECT_REMOTE_GSO      PortVxdpReason = 37
+	PortVxdpReasonPASS_NOT_IPV4            PortVxdpReason = 38
+	PortVxdpReasonPASS_MALFORMED           PortVxdpReason = 39
+	PortVxdpReasonPASS_NOT_UDP             PortVxdpReason = 40
+	PortVxdpReasonPASS_VLAN_TAGGED         PortVxdpReason = 41
+	PortVxdpReasonPASS_IP_OPTIONS          PortVxdpReason = 42
+	PortVxdpReasonPASS_FRAGMENT            PortVxdpReason = 43
+	PortVxdpReasonPASS_NOT_VXLAN           PortVxdpReason = 44
+	PortVxdpReasonDROP_VXLAN_TRUNCATED     PortVxdpReason = 45
+	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 46
+	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 47
+	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 48
+	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 49
+	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 50
+	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 51
+	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 52
+	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 53
+	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 54
+	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 55
+	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 56
+	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 57
+	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 58
+	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 59
+	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 60
+	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 61
+	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 62
+	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 63
+	PortVxdpReasonREASON_MAX               PortVxdpReason = 64
 )
 
 // Names of all BPF objects in the ELF.
@@ -344,6 +373,8 @@ const (
 	PortMapConfig                = "config"
 	PortMapCtOther               = "ct_other"
 	PortMapCtTcp                 = "ct_tcp"
+	PortMapDhcp                  = "dhcp"
+	PortMapDhcpWork              = "dhcp_work"
 	PortMapEvents                = "events"
 	PortMapFdb                   = "fdb"
 	PortMapIpId                  = "ip_id"
@@ -428,6 +459,8 @@ type PortMapSpecs struct {
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
 	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.MapSpec `ebpf:"dhcp"`
+	DhcpWork     *ebpf.MapSpec `ebpf:"dhcp_work"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
 	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
@@ -488,6 +521,8 @@ type PortMaps struct {
 	Config       *ebpf.Map `ebpf:"config"`
 	CtOther      *ebpf.Map `ebpf:"ct_other"`
 	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.Map `ebpf:"dhcp"`
+	DhcpWork     *ebpf.Map `ebpf:"dhcp_work"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Fdb          *ebpf.Map `ebpf:"fdb"`
 	IpId         *ebpf.Map `ebpf:"ip_id"`
@@ -510,6 +545,8 @@ func (m *PortMaps) Close() error {
 		m.Config,
 		m.CtOther,
 		m.CtTcp,
+		m.Dhcp,
+		m.DhcpWork,
 		m.Events,
 		m.Fdb,
 		m.IpId,

@@ -20,6 +20,8 @@ const (
 	UplinkMapConfig       = "config"
 	UplinkMapCtOther      = "ct_other"
 	UplinkMapCtTcp        = "ct_tcp"
+	UplinkMapDhcp         = "dhcp"
+	UplinkMapDhcpWork     = "dhcp_work"
 	UplinkMapEvents       = "events"
 	UplinkMapFdb          = "fdb"
 	UplinkMapIpId         = "ip_id"
@@ -90,6 +92,8 @@ type UplinkMapSpecs struct {
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
 	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.MapSpec `ebpf:"dhcp"`
+	DhcpWork     *ebpf.MapSpec `ebpf:"dhcp_work"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
 	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
@@ -136,6 +140,8 @@ type UplinkMaps struct {
 	Config       *ebpf.Map `ebpf:"config"`
 	CtOther      *ebpf.Map `ebpf:"ct_other"`
 	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.Map `ebpf:"dhcp"`
+	DhcpWork     *ebpf.Map `ebpf:"dhcp_work"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Fdb          *ebpf.Map `ebpf:"fdb"`
 	IpId         *ebpf.Map `ebpf:"ip_id"`
@@ -158,6 +164,8 @@ func (m *UplinkMaps) Close() error {
 		m.Config,
 		m.CtOther,
 		m.CtTcp,
+		m.Dhcp,
+		m.DhcpWork,
 		m.Events,
 		m.Fdb,
 		m.IpId,

@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 4
+#define VXDP_LAYOUT 5
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
@@ -115,6 +115,36 @@ struct port_info {
 	/* Bumped by the agent whenever the port's policy changes: a tracked
 	 * flow of an older generation is checked again on its next packet. */
 	__u32 generation;
+};
+
+/* DHCP at the port (dhcp.h): the answer the port program gives a VM,
+ * a BOOTREPLY the agent builds from the port and its subnet. The program
+ * fills in what comes from the request (xid, flags, ciaddr), the message
+ * type and the addresses; everything else is the agent's. */
+#define DHCP_PAYLOAD_LEN 548      /* BOOTP with a 312-byte options field: a 576-byte IPv4 packet */
+#define DHCP_NAK_LEN 300          /* a DHCPNAK: 53, 54 and END, padded to BOOTP's minimum */
+#define DHCP_OPT_MSG_TYPE 242     /* option 53's value, in every reply */
+#define DHCP_OPT_LEASE 249        /* options 51, 58, 59 (lease, T1, T2), after 53 and 54 */
+#define DHCP_OPT_LEASE_LEN 18     /* left out (padded) of an answer to DHCPINFORM */
+/* A request being answered: what its options say and what the answer
+ * echoes (network order). */
+struct dhcp_work {
+	__be32 xid;
+	__be32 ciaddr;
+	__be32 requested;
+	__be32 server;
+	__be16 flags;
+	__u8 type;
+	__u8 has_requested;
+	__u8 has_server;
+	__u8 pad[3];
+};
+struct dhcp_lease {
+	__u32 yiaddr;        /* the port's fixed IPv4 (network order) */
+	__u32 server;        /* the server identifier (option 54): the answers' source */
+	__u8 server_mac[6];  /* the answers' Ethernet source: the tap's own MAC */
+	__u8 pad[2];
+	__u8 reply[DHCP_PAYLOAD_LEN]; /* the DHCPOFFER as the agent built it */
 };
 
 enum net_flag {

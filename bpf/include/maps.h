@@ -16,6 +16,7 @@
 #define VXDP_VTEPS_MAX 65536      /* (VNI, VTEP) registrations */
 #define VXDP_ARP_MAX 65536        /* (VNI, IPv4) of remote ports, for proxy ARP */
 #define VXDP_PORT_ADDRS_MAX 16384 /* allowed (MAC, address) entries of all local ports */
+#define VXDP_DHCP_MAX VXDP_PORTS_MAX /* ports answered by DHCP at the port */
 /* Connection tracking, sized like Cilium's defaults; the agent may change
  * them ([dataplane] ct_tcp_max, ct_other_max) when it creates the maps. */
 #define VXDP_CT_TCP_MAX 524288
@@ -63,6 +64,24 @@ struct {
 	__type(key, __u32);
 	__type(value, struct port_info);
 } ports SEC(".maps");
+
+/* DHCP at the port, by tap ifindex: the answer to the port's DHCP client
+ * (only ports whose subnet has DHCP on; others' DHCP goes to the kernel). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_DHCP_MAX);
+	__type(key, __u32);
+	__type(value, struct dhcp_lease);
+} dhcp SEC(".maps");
+
+/* The DHCP request being answered, per CPU (the port program's stack is
+ * too full to hold it across the helpers that rewrite the frame). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dhcp_work);
+} dhcp_work SEC(".maps");
 
 /* Networks served here, by VNI: the only VNIs decapsulated. */
 struct {

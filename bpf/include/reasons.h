@@ -35,6 +35,13 @@
 	X(DROP_VLAN, DROP, P_PORT, "port security: a VLAN-tagged frame on a network that is not VLAN-transparent (or more than two tags)") \
 	X(DROP_DHCP_SERVER, DROP, P_PORT, "port security: a DHCP (UDP 67->68) or DHCPv6 (547->546) server message from a VM")  \
 	X(DROP_ROUTER_ADVERT, DROP, P_PORT, "port security: an ICMPv6 router advertisement from a VM")                          \
+	X(TX_DHCP_REPLY, TX, P_PORT, "DHCP at the port: DISCOVER, REQUEST or INFORM from the port's own MAC, answered with its fixed IP and its subnet's settings") \
+	X(TX_DHCP_NAK, TX, P_PORT, "DHCP at the port: a REQUEST for an address that is not the port's, answered DHCPNAK") \
+	X(DROP_DHCP_MALFORMED, DROP, P_PORT, "DHCP at the port: a truncated or invalid BOOTP message or option, no message type, or plain BOOTP: never answered") \
+	X(DROP_DHCP_UNKNOWN_CLIENT, DROP, P_PORT, "DHCP at the port: a client hardware address that is not the port's MAC: no lease for it, no answer (RFC 2131)") \
+	X(DROP_DHCP_DECLINE, DROP, P_PORT, "DHCP at the port: DHCPDECLINE, the VM found its address in use on the network (an address conflict)") \
+	X(DROP_DHCP_FAILED, DROP, P_PORT, "DHCP at the port: the answer could not be written into the frame (never expected)") \
+	X(DROP_DHCP_IGNORED, DROP, P_PORT, "DHCP at the port: DHCPRELEASE (the address stays the port's) or a message a server does not answer") \
 	X(DROP_SG_EGRESS, DROP, P_PORT, "security groups: no rule of the port's groups allows it out")                     \
 	X(DROP_SG_INGRESS, DROP, P_UPLINK | P_DELIVER, "security groups: no rule of the port's groups allows it in")        \
 	X(DROP_SG_FLOW_CUT, DROP, P_PORT | P_UPLINK | P_DELIVER, "security groups: a tracked flow the port's rules no longer allow (cut until they allow it again)") \
