@@ -1,18 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/vxdp/vxdp/control/config"
 	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/maps"
 )
@@ -28,42 +25,18 @@ numbers, ifindexes as numbers) or values. Maps: %v.
 Each entry shows the source it was installed from (state file or KV key@revision)
 when the agent's applied.json is readable.`, maps.Names()),
 		Flags: append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "config", Usage: "the agent's ini `FILE`s, to find its instance (host), bpffs and state dir"},
-			instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
+			agentConfigFlag, instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
 		}, outputFlags(nil)...),
 		Action: func(c *cli.Context) error {
 			names, err := positional(c)
 			if err != nil {
 				return err
 			}
-			p, err := printerOf(c)
+			p, loc, err := inspectAgent(c)
 			if err != nil {
 				return err
 			}
-			if err := enterNetns(c); err != nil {
-				return err
-			}
-			instance, bpffs, state := instanceName(c), c.String(bpffsFlag.Name), stateDir(c)
-			if files := c.StringSlice("config"); len(files) > 0 {
-				cfg, err := config.Load(files...)
-				if err != nil {
-					return err
-				}
-				if !c.IsSet(instanceFlag.Name) {
-					instance = cfg.Host
-				}
-				if !c.IsSet(bpffsFlag.Name) {
-					bpffs = cfg.Dataplane.BPFFS
-				}
-				if !c.IsSet(stateDirFlag.Name) {
-					state = filepath.Join(cfg.StateDir, instance)
-				}
-			}
-			set, err := maps.OpenPinned(filepath.Join(bpffs, "vxdp", instance, "maps"))
-			if errors.Is(err, maps.ErrNotPinned) {
-				return fmt.Errorf("%w: is an agent with --instance %s running with --dataplane=bpf (and --bpffs %s)?",
-					err, instance, bpffs)
-			}
+			set, err := loc.openMaps()
 			if err != nil {
 				return err
 			}
@@ -74,7 +47,7 @@ when the agent's applied.json is readable.`, maps.Names()),
 				opts.IfName = nil
 				fmt.Fprintf(c.App.ErrWriter, "vxdp: device names not shown: %s; run dump with --netns of the agent\n", why)
 			}
-			if a, err := dataplane.ReadApplied(state); err == nil {
+			if a, err := dataplane.ReadApplied(loc.stateDir); err == nil {
 				opts.Source = func(m, key string) string { return a.Provenance["bpf/"+m+"/"+key] }
 			}
 			if p.format == formatTable && len(p.columns) == 0 {
