@@ -10,12 +10,19 @@
 #include "abi.h"
 #include "maps.h"
 #include "verdict.h"
+#include "monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("tc")
 int vxdp_bridge(struct __sk_buff *skb)
 {
+	const struct vxdp_config *cfg = get_config();
+
 	count(VXDP_PROG_BRIDGE, DROP_TO_HOST, skb->len);
+	if (monitoring(cfg)) {
+		mon_before_skb(skb);
+		mon_emit_skb(skb, cfg, VXDP_PROG_BRIDGE, DROP_TO_HOST, 0, skb->len);
+	}
 	return tc_action(DROP_TO_HOST);
 }

@@ -12,6 +12,7 @@
 #include "parse.h"
 #include "verdict.h"
 #include "sg.h"
+#include "monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -51,8 +52,15 @@ int vxdp_deliver(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	__u32 len = skb->len;
 	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
-	enum vxdp_reason r = decide(skb, port);
+	const struct vxdp_config *cfg = get_config();
+	int mon = monitoring(cfg);
+	enum vxdp_reason r;
 
+	if (mon)
+		mon_before_skb(skb);
+	r = decide(skb, port);
 	count(VXDP_PROG_DELIVER, r, len);
+	if (mon)
+		mon_emit_skb(skb, cfg, VXDP_PROG_DELIVER, r, port ? port->vni : 0, len);
 	return tc_action(r);
 }

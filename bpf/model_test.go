@@ -411,11 +411,13 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 	if binary.BigEndian.Uint16(udp[2:]) != m.vxlanPort {
 		return uplinkOutcome{reason: "PASS_NOT_VXLAN"}
 	}
-	if len(ip) < ihl || inetSum(ip[:ihl]) != 0xffff {
+	if ihl != 20 {
+		return uplinkOutcome{reason: "PASS_IP_OPTIONS"}
+	}
+	if inetSum(ip[:20]) != 0xffff {
 		return uplinkOutcome{reason: "PASS_MALFORMED"}
 	}
 	fragment := frag&0x3fff != 0 // MF or an offset (the offset was handled)
-	slow := fragment || ihl != 20
 	ipLen := int(binary.BigEndian.Uint16(ip[2:]))
 	if len(udp) < 8+8+14 || off+ipLen != len(f) || (!fragment && int(binary.BigEndian.Uint16(udp[4:])) != ipLen-ihl) {
 		return uplinkOutcome{reason: "DROP_VXLAN_TRUNCATED"}
@@ -425,11 +427,11 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 		return uplinkOutcome{reason: "DROP_VXLAN_FLAGS"}
 	}
 	vni := binary.BigEndian.Uint32(vx[4:]) >> 8
-	if !m.served[vni] {
-		return uplinkOutcome{reason: "PASS_VNI_UNKNOWN"}
-	}
 	src := netip.AddrFrom4([4]byte(ip[12:16]))
 	if !m.vteps[vniAddrOf(vni, src)] {
+		if !m.served[vni] {
+			return uplinkOutcome{reason: "PASS_VNI_UNKNOWN"}
+		}
 		return uplinkOutcome{reason: "DROP_VTEP_UNKNOWN"}
 	}
 	out := uplinkOutcome{vtep: src, vni: vni}
@@ -437,8 +439,8 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 		out.reason = "DROP_NOT_LOCAL"
 		return out
 	}
-	if slow {
-		out.reason = map[bool]string{true: "PASS_FRAGMENT", false: "PASS_IP_OPTIONS"}[fragment]
+	if fragment {
+		out.reason = "PASS_FRAGMENT"
 		return out
 	}
 	inner := udp[16:]

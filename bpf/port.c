@@ -18,6 +18,7 @@
 #include "portsec.h"
 #include "sg.h"
 #include "encap.h"
+#include "monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -36,6 +37,7 @@ const enum sg_dir *btf_anchor_sg_dir __attribute__((unused));
 const enum sg_event *btf_anchor_sg_event __attribute__((unused));
 const enum ct_state *btf_anchor_ct_state __attribute__((unused));
 const enum ct_tcp_seen *btf_anchor_ct_tcp_seen __attribute__((unused));
+const struct mon_event *btf_anchor_mon_event __attribute__((unused));
 
 /* Answer an ARP request for a remote port from the l2pop table by turning
  * the request into the reply in place. Returns 1 when answered. */
@@ -121,7 +123,7 @@ static __always_inline enum vxdp_reason forward(struct __sk_buff *skb, const str
 	if (!cfg->uplink_ifindex)
 		return PASS_ENCAP_FAILED;
 	r = skb->gso_size ? REDIRECT_REMOTE_GSO : REDIRECT_REMOTE;
-	return encap_vxlan(skb, cfg, port->vni, dst->vtep) ?: r;
+	return encap_vxlan(skb, cfg, port->vni, dst->vtep, skb->protocol) ?: r;
 }
 
 static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, const struct port_info *port)
@@ -174,12 +176,19 @@ int vxdp_port(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	__u32 len = skb->len;
 	struct port_info *port = bpf_map_lookup_elem(&ports, &ifindex);
-	enum vxdp_reason r = decide(skb, port);
+	const struct vxdp_config *cfg = get_config();
+	int mon = monitoring(cfg);
+	enum vxdp_reason r;
 
+	if (mon)
+		mon_before_skb(skb);
+	r = decide(skb, port);
 	/* Until the tap is on its bridge a pass would hand the frame to the
 	 * hypervisor's stack through the tap itself. */
 	if (reason_verdict(r) == VERDICT_PASS && port && !(port->flags & PORT_F_BRIDGED))
 		r = DROP_NOT_BRIDGED;
 	count(VXDP_PROG_PORT, r, len);
+	if (mon)
+		mon_emit_skb(skb, cfg, VXDP_PROG_PORT, r, port ? port->vni : 0, len);
 	return tc_action(r);
 }

@@ -32,7 +32,9 @@ type PortAgentMeta struct {
 type PortConfigFlag uint32
 
 const (
-	PortConfigFlagCFG_F_FORWARD PortConfigFlag = 1
+	PortConfigFlagCFG_F_FORWARD       PortConfigFlag = 1
+	PortConfigFlagCFG_F_MONITOR_DROPS PortConfigFlag = 2
+	PortConfigFlagCFG_F_MONITOR_TRACE PortConfigFlag = 4
 )
 
 type PortCtEntry struct {
@@ -102,6 +104,29 @@ type PortMacValue struct {
 	_   structs.HostLayout
 	Mac [6]uint8
 	Pad [2]uint8
+}
+
+type PortMonEvent struct {
+	_         structs.HostLayout
+	TsNs      uint64
+	Ifindex   uint32
+	Vni       uint32
+	Len       uint32
+	Reason    uint16
+	Prog      uint8
+	Verdict   uint8
+	BeforeLen uint16
+	AfterLen  uint16
+	Pad       [4]uint8
+	Before    [128]uint8
+	After     [128]uint8
+}
+
+type PortMonFrame struct {
+	_    structs.HostLayout
+	Len  uint16
+	Pad  [6]uint8
+	Data [128]uint8
 }
 
 type PortNetFlag uint32
@@ -319,9 +344,11 @@ const (
 	PortMapConfig                = "config"
 	PortMapCtOther               = "ct_other"
 	PortMapCtTcp                 = "ct_tcp"
+	PortMapEvents                = "events"
 	PortMapFdb                   = "fdb"
 	PortMapIpId                  = "ip_id"
 	PortMapMeta                  = "meta"
+	PortMapMonScratch            = "mon_scratch"
 	PortMapNetworks              = "networks"
 	PortMapPolicyL4              = "policy_l4"
 	PortMapPolicyRemote          = "policy_remote"
@@ -337,6 +364,7 @@ const (
 	PortVarBtfAnchorCtState      = "btf_anchor_ct_state"
 	PortVarBtfAnchorCtTcpSeen    = "btf_anchor_ct_tcp_seen"
 	PortVarBtfAnchorFdbKind      = "btf_anchor_fdb_kind"
+	PortVarBtfAnchorMonEvent     = "btf_anchor_mon_event"
 	PortVarBtfAnchorNetFlag      = "btf_anchor_net_flag"
 	PortVarBtfAnchorPortAddrKind = "btf_anchor_port_addr_kind"
 	PortVarBtfAnchorPortFlag     = "btf_anchor_port_flag"
@@ -400,9 +428,11 @@ type PortMapSpecs struct {
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
 	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
 	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
 	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
 	Meta         *ebpf.MapSpec `ebpf:"meta"`
+	MonScratch   *ebpf.MapSpec `ebpf:"mon_scratch"`
 	Networks     *ebpf.MapSpec `ebpf:"networks"`
 	PolicyL4     *ebpf.MapSpec `ebpf:"policy_l4"`
 	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
@@ -423,6 +453,7 @@ type PortVariableSpecs struct {
 	BtfAnchorCtState      *ebpf.VariableSpec `ebpf:"btf_anchor_ct_state"`
 	BtfAnchorCtTcpSeen    *ebpf.VariableSpec `ebpf:"btf_anchor_ct_tcp_seen"`
 	BtfAnchorFdbKind      *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
+	BtfAnchorMonEvent     *ebpf.VariableSpec `ebpf:"btf_anchor_mon_event"`
 	BtfAnchorNetFlag      *ebpf.VariableSpec `ebpf:"btf_anchor_net_flag"`
 	BtfAnchorPortAddrKind *ebpf.VariableSpec `ebpf:"btf_anchor_port_addr_kind"`
 	BtfAnchorPortFlag     *ebpf.VariableSpec `ebpf:"btf_anchor_port_flag"`
@@ -457,9 +488,11 @@ type PortMaps struct {
 	Config       *ebpf.Map `ebpf:"config"`
 	CtOther      *ebpf.Map `ebpf:"ct_other"`
 	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Events       *ebpf.Map `ebpf:"events"`
 	Fdb          *ebpf.Map `ebpf:"fdb"`
 	IpId         *ebpf.Map `ebpf:"ip_id"`
 	Meta         *ebpf.Map `ebpf:"meta"`
+	MonScratch   *ebpf.Map `ebpf:"mon_scratch"`
 	Networks     *ebpf.Map `ebpf:"networks"`
 	PolicyL4     *ebpf.Map `ebpf:"policy_l4"`
 	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
@@ -477,9 +510,11 @@ func (m *PortMaps) Close() error {
 		m.Config,
 		m.CtOther,
 		m.CtTcp,
+		m.Events,
 		m.Fdb,
 		m.IpId,
 		m.Meta,
+		m.MonScratch,
 		m.Networks,
 		m.PolicyL4,
 		m.PolicyRemote,
@@ -501,6 +536,7 @@ type PortVariables struct {
 	BtfAnchorCtState      *ebpf.Variable `ebpf:"btf_anchor_ct_state"`
 	BtfAnchorCtTcpSeen    *ebpf.Variable `ebpf:"btf_anchor_ct_tcp_seen"`
 	BtfAnchorFdbKind      *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
+	BtfAnchorMonEvent     *ebpf.Variable `ebpf:"btf_anchor_mon_event"`
 	BtfAnchorNetFlag      *ebpf.Variable `ebpf:"btf_anchor_net_flag"`
 	BtfAnchorPortAddrKind *ebpf.Variable `ebpf:"btf_anchor_port_addr_kind"`
 	BtfAnchorPortFlag     *ebpf.Variable `ebpf:"btf_anchor_port_flag"`

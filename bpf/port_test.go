@@ -248,9 +248,10 @@ func TestRuntFrames(t *testing.T) {
 	t.Skip("the kernel refuses test-run frames shorter than an Ethernet header (EINVAL)")
 }
 
-// TestEncapSourcePort checks the outer UDP source port: the kernel's skb
-// flow hash scaled into the configured range, stable per flow and spread
-// across flows, as the kernel vxlan device does.
+// TestEncapSourcePort checks the outer UDP source port: a hash of the
+// inner flow (addresses, protocol, ports) scaled into the configured
+// range, stable per flow and spread across flows, as the kernel vxlan
+// device's flow hash is.
 func TestEncapSourcePort(t *testing.T) {
 	inNetns(t)
 	w := newWorld(t)

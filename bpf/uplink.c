@@ -19,29 +19,9 @@
 #include "verdict.h"
 #include "fdb.h"
 #include "sg.h"
+#include "monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* Whether the outer IPv4 header checksum, options included, is right. A
- * header with options is copied out first: its length is not known to
- * the verifier, the copy's is. */
-static __always_inline int ipv4_header_ok(struct xdp_md *ctx, const struct iphdr *ip, __u32 off)
-{
-	__u16 words[30] = {}; /* the largest header, 60 bytes; zeros add nothing */
-	__u32 len = ip->ihl * 4;
-	__u32 sum = 0;
-
-	if (len == sizeof(*ip))
-		return ipv4_csum(ip) == 0;
-	if (len < sizeof(*ip) || len > sizeof(words) || bpf_xdp_load_bytes(ctx, off, words, len))
-		return 0;
-#pragma unroll
-	for (int i = 0; i < 30; i++)
-		sum += words[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u16)~sum == 0;
-}
 
 /* Whether an inner frame is TCP over IPv4 or IPv6 (no extension headers):
  * what UDP-tunnel GRO merges. */
@@ -60,7 +40,7 @@ static __always_inline int inner_is_tcp(struct ethhdr *inner, void *data_end)
 	return 0;
 }
 
-static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
+static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_out)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -75,7 +55,6 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
 	__u32 vni, ifindex = 0;
 	__u16 ip_len;
 	enum vxdp_reason r;
-	int slow;
 
 	if (!header_at(struct ethhdr, data, data_end))
 		return PASS_MALFORMED;
@@ -102,41 +81,45 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx)
 	cfg = get_config();
 	if (!cfg || udp->dest != cfg->vxlan_port)
 		return PASS_NOT_VXLAN;
+	/* A header with options is rare and slow: the kernel verifies and
+	 * decapsulates it, and the vxlan program checks its VTEP. */
+	if (ip->ihl != 5)
+		return PASS_IP_OPTIONS;
 	/* The kernel drops a bad header checksum before any socket sees it;
 	 * decapsulating would trust a corrupted source VTEP. Pass it so the
 	 * kernel drops and counts it (InCsumErrors). */
-	if (!ipv4_header_ok(ctx, ip, l3.off))
+	if (ipv4_csum(ip))
 		return PASS_MALFORMED;
 
 	/* From here the frame is VXLAN: anything inconsistent is dropped, as
 	 * the kernel vxlan socket would. Lengths must agree with the frame
 	 * exactly so no trailing bytes ride along into the tenant network. A
-	 * first fragment or a header with options is checked the same way up
-	 * to the VTEP, then left to the kernel to reassemble and decapsulate
-	 * (and the vxlan program checks it again). */
-	slow = ipv4_is_fragment(ip) || ip->ihl != 5;
+	 * first fragment is checked the same way up to the VTEP, then left to
+	 * the kernel to reassemble and decapsulate (and the vxlan program
+	 * checks it again). */
 	ip_len = bpf_ntohs(ip->tot_len);
 	vx = header_at(struct vxlanhdr, udp + 1, data_end);
 	inner = (struct ethhdr *)((void *)udp + sizeof(*udp) + sizeof(*vx));
 	if (!vx || !header_at(struct ethhdr, inner, data_end) || (void *)ip + ip_len != data_end ||
-	    (!ipv4_is_fragment(ip) && bpf_ntohs(udp->len) != ip_len - ip->ihl * 4))
+	    (!ipv4_is_fragment(ip) && bpf_ntohs(udp->len) != ip_len - sizeof(*ip)))
 		return DROP_VXLAN_TRUNCATED;
 	if (vx->vx_flags != bpf_htonl(VXLAN_HF_VNI) || (vx->vx_vni & bpf_htonl(0xff)))
 		return DROP_VXLAN_FLAGS;
 
 	vni = bpf_ntohl(vx->vx_vni) >> 8;
-	if (!bpf_map_lookup_elem(&networks, &vni))
-		return PASS_VNI_UNKNOWN;
+	*vni_out = vni;
+	/* A VTEP is registered only for a VNI served here: the network is
+	 * looked up only to tell a foreign VNI (the kernel's) from a forgery. */
 	vtep.vni = vni;
 	vtep.addr = ip->saddr;
 	if (!bpf_map_lookup_elem(&vteps, &vtep))
-		return DROP_VTEP_UNKNOWN;
+		return bpf_map_lookup_elem(&networks, &vni) ? DROP_VTEP_UNKNOWN : PASS_VNI_UNKNOWN;
 	/* A registered VTEP sends to local_ip only; the kernel would also
 	 * decapsulate VXLAN sent to a broadcast or any other local address. */
 	if (ip->daddr != cfg->local_ip)
 		return DROP_NOT_LOCAL;
-	if (slow)
-		return ipv4_is_fragment(ip) ? PASS_FRAGMENT : PASS_IP_OPTIONS;
+	if (ipv4_is_fragment(ip))
+		return PASS_FRAGMENT;
 	if (mac_is_local_port(vni, inner->h_source))
 		return DROP_INNER_SRC_LOCAL;
 	/* Decapsulating would skip the checksum the kernel verifies. */
@@ -182,9 +165,16 @@ SEC("xdp")
 int vxdp_uplink(struct xdp_md *ctx)
 {
 	/* Counted with the wire length, before any decapsulation. */
-	__u32 len = ctx->data_end - ctx->data;
-	enum vxdp_reason r = decide(ctx);
+	__u32 len = ctx->data_end - ctx->data, vni = 0;
+	const struct vxdp_config *cfg = get_config();
+	int mon = monitoring(cfg);
+	enum vxdp_reason r;
 
+	if (mon)
+		mon_before_xdp(ctx);
+	r = decide(ctx, &vni);
 	count(VXDP_PROG_UPLINK, r, len);
+	if (mon)
+		mon_emit_xdp(ctx, cfg, r, vni, len);
 	return xdp_action(r);
 }

@@ -20,9 +20,11 @@ const (
 	UplinkMapConfig       = "config"
 	UplinkMapCtOther      = "ct_other"
 	UplinkMapCtTcp        = "ct_tcp"
+	UplinkMapEvents       = "events"
 	UplinkMapFdb          = "fdb"
 	UplinkMapIpId         = "ip_id"
 	UplinkMapMeta         = "meta"
+	UplinkMapMonScratch   = "mon_scratch"
 	UplinkMapNetworks     = "networks"
 	UplinkMapPolicyL4     = "policy_l4"
 	UplinkMapPolicyRemote = "policy_remote"
@@ -88,9 +90,11 @@ type UplinkMapSpecs struct {
 	Config       *ebpf.MapSpec `ebpf:"config"`
 	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
 	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
 	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
 	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
 	Meta         *ebpf.MapSpec `ebpf:"meta"`
+	MonScratch   *ebpf.MapSpec `ebpf:"mon_scratch"`
 	Networks     *ebpf.MapSpec `ebpf:"networks"`
 	PolicyL4     *ebpf.MapSpec `ebpf:"policy_l4"`
 	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
@@ -132,9 +136,11 @@ type UplinkMaps struct {
 	Config       *ebpf.Map `ebpf:"config"`
 	CtOther      *ebpf.Map `ebpf:"ct_other"`
 	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Events       *ebpf.Map `ebpf:"events"`
 	Fdb          *ebpf.Map `ebpf:"fdb"`
 	IpId         *ebpf.Map `ebpf:"ip_id"`
 	Meta         *ebpf.Map `ebpf:"meta"`
+	MonScratch   *ebpf.Map `ebpf:"mon_scratch"`
 	Networks     *ebpf.Map `ebpf:"networks"`
 	PolicyL4     *ebpf.Map `ebpf:"policy_l4"`
 	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
@@ -152,9 +158,11 @@ func (m *UplinkMaps) Close() error {
 		m.Config,
 		m.CtOther,
 		m.CtTcp,
+		m.Events,
 		m.Fdb,
 		m.IpId,
 		m.Meta,
+		m.MonScratch,
 		m.Networks,
 		m.PolicyL4,
 		m.PolicyRemote,

@@ -18,10 +18,11 @@
 #include "parse.h"
 #include "verdict.h"
 #include "fdb.h"
+#include "monitor.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline enum vxdp_reason decide(struct __sk_buff *skb)
+static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni_out)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -37,6 +38,7 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb)
 	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0))
 		return DROP_NO_TUNNEL_INFO;
 	vni = tk.tunnel_id;
+	*vni_out = vni;
 	net = bpf_map_lookup_elem(&networks, &vni);
 	if (!net)
 		return DROP_VNI_UNKNOWN;
@@ -68,9 +70,16 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb)
 SEC("tc")
 int vxdp_vxlan(struct __sk_buff *skb)
 {
-	__u32 len = skb->len;
-	enum vxdp_reason r = decide(skb);
+	__u32 len = skb->len, vni = 0;
+	const struct vxdp_config *cfg = get_config();
+	int mon = monitoring(cfg);
+	enum vxdp_reason r;
 
+	if (mon)
+		mon_before_skb(skb);
+	r = decide(skb, &vni);
 	count(VXDP_PROG_VXLAN, r, len);
+	if (mon)
+		mon_emit_skb(skb, cfg, VXDP_PROG_VXLAN, r, vni, len);
 	return tc_action(r);
 }

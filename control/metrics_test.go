@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -43,21 +44,21 @@ func series(t *testing.T, reg *prometheus.Registry, name string) []*dto.Metric {
 	return nil
 }
 
+// seededServer starts a server holding the seed's network and ports.
+func seededServer(t *testing.T) (string, *control.Controller) {
+	t.Helper()
+	url := startServer(t).ClientURL()
+	c := newController(t, url)
+	seedPorts(t, context.Background(), c)
+	return url, c
+}
+
 // TestAgentMetrics: every label series exists at 0 from the start, the
 // NATS connection is a gauge, the applied revision is exported once (by
 // the dataplane, not here), and the followed networks are counted after a
 // restart that resumed from its snapshot (delta resync) too.
 func TestAgentMetrics(t *testing.T) {
-	ctx := context.Background()
-	port, err := natsd.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	srv := startServerAt(t, listen)
-	url := srv.ClientURL()
-	c := newController(t, url)
-	seedPorts(t, ctx, c)
+	url, c := seededServer(t)
 	dir := t.TempDir()
 	node3 := startAgent(t, url, "node3", node3VTEP, func(o *control.AgentOptions) { o.StateDir = dir })
 
@@ -91,13 +92,28 @@ func TestAgentMetrics(t *testing.T) {
 		t.Errorf("followed networks after a delta restart: %v, want 1", v)
 	}
 
-	// An outage shows, and so does the end of it. (The server comes back
-	// before the test ends: an agent stopped while NATS is down waits for
-	// it, see follower.stop.)
+}
+
+// TestNATSConnectedGauge: the gauge follows the agent's connection through
+// an outage. (The agent is not run: an agent stopped while NATS is down
+// waits for NATS, see follower.stop.)
+func TestNATSConnectedGauge(t *testing.T) {
+	port, err := natsd.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	srv := startServerAt(t, listen)
+	reg := prometheus.NewRegistry()
+	nc := connect(t, srv.ClientURL(), func(o *control.ConnectOptions) { o.Retry = true })
+	if _, err := control.NewAgent(nc, control.AgentOptions{Host: "node3", VTEP: netip.MustParseAddr(node3VTEP), Metrics: reg, Log: testLog()}); err != nil {
+		t.Fatal(err)
+	}
+	waitGauge(t, reg, control.MetricNATSConnected, 1)
 	srv.Shutdown()
-	waitGauge(t, restarted.reg, control.MetricNATSConnected, 0)
+	waitGauge(t, reg, control.MetricNATSConnected, 0)
 	startServerAt(t, listen)
-	waitGauge(t, restarted.reg, control.MetricNATSConnected, 1)
+	waitGauge(t, reg, control.MetricNATSConnected, 1)
 }
 
 func waitGauge(t *testing.T, reg *prometheus.Registry, name string, want float64) {
@@ -116,10 +132,7 @@ func waitGauge(t *testing.T, reg *prometheus.Registry, name string, want float64
 // default) with 0 meanwhile.
 func TestAgentListAfterRestart(t *testing.T) {
 	ctx := context.Background()
-	srv := startServer(t)
-	url := srv.ClientURL()
-	c := newController(t, url)
-	seedPorts(t, ctx, c)
+	url, c := seededServer(t)
 	dir := t.TempDir()
 	slow := func(o *control.AgentOptions) { o.StateDir, o.ReportInterval = dir, 30*time.Second }
 	first := startAgent(t, url, "node3", node3VTEP, slow)

@@ -104,6 +104,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set, "err", err)
 	}
 	w.remote, w.l4 = policies.entries()
+	rec.policies = policies.describe(want.SecurityGroups, perrs)
 	for _, p := range present {
 		idx := uint32(p.ifindex())
 		info := maps.PortInfo{Vni: p.net.vni, Mtu: uint16(p.net.mtu), Mac: p.MAC}

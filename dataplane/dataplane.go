@@ -203,7 +203,7 @@ func (d *Dataplane) Apply(ctx context.Context, want *state.Desired) (state.Resul
 	rec := &recorder{prov: map[string]string{}}
 	err := d.apply(ctx, want, rec)
 	res := state.Result{Ops: rec.ops, Unchanged: rec.unchanged, Pending: rec.pending}
-	if werr := d.writeApplied(want, res, rec.prov, err); werr != nil && err == nil {
+	if werr := d.writeApplied(want, res, rec, err); werr != nil && err == nil {
 		err = werr
 	}
 	return res, err
@@ -350,6 +350,7 @@ type recorder struct {
 	unchanged int
 	pending   []string
 	prov      map[string]string // "object/key" -> source
+	policies  map[string]AppliedPolicy
 }
 
 func (r *recorder) op(object, action, key string) {
@@ -372,6 +373,9 @@ type Applied struct {
 	Unchanged  int               `json:"unchanged"`
 	Pending    []string          `json:"pending"`
 	Provenance map[string]string `json:"provenance"`
+	// Policies are the compiled security groups by policy id (what
+	// `vxdp dump policy` shows for a port).
+	Policies map[string]AppliedPolicy `json:"policies,omitempty"`
 	// What the apply installed, for `vxdp status` to find what changed
 	// since: the programs and where they run, and per network the l2pop
 	// entries the maps and the kernel hold.
@@ -460,9 +464,28 @@ func (d *Dataplane) attachmentsFor(nets []AppliedNetwork) []Attachment {
 	return out
 }
 
-func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, prov map[string]string, applyErr error) error {
+// AppliedPolicy is one distinct set of security groups as compiled.
+type AppliedPolicy struct {
+	Groups    []string      `json:"groups"`
+	Stateless bool          `json:"stateless,omitempty"`
+	Rules     []AppliedRule `json:"rules"`
+	Error     string        `json:"error,omitempty"` // why it allows nothing
+}
+
+// AppliedRule is one rule of a policy, with the record behind it.
+type AppliedRule struct {
+	Group     string `json:"group"`
+	ID        string `json:"id"`
+	Direction string `json:"direction"`
+	EtherType string `json:"ethertype"`
+	Match     string `json:"match"`  // protocol and ports or ICMP type/code
+	Remote    string `json:"remote"` // prefixes, or "any"
+	Source    string `json:"source"`
+}
+
+func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, rec *recorder, applyErr error) error {
 	a := Applied{Instance: d.opts.Instance, Dataplane: "bpf", Revision: want.Revision, AppliedAt: time.Now().UTC(),
-		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: prov}
+		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: rec.prov, Policies: rec.policies}
 	if d.opts.Kernel {
 		a.Dataplane = "kernel"
 	}

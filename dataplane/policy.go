@@ -372,6 +372,64 @@ func compilePolicies(groups []state.SecurityGroup, ports []localPort) (*policySe
 	return ps, errs
 }
 
+// describe lists each policy's groups and rules with their sources, for
+// applied.json (`vxdp dump policy`).
+func (ps *policySet) describe(groups []state.SecurityGroup, errs map[string]error) map[string]AppliedPolicy {
+	out := map[string]AppliedPolicy{}
+	for set, id := range ps.byGroups {
+		ap := AppliedPolicy{Groups: strings.Split(set, ","), Stateless: ps.policies[id].stateless, Rules: []AppliedRule{}}
+		if set == "" {
+			ap.Groups = []string{}
+		}
+		if err := errs[set]; err != nil {
+			ap.Error = err.Error()
+		}
+		for _, g := range groups {
+			if !slices.Contains(ap.Groups, g.ID) {
+				continue
+			}
+			for _, r := range g.Rules {
+				ap.Rules = append(ap.Rules, AppliedRule{Group: g.ID, ID: r.ID, Direction: string(r.Direction), EtherType: r.EtherType,
+					Match: ruleMatch(r), Remote: ruleRemote(r), Source: g.Source.String()})
+			}
+		}
+		out[fmt.Sprint(id)] = ap
+	}
+	return out
+}
+
+// ruleMatch describes what a rule matches besides its remote.
+func ruleMatch(r state.Rule) string {
+	switch {
+	case r.Protocol == 0:
+		return "any"
+	case r.ICMPType != nil && r.ICMPCode != nil:
+		return fmt.Sprintf("proto %d type %d code %d", r.Protocol, *r.ICMPType, *r.ICMPCode)
+	case r.ICMPType != nil:
+		return fmt.Sprintf("proto %d type %d", r.Protocol, *r.ICMPType)
+	case r.PortMin != 0:
+		return fmt.Sprintf("proto %d ports %d-%d", r.Protocol, r.PortMin, r.PortMax)
+	}
+	return fmt.Sprintf("proto %d", r.Protocol)
+}
+
+// ruleRemote describes a rule's remote.
+func ruleRemote(r state.Rule) string {
+	var ps []string
+	for _, p := range r.RemotePrefixes {
+		ps = append(ps, p.String())
+	}
+	switch {
+	case r.RemoteGroup != "":
+		return fmt.Sprintf("group %s (%d addresses) %s", r.RemoteGroup, len(ps), strings.Join(ps, " "))
+	case r.RemoteAddressGroup != "":
+		return fmt.Sprintf("address group %s %s", r.RemoteAddressGroup, strings.Join(ps, " "))
+	case len(ps) == 0:
+		return "any"
+	}
+	return strings.Join(ps, " ")
+}
+
 // policyOf returns the policy id of a port's groups.
 func (ps *policySet) policyOf(p localPort) uint32 {
 	ids := slices.Clone(p.SecurityGroups)

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vxdp/vxdp/state"
@@ -66,6 +67,10 @@ type Config struct {
 	// NoPublish leaves the networks and ports to the caller (e.g. the
 	// controller CLI in NATS mode); the topology still has their taps.
 	NoPublish bool
+	// SecurityGroups are groups besides the default one (file control);
+	// PortGroups puts a port (by name) in groups other than the default.
+	SecurityGroups []state.SecurityGroup
+	PortGroups     map[string][]string
 	// Guest makes a VM (by port name, e.g. "vm1") a real guest: qemu with
 	// virtio-net on a tap of the port's name in its node, as Nova/libvirt
 	// creates it, instead of a namespace on a veth.
@@ -244,7 +249,7 @@ func (c Config) networks() []state.Network {
 // localPort is the local_ports entry of p.
 func (c Config) localPort(p Port) state.LocalPort {
 	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap(),
-		SecurityGroups: []string{DefaultGroupID}}
+		SecurityGroups: c.groupsOf(p)}
 	if c.VIP && p.ID == VM1.ID {
 		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
 	}
@@ -254,6 +259,14 @@ func (c Config) localPort(p Port) state.LocalPort {
 // DefaultGroupID is the lab's "default" security group: every port is in
 // it, as Neutron puts a port created without groups in its project's.
 const DefaultGroupID = "0d7d1f3c-5e1a-4c7b-9a24-6f3e2b1d8c50"
+
+// groupsOf is the groups a port is in: PortGroups, or the default.
+func (c Config) groupsOf(p Port) []string {
+	if gs, ok := c.PortGroups[p.Name]; ok {
+		return gs
+	}
+	return []string{DefaultGroupID}
+}
 
 // defaultGroup is Neutron's default group: everything out, and in from
 // the group's own members (here, every lab port).
@@ -265,6 +278,9 @@ func (c Config) defaultGroup() state.SecurityGroup {
 		{ID: "ingress-default-v6", Direction: state.Ingress, EtherType: state.IPv6, RemoteGroup: DefaultGroupID},
 	}}
 	for _, p := range c.Ports() {
+		if !slices.Contains(c.groupsOf(p), DefaultGroupID) {
+			continue
+		}
 		g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(p.IP, 32))
 		if c.VIP && p.ID == VM1.ID {
 			g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(VIP, 32))
@@ -298,7 +314,7 @@ func (c Config) DesiredState(node string) *state.Desired {
 		}
 		d.Networks = append(d.Networks, n)
 		if len(d.SecurityGroups) == 0 {
-			d.SecurityGroups = []state.SecurityGroup{c.defaultGroup()}
+			d.SecurityGroups = append([]state.SecurityGroup{c.defaultGroup()}, c.SecurityGroups...)
 		}
 		for _, p := range ports {
 			switch {

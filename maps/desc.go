@@ -30,6 +30,8 @@ const (
 	CTTCP        = "ct_tcp"
 	CTOther      = "ct_other"
 	SGStats      = "sg_stats"
+	Events       = "events"
+	MonScratch   = "mon_scratch"
 )
 
 // Desc describes one map to the Go side: the one place the loader (which
@@ -243,6 +245,8 @@ func Descs() []Desc {
 				}
 				return out, nil
 			}},
+		{Name: Events, Purpose: "decisions for vxdp monitor (a ring buffer: read it with vxdp monitor)", rows: noRows},
+		{Name: MonScratch, Purpose: "the frame on entry, per CPU, while a monitored program decides", rows: noRows},
 		{Name: Stats, Purpose: "packets and bytes per (program, reason)",
 			Columns: []string{"program", "reason", "verdict", "packets", "bytes"},
 			rows: func(m *ebpf.Map, _ DevName) ([]Row, error) {
@@ -271,6 +275,9 @@ func Descs() []Desc {
 			}},
 	}
 }
+
+// noRows is the dump of a map that is not read as a table.
+func noRows(*ebpf.Map, DevName) ([]Row, error) { return nil, nil }
 
 // Lookup returns the descriptor of the named map.
 func Lookup(name string) (Desc, bool) {

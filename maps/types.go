@@ -28,6 +28,7 @@ type (
 	CTKey           = bpf.PortCtKey
 	CTEntry         = bpf.PortCtEntry
 	SGEvent         = bpf.PortSgEvent
+	MonEvent        = bpf.PortMonEvent
 )
 
 // Values shared with the C side.
@@ -39,6 +40,8 @@ const (
 	PortDisabled    = uint16(bpf.PortPortFlagPORT_F_DISABLED)
 	NetVLANTransp   = uint16(bpf.PortNetFlagNET_F_VLAN_TRANSPARENT)
 	ConfigForward   = uint8(bpf.PortConfigFlagCFG_F_FORWARD)
+	MonitorDrops    = uint8(bpf.PortConfigFlagCFG_F_MONITOR_DROPS)
+	MonitorTrace    = uint8(bpf.PortConfigFlagCFG_F_MONITOR_TRACE)
 	AddrMACOnly     = uint32(bpf.PortPortAddrKindPORT_ADDR_MAC_ONLY)
 	AddrAllowed     = uint32(bpf.PortPortAddrKindPORT_ADDR_ALLOWED)
 	ProgPort        = bpf.PortVxdpProgVXDP_PROG_PORT

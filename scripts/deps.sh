@@ -3,8 +3,10 @@
 # something is missing: the pinned clang (scripts/bpf-clang.env: Debian 12's
 # clang-14 and llvm-14, by their versioned package names, whatever the
 # unversioned `clang` is), libbpf-dev and bpftool to rebuild the BPF objects,
-# iproute2, ethtool and ping to look at and poke the lab, and prometheus for
-# promtool (the tests check the shipped alert rules with it).
+# iproute2, ethtool and ping to look at and poke the lab, tshark (the tests
+# read vxdp monitor's captures with it), and prometheus for promtool (the
+# tests check the shipped alert rules with it). The lab's real guest
+# (--guest) installs qemu, busybox and iperf3 itself.
 set -eu
 cd "$(dirname "$0")/.."
 . ./scripts/bpf-clang.env
@@ -17,6 +19,7 @@ command -v bridge >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ethtool >/dev/null 2>&1 || missing="$missing ethtool"
 command -v ping >/dev/null 2>&1 || missing="$missing iputils-ping"
 [ -f /usr/include/linux/bpf.h ] || missing="$missing linux-libc-dev"
+command -v tshark >/dev/null 2>&1 || missing="$missing tshark"
 prom=""
 command -v promtool >/dev/null 2>&1 || prom="prometheus"
 if [ -z "$missing" ] && [ -z "$prom" ]; then

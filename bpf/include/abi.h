@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 3
+#define VXDP_LAYOUT 4
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
@@ -40,6 +40,36 @@ enum config_flag {
 	 * with --dataplane=kernel: the programs only filter and the kernel
 	 * bridge and vxlan device forward everything. */
 	CFG_F_FORWARD = 0x1,
+	/* `vxdp monitor` listens: emit an event per drop, or per decision. */
+	CFG_F_MONITOR_DROPS = 0x2,
+	CFG_F_MONITOR_TRACE = 0x4,
+};
+
+#define MON_SNAPLEN 128 /* bytes of a frame an event carries, before and after */
+
+/* One decision for `vxdp monitor`: where, which, why, and the frame as
+ * the program saw it (before) and left it (after: encapsulated,
+ * decapsulated or unchanged). */
+struct mon_event {
+	__u64 ts_ns;    /* bpf_ktime_get_ns() */
+	__u32 ifindex;  /* the device the program runs on */
+	__u32 vni;      /* the port's or the decapsulated VNI; 0: none */
+	__u32 len;      /* length on entry */
+	__u16 reason;   /* enum vxdp_reason */
+	__u8 prog;      /* enum vxdp_prog */
+	__u8 verdict;   /* enum vxdp_verdict */
+	__u16 before_len;
+	__u16 after_len;
+	__u8 pad[4];
+	__u8 before[MON_SNAPLEN];
+	__u8 after[MON_SNAPLEN];
+};
+
+/* The frame as a program saw it on entry, kept per CPU while it decides. */
+struct mon_frame {
+	__u16 len;
+	__u8 pad[6];
+	__u8 data[MON_SNAPLEN];
 };
 
 /* What the agent last applied; lives (and dies) with the pinned maps, so a

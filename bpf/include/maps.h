@@ -155,6 +155,22 @@ struct {
 	__type(value, __u64);
 } sg_stats SEC(".maps");
 
+/* Events for `vxdp monitor` (CFG_F_MONITOR_*): nothing is written
+ * while nobody listens. */
+#define VXDP_EVENTS_BYTES (1 << 20)
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VXDP_EVENTS_BYTES);
+} events SEC(".maps");
+
+/* The frame on entry, per CPU, while a monitored program decides. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mon_frame);
+} mon_scratch SEC(".maps");
+
 /* XDP redirect targets: local taps, keyed by ifindex. */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);

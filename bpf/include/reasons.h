@@ -58,7 +58,7 @@
 	X(PASS_MALFORMED, PASS, P_UPLINK, "a truncated or invalid outer header, or a bad IPv4 header checksum: the kernel drops it") \
 	X(PASS_NOT_UDP, PASS, P_UPLINK, "not UDP")                                                                         \
 	X(PASS_VLAN_TAGGED, PASS, P_UPLINK, "tagged with a non-zero VLAN id: for a VLAN device (the vxlan program checks what the kernel decapsulates)") \
-	X(PASS_IP_OPTIONS, PASS, P_UPLINK, "outer IPv4 with options, from a registered VTEP: the kernel decapsulates it")      \
+	X(PASS_IP_OPTIONS, PASS, P_UPLINK, "outer IPv4 with options: the kernel verifies and decapsulates it, the vxlan program checks it")      \
 	X(PASS_FRAGMENT, PASS, P_UPLINK, "outer IPv4 fragment (a first one from a registered VTEP): the kernel reassembles it") \
 	X(PASS_NOT_VXLAN, PASS, P_UPLINK, "UDP, but not to the VXLAN port")                                                 \
 	X(DROP_VXLAN_TRUNCATED, DROP, P_UPLINK, "VXLAN header, lengths or inner Ethernet truncated or inconsistent")        \

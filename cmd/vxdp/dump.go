@@ -18,15 +18,13 @@ func dumpCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "dump",
 		Usage:     "print the BPF maps of an agent instance, bpftool-style",
-		ArgsUsage: "[MAP...]",
+		ArgsUsage: "[MAP...] | ct | policy TAP",
 		Description: fmt.Sprintf(`Prints the pinned maps of an agent instance (all of them when no MAP is named)
 as tables, or as JSON/YAML (-o json: one list of entries per map, numbers as
 numbers, ifindexes as numbers) or values. Maps: %v.
 Each entry shows the source it was installed from (state file or KV key@revision)
 when the agent's applied.json is readable.`, maps.Names()),
-		Flags: append([]cli.Flag{
-			agentConfigFlag, instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
-		}, outputFlags(nil)...),
+		Flags: append(agentFlags(), outputFlags(nil)...),
 		Action: func(c *cli.Context) error {
 			names, err := positional(c)
 			if err != nil {
@@ -40,6 +38,7 @@ when the agent's applied.json is readable.`, maps.Names()),
 			if err != nil {
 				return err
 			}
+			state := loc.stateDir
 			defer set.Close()
 			opts := maps.DumpOptions{IfName: ifName}
 			if why := otherNamespace(set); why != "" {
@@ -47,15 +46,19 @@ when the agent's applied.json is readable.`, maps.Names()),
 				opts.IfName = nil
 				fmt.Fprintf(c.App.ErrWriter, "vxdp: device names not shown: %s; run dump with --netns of the agent\n", why)
 			}
-			if a, err := dataplane.ReadApplied(loc.stateDir); err == nil {
+			if a, err := dataplane.ReadApplied(state); err == nil {
 				opts.Source = func(m, key string) string { return a.Provenance["bpf/"+m+"/"+key] }
 			}
-			if p.format == formatTable && len(p.columns) == 0 {
-				return set.Dump(c.App.Writer, names, opts)
+			if p.format == formatTable && len(p.columns) == 0 && (len(names) == 0 || names[0] != "policy") {
+				return set.Dump(c.App.Writer, expandAliases(names), opts)
 			}
 			if p.format != formatTable {
 				opts.IfName = nil // typed output carries ifindexes, not display names
 			}
+			if len(names) > 0 && names[0] == "policy" {
+				return dumpPolicy(c, p, set, state, names[1:])
+			}
+			names = expandAliases(names)
 			if len(names) == 0 {
 				names = maps.Names()
 			}
@@ -68,6 +71,74 @@ when the agent's applied.json is readable.`, maps.Names()),
 			return printDump(p, tables)
 		},
 	}
+}
+
+// expandAliases turns "ct" into both tracked-flow tables.
+func expandAliases(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n == "ct" {
+			out = append(out, maps.CTTCP, maps.CTOther)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// dumpPolicy prints what a port's security groups allow: its policy,
+// generation and every rule behind it, with the record each came from.
+func dumpPolicy(c *cli.Context, p printer, set *maps.Set, state string, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("dump policy TAP: name one tap (or port id)")
+	}
+	name := args[0]
+	if !strings.HasPrefix(name, "tap") {
+		name = "tap" + name[:min(len(name), 11)]
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return fmt.Errorf("dump policy: no device %s here (run with --netns of the agent): %w", name, err)
+	}
+	var port maps.PortInfo
+	if err := set.Map(maps.Ports).Lookup(uint32(ifi.Index), &port); err != nil {
+		return fmt.Errorf("dump policy: %s is not a port of this agent: %w", name, err)
+	}
+	a, err := dataplane.ReadApplied(state)
+	if err != nil {
+		return fmt.Errorf("dump policy: read the agent's applied state: %w", err)
+	}
+	enforced := port.Flags&maps.PortSG != 0
+	pol := a.Policies[fmt.Sprint(port.Policy)]
+	fmt.Fprintf(c.App.ErrWriter, "# %s: security groups %s, policy %d, generation %d, stateless %v, groups %v\n",
+		name, map[bool]string{true: "enforced", false: "not enforced"}[enforced], port.Policy, port.Generation, pol.Stateless, pol.Groups)
+	if pol.Error != "" {
+		fmt.Fprintf(c.App.ErrWriter, "# the groups cannot be compiled, the port allows only what is always allowed: %s\n", pol.Error)
+	}
+	t := maps.Table{Map: "policy", Columns: []string{"direction", "ethertype", "match", "remote", "group", "rule", "source"}}
+	if enforced {
+		for _, r := range pol.Rules {
+			t.Rows = append(t.Rows, maps.Row{Key: r.Group + "/" + r.ID, Values: []any{r.Direction, r.EtherType, r.Match, r.Remote, r.Group, r.ID, r.Source}})
+		}
+	}
+	return printDump(p, []maps.Table{t})
+}
+
+// agentFlags find an agent's pinned maps and state: its instance (host),
+// bpffs and state dir, from flags or its ini files (see locateAgent).
+func agentFlags() []cli.Flag {
+	return []cli.Flag{agentConfigFlag, instanceFlag, bpffsFlag, stateDirFlag, netnsFlag}
+}
+
+// openAgentMaps opens the pinned maps of the agent the flags name, and
+// returns its state directory.
+func openAgentMaps(c *cli.Context) (*maps.Set, string, error) {
+	loc, err := locateAgent(c)
+	if err != nil {
+		return nil, "", err
+	}
+	set, err := loc.openMaps()
+	return set, loc.stateDir, err
 }
 
 // printDump prints map tables with -c or in a typed format: JSON and YAML

@@ -40,10 +40,9 @@ of a device diff line by line (docs/operations.md):
 Device names are those of the agent's network namespace: run it there (--netns).
 -o json|yaml prints the entries as objects, with the VNI and the KV key@revision
 each was installed from.`,
-			Flags: append([]cli.Flag{
+			Flags: slices.Concat([]cli.Flag{
 				&cli.StringFlag{Name: "dev", Usage: "only the entries of `DEV` (a vxlan-<VNI> device or a tap)"},
-				agentConfigFlag, instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
-			}, outputFlags(fdbEntryView)...),
+			}, agentFlags(), outputFlags(fdbEntryView)),
 			Action: runFDBShow,
 		}},
 	}

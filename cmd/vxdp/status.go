@@ -91,8 +91,7 @@ func (l agentLocation) options() dataplane.Options {
 func (l agentLocation) openMaps() (*maps.Set, error) {
 	set, err := maps.OpenPinned(filepath.Join(l.options().PinDir(), "maps"))
 	if errors.Is(err, maps.ErrNotPinned) {
-		return nil, fmt.Errorf("%w: is an agent with --instance %s running with --dataplane=bpf (and --bpffs %s)?",
-			err, l.instance, l.bpffs)
+		return nil, fmt.Errorf("%w: is an agent with --instance %s running (and --bpffs %s)?", err, l.instance, l.bpffs)
 	}
 	return set, err
 }
@@ -117,10 +116,10 @@ nothing is wrong, e.g. in systemd's ExecStartPost.
 
 With a section (programs, maps, drift) it prints that list only; -c picks its
 columns. docs/operations.md explains every field.`,
-		Flags: append([]cli.Flag{agentConfigFlag, instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
+		Flags: slices.Concat(agentFlags(), []cli.Flag{
 			&cli.StringFlag{Name: "metrics-addr", Usage: "the agent's metrics listener `ADDR`, to ask it about its control plane ([agent] metrics_listen)"},
 			&cli.DurationFlag{Name: "wait", Usage: "check again until nothing is wrong or `DURATION` passed"},
-		}, outputFlags(nil)...),
+		}, outputFlags(nil)),
 		Action: runStatus,
 	}
 }
