@@ -44,11 +44,18 @@ install: build
 deps:
 	./scripts/deps.sh
 
-# Rebuild the committed bpf2go output from bpf/*.c (needs clang).
-generate: deps
-	cd bpf && $(GO) generate ./...
+# The compiler of the committed BPF objects, pinned in one place:
+# scripts/bpf-clang.env (Debian 12's clang-14), which deps.sh and
+# check-generate.sh read too.
+include scripts/bpf-clang.env
 
-# Fail if the committed BPF objects differ from the sources.
+# Rebuild the committed bpf2go output from bpf/*.c with
+# clang-$(BPF_LLVM_MAJOR) $(BPF_CLANG_VERSION) (refused with another).
+generate: deps
+	./scripts/check-generate.sh --write
+
+# Fail if the committed BPF objects differ from the sources, or if the
+# compiler is not the pinned one (naming the expected and found).
 check-generate: deps
 	./scripts/check-generate.sh
 

@@ -54,8 +54,10 @@ func cutKind(pin string) (kind, ifname string, ok bool) {
 }
 
 // Cleanup removes everything this instance installed: programs, pins, the
-// bridges and vxlan devices it owns (taps are left to their owner, but
-// leave the deleted bridges), and its state directory.
+// bridges and vxlan devices it created (taps are left to their owner, but
+// leave the deleted bridges), and its state directory. Devices it adopted
+// (from Neutron's agent) are handed back as they were found, with their
+// bridge ports and FDB, so the kernel keeps forwarding.
 func Cleanup(opts Options) error {
 	nl, err := netlink.NewHandle()
 	if err != nil {
@@ -66,6 +68,9 @@ func Cleanup(opts Options) error {
 		return err
 	}
 	k := &kernel{nl: nl, owner: opts.Owner()}
+	if _, err := k.handBackAdopted(); err != nil {
+		return err
+	}
 	rec := &recorder{prov: map[string]string{}}
 	if err := k.removeStale(nil, rec); err != nil {
 		return err

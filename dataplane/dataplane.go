@@ -73,6 +73,9 @@ type Dataplane struct {
 	mu        sync.Mutex
 	installed map[string]int // tap name -> ifindex with the port program
 	desired   map[string]bool
+	// attachments are the programs the last successful apply attached
+	// (CheckAttached).
+	attachments []Attachment
 }
 
 var _ state.Reconciler = (*Dataplane)(nil)
@@ -95,7 +98,7 @@ func Open(opts Options) (*Dataplane, error) {
 		nl.Close()
 		return nil, err
 	}
-	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder, ttl: opts.TTL}
+	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder, ttl: opts.TTL, log: opts.Log}
 	if err := ensureTunnelMetadata(); err != nil {
 		nl.Close()
 		return nil, err
@@ -373,6 +376,92 @@ type Applied struct {
 	// Policies are the compiled security groups by policy id (what
 	// `vxdp dump policy` shows for a port).
 	Policies map[string]AppliedPolicy `json:"policies,omitempty"`
+	// What the apply installed, for `vxdp status` to find what changed
+	// since: the programs and where they run, and per network the l2pop
+	// entries the maps and the kernel hold.
+	Attachments []Attachment     `json:"attachments"`
+	Networks    []AppliedNetwork `json:"networks"`
+}
+
+// AppliedNetwork is one network as applied: its devices, its flood list,
+// its local ports whose tap exists and its remote ports.
+type AppliedNetwork struct {
+	ID     string          `json:"id"`
+	VNI    uint32          `json:"vni"`
+	Bridge string          `json:"bridge"`
+	VXLAN  string          `json:"vxlan"`
+	VTEPs  []netip.Addr    `json:"vteps"`
+	Local  []AppliedPort   `json:"local_ports"`
+	Remote []AppliedRemote `json:"remote_ports"`
+}
+
+// AppliedPort is a local port as applied.
+type AppliedPort struct {
+	Tap string    `json:"tap"`
+	MAC state.MAC `json:"mac"`
+}
+
+// AppliedRemote is a remote port as applied.
+type AppliedRemote struct {
+	MAC  state.MAC    `json:"mac"`
+	VTEP netip.Addr   `json:"vtep"`
+	IPs  []netip.Addr `json:"ips"`
+}
+
+// appliedNetworks is the record of want's networks; ports in pending have
+// no tap. The flood list is FloodList's: the network's VTEPs, then those
+// of its remote ports.
+func appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
+	out := make([]AppliedNetwork, len(want.Networks))
+	byID := make(map[string]*AppliedNetwork, len(want.Networks))
+	flood := map[string]map[netip.Addr]bool{}
+	addVTEP := func(an *AppliedNetwork, ip netip.Addr) {
+		if !flood[an.ID][ip] {
+			flood[an.ID][ip] = true
+			an.VTEPs = append(an.VTEPs, ip)
+		}
+	}
+	for i, n := range want.Networks {
+		out[i] = AppliedNetwork{ID: n.ID, VNI: n.VNI, Bridge: state.BridgeName(n.ID), VXLAN: state.VXLANName(n.VNI),
+			VTEPs: []netip.Addr{}, Local: []AppliedPort{}, Remote: []AppliedRemote{}}
+		byID[n.ID], flood[n.ID] = &out[i], map[netip.Addr]bool{}
+		for _, v := range n.VTEPs {
+			addVTEP(&out[i], v.IP)
+		}
+	}
+	isPending := make(map[string]bool, len(pending))
+	for _, p := range pending {
+		isPending[p] = true
+	}
+	for _, p := range want.LocalPorts {
+		if an := byID[p.NetworkID]; an != nil && !isPending[portName(p)] {
+			an.Local = append(an.Local, AppliedPort{Tap: p.TapName(), MAC: p.MAC})
+		}
+	}
+	for _, p := range want.RemotePorts {
+		if an := byID[p.NetworkID]; an != nil {
+			an.Remote = append(an.Remote, AppliedRemote{MAC: p.MAC, VTEP: p.VTEP, IPs: p.IPs})
+			addVTEP(an, p.VTEP)
+		}
+	}
+	return out
+}
+
+// attachmentsFor lists the programs an apply of nets attaches: the uplink's
+// (when BPF forwards), each network's bridge and vxlan device, and each
+// local port's tap (both directions).
+func (d *Dataplane) attachmentsFor(nets []AppliedNetwork) []Attachment {
+	var out []Attachment
+	if !d.opts.Kernel {
+		out = append(out, Attachment{Kind: xdpKind, Device: d.kernel.uplink.Attrs().Name})
+	}
+	for _, n := range nets {
+		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge}, Attachment{Kind: vxlanHook.kind, Device: n.VXLAN})
+		for _, p := range n.Local {
+			out = append(out, Attachment{Kind: portHook.kind, Device: p.Tap}, Attachment{Kind: deliverHook.kind, Device: p.Tap})
+		}
+	}
+	return out
 }
 
 // AppliedPolicy is one distinct set of security groups as compiled.
@@ -399,6 +488,13 @@ func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, rec *rec
 		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: rec.prov, Policies: rec.policies}
 	if d.opts.Kernel {
 		a.Dataplane = "kernel"
+	}
+	a.Networks = appliedNetworks(want, res.Pending)
+	a.Attachments = d.attachmentsFor(a.Networks)
+	if applyErr == nil {
+		d.mu.Lock()
+		d.attachments = a.Attachments
+		d.mu.Unlock()
 	}
 	if a.Pending == nil {
 		a.Pending = []string{}

@@ -1,14 +1,18 @@
 #!/bin/sh
 # Installs the Debian packages vxdp's build and tests need, only when
-# something is missing: clang/llvm/libbpf-dev/bpftool to rebuild the BPF
-# objects, iproute2, ethtool and ping to look at and poke the lab, tshark
-# (the tests read vxdp monitor's captures with it), and prometheus for
-# promtool (the tests check the shipped alert rules with it). The lab's
-# real guest (--guest) installs qemu, busybox and iperf3 itself.
+# something is missing: the pinned clang (scripts/bpf-clang.env: Debian 12's
+# clang-14 and llvm-14, by their versioned package names, whatever the
+# unversioned `clang` is), libbpf-dev and bpftool to rebuild the BPF objects,
+# iproute2, ethtool and ping to look at and poke the lab, tshark (the tests
+# read vxdp monitor's captures with it), and prometheus for promtool (the
+# tests check the shipped alert rules with it). The lab's real guest
+# (--guest) installs qemu, busybox and iperf3 itself.
 set -eu
+cd "$(dirname "$0")/.."
+. ./scripts/bpf-clang.env
 missing=""
-command -v clang >/dev/null 2>&1 || missing="$missing clang"
-command -v llvm-strip >/dev/null 2>&1 || missing="$missing llvm"
+command -v "clang-$BPF_LLVM_MAJOR" >/dev/null 2>&1 || missing="$missing clang-$BPF_LLVM_MAJOR"
+command -v "llvm-strip-$BPF_LLVM_MAJOR" >/dev/null 2>&1 || missing="$missing llvm-$BPF_LLVM_MAJOR"
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing="$missing libbpf-dev"
 command -v bpftool >/dev/null 2>&1 || missing="$missing bpftool"
 command -v bridge >/dev/null 2>&1 || missing="$missing iproute2"
@@ -31,6 +35,9 @@ if [ -n "$missing" ]; then
 	echo "deps: installing$missing"
 	# shellcheck disable=SC2086
 	apt-get install -y -q --no-install-recommends $missing
+	if ! "clang-$BPF_LLVM_MAJOR" --version | grep -q "clang version $BPF_CLANG_VERSION"; then
+		echo "deps: installed $("clang-$BPF_LLVM_MAJOR" --version | head -n 1), but the BPF objects are built with $BPF_CLANG_VERSION (scripts/bpf-clang.env): make check-generate will fail" >&2
+	fi
 fi
 if [ -n "$prom" ]; then
 	# Only promtool is wanted: the package must not leave a Prometheus

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/vxdp/vxdp/control/config"
 	"github.com/vxdp/vxdp/dataplane"
 	"github.com/vxdp/vxdp/maps"
 )
@@ -33,17 +30,15 @@ when the agent's applied.json is readable.`, maps.Names()),
 			if err != nil {
 				return err
 			}
-			p, err := printerOf(c)
+			p, loc, err := inspectAgent(c)
 			if err != nil {
 				return err
 			}
-			if err := enterNetns(c); err != nil {
-				return err
-			}
-			set, state, err := openAgentMaps(c)
+			set, err := loc.openMaps()
 			if err != nil {
 				return err
 			}
+			state := loc.stateDir
 			defer set.Close()
 			opts := maps.DumpOptions{IfName: ifName}
 			if why := otherNamespace(set); why != "" {
@@ -129,39 +124,21 @@ func dumpPolicy(c *cli.Context, p printer, set *maps.Set, state string, args []s
 	return printDump(p, []maps.Table{t})
 }
 
-// agentFlags find an agent's pinned maps: its instance (host), bpffs and
-// state dir, from flags or its ini files.
+// agentFlags find an agent's pinned maps and state: its instance (host),
+// bpffs and state dir, from flags or its ini files (see locateAgent).
 func agentFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "config", Usage: "the agent's ini `FILE`s, to find its instance (host), bpffs and state dir"},
-		instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
-	}
+	return []cli.Flag{agentConfigFlag, instanceFlag, bpffsFlag, stateDirFlag, netnsFlag}
 }
 
 // openAgentMaps opens the pinned maps of the agent the flags name, and
 // returns its state directory.
 func openAgentMaps(c *cli.Context) (*maps.Set, string, error) {
-	instance, bpffs, state := instanceName(c), c.String(bpffsFlag.Name), stateDir(c)
-	if files := c.StringSlice("config"); len(files) > 0 {
-		cfg, err := config.Load(files...)
-		if err != nil {
-			return nil, "", err
-		}
-		if !c.IsSet(instanceFlag.Name) {
-			instance = cfg.Host
-		}
-		if !c.IsSet(bpffsFlag.Name) {
-			bpffs = cfg.Dataplane.BPFFS
-		}
-		if !c.IsSet(stateDirFlag.Name) {
-			state = filepath.Join(cfg.StateDir, instance)
-		}
+	loc, err := locateAgent(c)
+	if err != nil {
+		return nil, "", err
 	}
-	set, err := maps.OpenPinned(filepath.Join(bpffs, "vxdp", instance, "maps"))
-	if errors.Is(err, maps.ErrNotPinned) {
-		return nil, "", fmt.Errorf("%w: is an agent with --instance %s running (and --bpffs %s)?", err, instance, bpffs)
-	}
-	return set, state, err
+	set, err := loc.openMaps()
+	return set, loc.stateDir, err
 }
 
 // printDump prints map tables with -c or in a typed format: JSON and YAML

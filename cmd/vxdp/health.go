@@ -19,8 +19,7 @@ import (
 
 // attachmentChecker is what /readyz asks the dataplane: nil when every
 // program it should run is attached where it should be, otherwise what is
-// missing. The dataplane implements it (`vxdp status` reports the same);
-// until it does, readiness does not include it.
+// missing. The dataplane implements it (`vxdp status` reports the same).
 type attachmentChecker interface {
 	CheckAttached() error
 }

@@ -40,6 +40,8 @@ docs/cli.md describes their JSON.`,
 		Commands: []*cli.Command{
 			agentCommand(),
 			dumpCommand(),
+			statusCommand(),
+			fdbCommand(),
 			monitorCommand(),
 			benchCommand(),
 			labCommand(),

@@ -277,6 +277,7 @@ func documentedViews() map[string][]string {
 		networkView.kind: networkView.keys(), portView.kind: portView.keys(), sgView.kind: sgView.keys(),
 		ruleView.kind: ruleView.keys(), agentView.kind: agentView.keys(), deletedView.kind: deletedView.keys(),
 		migrationView.kind: migrationView.keys(), versionView.kind: versionView.keys(), labView.kind: labView.keys(),
-		labNodeView.kind: labNodeView.keys(),
+		labNodeView.kind: labNodeView.keys(), statusView.kind: statusView.keys(), programView.kind: programView.keys(),
+		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
 	}
 }
