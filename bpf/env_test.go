@@ -367,7 +367,7 @@ func (w *world) counters(t testing.TB) map[string]maps.StatValue {
 func (w *world) run(t *testing.T, prog *ebpf.Program, progName string, in []byte, ctx *skbContext, reason string) (uint32, []byte) {
 	t.Helper()
 	before := w.counters(t)
-	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
+	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+1024)} // room for a DHCP answer
 	if ctx != nil {
 		opts.Context = ctx
 	}

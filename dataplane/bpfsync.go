@@ -61,6 +61,7 @@ type bpfWant struct {
 	fdb       map[maps.FDBKey]maps.FDBEntry
 	remote    map[maps.PolicyRemoteKey]maps.SGMask
 	l4        map[maps.PolicyL4Key]maps.SGMask
+	dhcp      map[uint32]maps.DHCPLease
 }
 
 // disabledSource is the provenance of a port entry kept for a tap whose
@@ -81,9 +82,12 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		txPorts:   map[uint32]uint32{},
 		arp:       map[maps.VNIAddr]maps.MACValue{},
 		fdb:       map[maps.FDBKey]maps.FDBEntry{},
+		dhcp:      map[uint32]maps.DHCPLease{},
 	}
 	vniOf := map[string]uint32{}
+	netOf := map[string]state.Network{}
 	for _, n := range want.Networks {
+		netOf[n.ID] = n
 		kn := nets[n.ID]
 		vniOf[n.ID] = n.VNI
 		info := maps.NetInfo{VxlanIfindex: uint32(kn.vxlan.Attrs().Index), Mtu: uint16(kn.mtu)}
@@ -132,6 +136,14 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		}
 		w.ports[idx] = info
 		w.txPorts[idx] = idx
+		if d.opts.DHCP {
+			if v, ok, err := dhcpLease(netOf[p.NetworkID], p); err != nil {
+				d.log.Error("DHCP at the port cannot answer this port: its DHCP goes to the network", "port", portName(p.LocalPort), "err", err)
+			} else if ok {
+				w.dhcp[idx] = v
+				rec.source("bpf/dhcp", maps.U32KeyString(idx), p.Source)
+			}
+		}
 		fk := maps.NewFDBKey(p.net.vni, p.MAC)
 		w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBLocal, Ifindex: idx}
 		rec.source("bpf/ports", maps.U32KeyString(idx), p.Source)
@@ -262,6 +274,7 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 		func() (mapStep, error) { return plan(d.set, maps.Ports, w.ports, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.PortAddrs, w.portAddrs, maps.PortAddrKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.TxPorts, w.txPorts, maps.U32KeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.DHCP, w.dhcp, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.ARP, w.arp, maps.VNIAddrKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.FDB, w.fdb, maps.FDBKeyString) },
 	} {

@@ -41,6 +41,9 @@ type Options struct {
 	// SecurityGroups enforces the security groups of ports with port
 	// security (Neutron's [securitygroup] enable_security_group).
 	SecurityGroups bool
+	// DHCP answers DHCPv4 at the port for ports whose subnet has DHCP on
+	// ([dataplane] dhcp); otherwise DHCP goes to the network.
+	DHCP bool
 	// MapSizes sizes the tracked-flow tables when the maps are created
 	// (maps.Resizable; default: the sizes in bpf/include/maps.h).
 	MapSizes maps.Sizes

@@ -113,7 +113,7 @@ type statsCollector struct {
 }
 
 // filledMaps are the maps with a fill worth watching (not the arrays).
-var filledMaps = []string{maps.Networks, maps.Ports, maps.PortAddrs, maps.FDB, maps.VTEPs, maps.ARP, maps.TxPorts,
+var filledMaps = []string{maps.Networks, maps.Ports, maps.PortAddrs, maps.DHCP, maps.FDB, maps.VTEPs, maps.ARP, maps.TxPorts,
 	maps.PolicyRemote, maps.PolicyL4, maps.CTTCP, maps.CTOther}
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -371,3 +371,20 @@ func Unreachable(srcMAC, dstMAC net.HardwareAddr, src, dst netip.Addr, quoted []
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort)},
 		gopacket.Payload(q))
 }
+
+// DHCPClient is a DHCP client message from srcMAC: src:68 -> dst:67 with
+// msg as the BOOTP payload (gopacket adds the END option).
+func DHCPClient(srcMAC net.HardwareAddr, src, dst netip.Addr, msg *layers.DHCPv4) []byte {
+	dstMAC := Broadcast
+	if !dst.IsValid() || dst != netip.MustParseAddr("255.255.255.255") {
+		dstMAC = MAC("02:00:00:00:00:01") // the router's, as ARP would say
+	}
+	return Build(Ether(srcMAC, dstMAC, layers.EthernetTypeIPv4), IPv4(src, dst, layers.IPProtocolUDP),
+		&layers.UDP{SrcPort: 68, DstPort: 67}, msg)
+}
+
+// DHCPMessage is a BOOTREQUEST of type typ from chaddr with extra options.
+func DHCPMessage(typ layers.DHCPMsgType, chaddr net.HardwareAddr, xid uint32, opts ...layers.DHCPOption) *layers.DHCPv4 {
+	return &layers.DHCPv4{Operation: layers.DHCPOpRequest, HardwareType: layers.LinkTypeEthernet, Xid: xid,
+		ClientHWAddr: chaddr, Options: append([]layers.DHCPOption{layers.NewDHCPOption(layers.DHCPOptMessageType, []byte{byte(typ)})}, opts...)}
+}

@@ -1,8 +1,10 @@
 package maps
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"time"
@@ -32,6 +34,8 @@ const (
 	SGStats      = "sg_stats"
 	Events       = "events"
 	MonScratch   = "mon_scratch"
+	DHCP         = "dhcp"
+	DHCPWork     = "dhcp_work"
 )
 
 // Desc describes one map to the Go side: the one place the loader (which
@@ -245,6 +249,23 @@ func Descs() []Desc {
 				}
 				return out, nil
 			}},
+		{Name: DHCP, Purpose: "DHCP at the port: the answer each port's DHCP client gets", Provenance: true,
+			Columns: []string{"tap", "mac", "ip", "server", "lease", "host_name"},
+			rows: keyed[uint32, DHCPLease]{Key: U32KeyString, Row: func(k uint32, v DHCPLease, n DevName) []any {
+				opts := DHCPOptions(v)
+				lease := "infinite"
+				if l := opts[optLease]; len(l) == 4 && binary.BigEndian.Uint32(l) != 0xffffffff {
+					lease = (time.Duration(binary.BigEndian.Uint32(l)) * time.Second).String()
+				}
+				prefix := AddrBE32(v.Yiaddr).String()
+				if m := opts[optSubnetMask]; len(m) == 4 {
+					bits, _ := net.IPMask(m).Size()
+					prefix = netip.PrefixFrom(AddrBE32(v.Yiaddr), bits).String()
+				}
+				return []any{dev(n, k), state.MAC(v.Reply[bootpChaddr : bootpChaddr+6]).String(), prefix,
+					AddrBE32(v.Server).String(), lease, string(opts[optHostName])}
+			}}.rows},
+		{Name: DHCPWork, Purpose: "the DHCP request being answered, per CPU", rows: noRows},
 		{Name: Events, Purpose: "decisions for vxdp monitor (a ring buffer: read it with vxdp monitor)", rows: noRows},
 		{Name: MonScratch, Purpose: "the frame on entry, per CPU, while a monitored program decides", rows: noRows},
 		{Name: Stats, Purpose: "packets and bytes per (program, reason)",

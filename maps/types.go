@@ -29,6 +29,7 @@ type (
 	CTEntry         = bpf.PortCtEntry
 	SGEvent         = bpf.PortSgEvent
 	MonEvent        = bpf.PortMonEvent
+	DHCPLease       = bpf.PortDhcpLease
 )
 
 // Values shared with the C side.

@@ -57,8 +57,13 @@ type Network struct {
 	VTEPs []VTEP `json:"vteps,omitempty"`
 	// VLANTransparent lets VMs send VLAN-tagged frames (Neutron's
 	// vlan_transparent); otherwise port security drops them.
-	VLANTransparent bool   `json:"vlan_transparent,omitempty"`
-	Source          Source `json:"source,omitzero"`
+	VLANTransparent bool `json:"vlan_transparent,omitempty"`
+	// Subnets of the network; DHCP at the port serves those with DHCP on.
+	Subnets []Subnet `json:"subnets,omitempty"`
+	// DNSDomain is the domain DHCP hands out (Neutron's dns_domain);
+	// empty means DefaultDNSDomain.
+	DNSDomain string `json:"dns_domain,omitempty"`
+	Source    Source `json:"source,omitzero"`
 }
 
 // VTEP is a remote tunnel endpoint of a network.
@@ -85,7 +90,10 @@ type LocalPort struct {
 	// rules is what the port allows besides what is always allowed: no
 	// group, nothing else.
 	SecurityGroups []string `json:"security_groups,omitempty"`
-	Source         Source   `json:"source,omitzero"`
+	// DNSName is the host name DHCP gives the VM (Neutron's dns_name);
+	// empty means "host-<address with dashes>".
+	DNSName string `json:"dns_name,omitempty"`
+	Source  Source `json:"source,omitzero"`
 }
 
 // RemotePort is a port of a served network bound to another host.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 )
 
 // MaxVNI is the largest 24-bit VXLAN network identifier.
@@ -50,6 +51,19 @@ func (d *Desired) Validate() error {
 			if !v.IP.Is4() {
 				bad("%s: vtep %q is not an IPv4 address", where, v.IP)
 			}
+		}
+		for j, sn := range n.Subnets {
+			for _, err := range sn.Validate() {
+				bad("%s: subnets[%d] (%s): %v", where, j, sn.CIDR, err)
+			}
+			for _, other := range n.Subnets[:j] {
+				if sn.CIDR.IsValid() && other.CIDR.IsValid() && sn.CIDR.Overlaps(other.CIDR) {
+					bad("%s: subnets[%d] (%s) overlaps %s", where, j, sn.CIDR, other.CIDR)
+				}
+			}
+		}
+		if n.DNSDomain != "" && !validDomain(n.DNSDomain) {
+			bad("%s: dns_domain %q is not a DNS name", where, n.DNSDomain)
 		}
 	}
 
@@ -100,6 +114,9 @@ func (d *Desired) Validate() error {
 		taps[tap] = where
 		for _, err := range ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs) {
 			bad("%s: %v", where, err)
+		}
+		if p.DNSName != "" && (strings.Contains(p.DNSName, ".") || !validDomain(p.DNSName)) {
+			bad("%s: dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", where, p.DNSName)
 		}
 	}
 	groups := map[string]*SecurityGroup{}
@@ -198,4 +215,24 @@ func ValidateAddressPairs(mac MAC, ips []netip.Addr, pairs []AddressPair) []erro
 		macOf[ap.IP.Masked()] = pairMAC
 	}
 	return errs
+}
+
+// validDomain reports whether s is a DNS name of at most 253 characters
+// whose labels are letters, digits and inner hyphens (RFC 1123), 63 at most.
+func validDomain(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -207,7 +207,7 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 			Instance: instance, BPFFS: cfg.Dataplane.BPFFS, StateDir: dir, LocalIP: cfg.LocalIP,
 			VXLANPort: cfg.VXLANPort, Kernel: !cfg.Dataplane.EnableBPF, ARPResponder: cfg.Dataplane.ARPResponder,
 			TTL: uint8(cfg.TTL), XDPMode: cfg.Dataplane.XDPMode, TCMode: cfg.Dataplane.TCMode, Log: log,
-			SecurityGroups: cfg.EnableSecurityGroup, MapSizes: mapSizes(cfg.Dataplane),
+			SecurityGroups: cfg.EnableSecurityGroup, MapSizes: mapSizes(cfg.Dataplane), DHCP: cfg.Dataplane.DHCP,
 		},
 	}
 	base := cfg.ConnectOptions()

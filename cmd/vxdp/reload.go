@@ -29,6 +29,7 @@ var restartSettings = []struct {
 	{"[dataplane] xdp_mode", func(s *agentSettings) string { return s.cfg.Dataplane.XDPMode }},
 	{"[dataplane] tc_mode", func(s *agentSettings) string { return s.cfg.Dataplane.TCMode }},
 	{"[dataplane] bpffs", func(s *agentSettings) string { return s.cfg.Dataplane.BPFFS }},
+	{"[dataplane] dhcp", func(s *agentSettings) string { return fmt.Sprint(s.cfg.Dataplane.DHCP) }},
 	{"[agent] metrics_listen", func(s *agentSettings) string { return s.metrics }},
 	{"[agent] report_interval", func(s *agentSettings) string { return s.cfg.ReportInterval.String() }},
 	{"[agent] availability_zone", func(s *agentSettings) string { return s.cfg.AvailabilityZone }},

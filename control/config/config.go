@@ -113,6 +113,10 @@ type DataplaneConfig struct {
 	// groups when the maps are created (0: the built-in defaults,
 	// 524288 and 262144, Cilium's).
 	CTTCPMax, CTOtherMax int
+	// DHCP answers DHCPv4 at the port for subnets with DHCP on ([dataplane]
+	// dhcp; default true). Off, a VM's DHCP goes out to the network (to
+	// Neutron's DHCP agent, say) whatever the subnet says.
+	DHCP bool
 }
 
 // Defaults are the values of options not set in any file.
@@ -125,7 +129,7 @@ func Defaults() *AgentConfig {
 		ReportInterval:            control.DefaultReportInterval,
 		PhysicalInterfaceMappings: map[string]string{},
 		NATS:                      NATSConfig{Bucket: control.DefaultBucket},
-		Dataplane:                 DataplaneConfig{EnableBPF: true, XDPMode: "auto", TCMode: "auto", BPFFS: "/sys/fs/bpf"},
+		Dataplane:                 DataplaneConfig{EnableBPF: true, XDPMode: "auto", TCMode: "auto", BPFFS: "/sys/fs/bpf", DHCP: true},
 	}
 }
 
@@ -330,6 +334,7 @@ var schema = map[string]map[string]spec{
 		"ct_other_max": {kInt, func(c *AgentConfig, v string) (string, string) {
 			return setRange(&c.Dataplane.CTOtherMax, "ct_other_max", v, 1024, 1<<24)
 		}},
+		"dhcp": {kBool, func(c *AgentConfig, v string) (string, string) { return setBool(&c.Dataplane.DHCP, v) }},
 	},
 }
 
@@ -507,7 +512,7 @@ func (c *AgentConfig) AgentOptions() control.AgentOptions {
 		Configurations: map[string]any{
 			"tunnel_types": []string{"vxlan"}, "l2_population": c.L2Population, "tunneling_ip": c.LocalIP.String(),
 			"udp_dstport": c.VXLANPort, "interface_mappings": c.PhysicalInterfaceMappings,
-			"enable_security_group": c.EnableSecurityGroup, "bpf": c.Dataplane.EnableBPF,
+			"enable_security_group": c.EnableSecurityGroup, "bpf": c.Dataplane.EnableBPF, "dhcp": c.Dataplane.DHCP,
 		},
 	}
 }
