@@ -75,6 +75,15 @@ type Config struct {
 	// virtio-net on a tap of the port's name in its node, as Nova/libvirt
 	// creates it, instead of a namespace on a veth.
 	Guest string
+	// DHCP gives the VMs no static address: each runs a real DHCP client
+	// (busybox udhcpc) at lab-up and gets its address from DHCP at the
+	// port. Without it, VMs are configured statically.
+	DHCP bool
+	// NoDHCPAtPort turns DHCP at the port off on the lab's subnets
+	// (Neutron's --no-dhcp, as far as vxdp is concerned): DHCP goes to the
+	// network, where the DHCP port (trusted, as Neutron trusts
+	// network:dhcp ports: no port security) may run a server.
+	NoDHCPAtPort bool
 }
 
 // Control planes of a lab.
@@ -107,6 +116,12 @@ func (c Config) withDefaults() (Config, error) {
 	case ControlFile, ControlNATS:
 	default:
 		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
+	}
+	if (c.DHCP || c.NoDHCPAtPort) && c.Control == ControlNATS {
+		return c, fmt.Errorf("lab: DHCP needs --control %s for now: the NATS control plane has no subnets yet", ControlFile)
+	}
+	if c.DHCP && c.NoDHCPAtPort {
+		return c, fmt.Errorf("lab: DHCP clients and no DHCP at the port: nothing would answer them")
 	}
 	if _, ok := c.GuestPort(); c.Guest != "" && !ok {
 		return c, fmt.Errorf("lab: guest %q is not a port of the lab (vm1, vm2, ...)", c.Guest)
@@ -239,9 +254,9 @@ func (c Config) Ports() []Port {
 
 // networks returns the networks of a configuration.
 func (c Config) networks() []state.Network {
-	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: NetworkMTU}}
+	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: NetworkMTU, Subnets: []state.Subnet{c.subnet(Net100ID)}}}
 	if c.SecondNetwork {
-		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: NetworkMTU})
+		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: NetworkMTU, Subnets: []state.Subnet{c.subnet(Net200ID)}})
 	}
 	return ns
 }
@@ -252,6 +267,10 @@ func (c Config) localPort(p Port) state.LocalPort {
 		SecurityGroups: c.groupsOf(p)}
 	if c.VIP && p.ID == VM1.ID {
 		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
+	}
+	if c.NoDHCPAtPort && p.ID == DHCP.ID {
+		off := false
+		lp.PortSecurity = &off
 	}
 	return lp
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -46,18 +45,8 @@ func EnsureGuestImage(dir string, log io.Writer) (GuestImage, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return img, err
 	}
-	var missing []string
-	for cmd, pkg := range guestPackages {
-		if _, err := exec.LookPath(cmd); err != nil {
-			missing = append(missing, pkg)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		fmt.Fprintf(log, "guest: installing %s\n", strings.Join(missing, " "))
-		if out, err := apt(append([]string{"install", "-y", "-q", "--no-install-recommends"}, missing...)...); err != nil {
-			return img, fmt.Errorf("apt-get install %s: %w\n%s", strings.Join(missing, " "), err, out)
-		}
+	if err := ensureCommands("guest", guestPackages, log); err != nil {
+		return img, err
 	}
 	kernelDir, err := fetchKernel(dir, log)
 	if err != nil {
@@ -83,12 +72,6 @@ func EnsureGuestImage(dir string, log io.Writer) (GuestImage, error) {
 	}
 	fmt.Fprintf(log, "guest: image in %s (kernel %s, initramfs %d KiB)\n", dir, filepath.Base(vmlinuz[0]), cpio.Len()/1024)
 	return img, nil
-}
-
-func apt(args ...string) ([]byte, error) {
-	cmd := exec.Command("apt-get", args...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	return cmd.CombinedOutput()
 }
 
 // fetchKernel downloads Debian's current amd64 kernel package into dir

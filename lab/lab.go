@@ -166,6 +166,9 @@ func Up(ctx context.Context, cfg Config, log io.Writer) (*Lab, error) {
 	if err == nil && !cfg.NoPublish {
 		err = l.WaitApplied(ctx)
 	}
+	if err == nil && !cfg.NoPublish {
+		err = l.leaseAll(ctx)
+	}
 	if err != nil {
 		if terr := l.Close(); terr != nil {
 			err = errors.Join(err, fmt.Errorf("teardown: %w", terr))

@@ -194,8 +194,10 @@ func addPort(c Config, p Port) error {
 		return err
 	}
 	return Do(c.PortNS(p), func() error {
-		if err := addAddr(VMDev, netip.PrefixFrom(p.IP, 24)); err != nil {
-			return err
+		if !c.leased(p) {
+			if err := addAddr(VMDev, netip.PrefixFrom(p.IP, 24)); err != nil {
+				return err
+			}
 		}
 		if c.VIP && p.ID == VM1.ID {
 			if err := addAddr(VMDev, netip.PrefixFrom(VIP, 24)); err != nil {
