@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/vxdp/vxdp/control"
@@ -295,15 +293,7 @@ func runAgent(c *cli.Context) error {
 		"dataplane", map[bool]string{true: "kernel", false: "bpf"}[s.dp.Kernel], "state", source,
 		"pins", s.dp.PinDir(), "applied_revision", dp.AppliedRevision())
 
-	if addr := s.metrics; addr != "" {
-		srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server", "addr", addr, "err", err)
-			}
-		}()
-		defer srv.Close()
-	}
+	defer serveMetrics(s.metrics, reg, log)()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

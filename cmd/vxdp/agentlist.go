@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -17,7 +18,9 @@ func agentListCommand() *cli.Command {
 		Name:  "list",
 		Usage: "list the agents and their liveness, like `openstack network agent list`",
 		Description: `An agent is alive (:-)) while its last heartbeat is younger than --down-time
-(Neutron's agent_down_time, 75s), dead (XXX) otherwise.`,
+(Neutron's agent_down_time, 75s), dead (XXX) otherwise. An agent whose VTEP is
+not its host's registered one is listed below the table: other hosts ignore its
+claim ("vxdp host list").`,
 		Flags: append(natsFlags(),
 			&cli.DurationFlag{Name: "down-time", Value: control.DefaultAgentDownTime, Usage: "heartbeat age after which an agent is dead"},
 			jsonFlag, netnsFlag),
@@ -45,6 +48,8 @@ type agentRow struct {
 	State            bool      `json:"State"`
 	Binary           string    `json:"Binary"`
 	VTEP             string    `json:"VTEP"`
+	RegisteredVTEP   string    `json:"Registered VTEP"`
+	VTEPMismatch     bool      `json:"VTEP Mismatch"`
 	Version          string    `json:"Version"`
 	Heartbeat        time.Time `json:"Last Heartbeat"`
 	AppliedRevision  uint64    `json:"Applied Revision"`
@@ -57,9 +62,13 @@ func agentRowsJSON(agents []control.AgentInfo) []agentRow {
 		if a.AvailabilityZone != "" {
 			az = &a.AvailabilityZone
 		}
+		reg := ""
+		if a.RegisteredVTEP.IsValid() {
+			reg = a.RegisteredVTEP.String()
+		}
 		out[i] = agentRow{ID: a.ID, AgentType: a.AgentType, Host: a.Host, AvailabilityZone: az, Alive: a.Alive,
-			State: a.AdminStateUp, Binary: a.Binary, VTEP: a.VTEP.String(), Version: a.Version,
-			Heartbeat: a.HeartbeatAt, AppliedRevision: a.AppliedRevision}
+			State: a.AdminStateUp, Binary: a.Binary, VTEP: a.VTEP.String(), RegisteredVTEP: reg, VTEPMismatch: a.VTEPMismatch(),
+			Version: a.Version, Heartbeat: a.HeartbeatAt, AppliedRevision: a.AppliedRevision}
 	}
 	return out
 }
@@ -67,6 +76,8 @@ func agentRowsJSON(agents []control.AgentInfo) []agentRow {
 // writeAgentTable prints the seed's table:
 //
 //	| ID | Agent Type | Host | Availability Zone | Alive | State | Binary |
+//
+// and a line per agent whose VTEP is not its host's registered one.
 func writeAgentTable(w io.Writer, agents []control.AgentInfo) error {
 	rows := make([][]string, len(agents))
 	for i, a := range agents {
@@ -84,5 +95,16 @@ func writeAgentTable(w io.Writer, agents []control.AgentInfo) error {
 		}
 		rows[i] = []string{a.ID, a.AgentType, a.Host, az, alive, st, a.Binary}
 	}
-	return writeTable(w, []string{"ID", "Agent Type", "Host", "Availability Zone", "Alive", "State", "Binary"}, rows)
+	if err := writeTable(w, []string{"ID", "Agent Type", "Host", "Availability Zone", "Alive", "State", "Binary"}, rows); err != nil {
+		return err
+	}
+	for _, a := range agents {
+		if a.VTEPMismatch() {
+			if _, err := fmt.Fprintf(w, "VTEP mismatch: the agent of %s reports %s, its host is registered with %s; other hosts use %s (vxdp host list)\n",
+				a.Host, a.VTEP, a.RegisteredVTEP, a.RegisteredVTEP); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -29,6 +29,7 @@ func main() {
 			networkCommand(),
 			portCommand(),
 			sgCommand(),
+			hostCommand(),
 		},
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
