@@ -168,6 +168,9 @@ func (b *Broker) serve(ctx context.Context, m *nats.Msg) {
 	if !ok || ValidHost(host) != nil {
 		return
 	}
+	if !knownOps[op] {
+		op = "unknown" // the metrics' op label takes no value an agent makes up
+	}
 	// The reply goes where the requester says: only below the host's own
 	// inbox, or an agent could make the broker publish, with the
 	// controller's rights, to any subject (a key of the bucket).
@@ -206,8 +209,11 @@ func (b *Broker) handle(ctx context.Context, host, op string, data []byte) (any,
 	case opConsumerDelete:
 		return b.deleteConsumer(ctx, host, data)
 	}
-	return nil, refusal(ReasonUnknownOp, "no operation %q", op)
+	return nil, refusal(ReasonUnknownOp, "no such operation")
 }
+
+var knownOps = map[string]bool{opInfo: true, opRegister: true, opHeartbeat: true, opStatus: true,
+	opConsumerCreate: true, opConsumerInfo: true, opConsumerDelete: true}
 
 // answer replies with res or err, and counts the request.
 func (b *Broker) answer(m *nats.Msg, host, op string, res any, err error) {

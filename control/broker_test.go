@@ -90,6 +90,13 @@ func TestBrokerStatusWrites(t *testing.T) {
 		})
 	}
 
+	t.Run("an operation that does not exist", func(t *testing.T) {
+		refusedWith(t, rogue.ask(t, "x1.y2", map[string]any{}), control.ReasonUnknownOp)
+		if got := counter(t, reg, control.MetricBrokerRefused, map[string]string{"op": "unknown", "reason": control.ReasonUnknownOp}); got != 1 {
+			t.Errorf("counted %v under op=unknown", got)
+		}
+	})
+
 	t.Run("delete only what it holds", func(t *testing.T) {
 		js := adminJS(t, srv)
 		last := func() uint64 {
@@ -482,4 +489,28 @@ func TestBucketLimits(t *testing.T) {
 	if s, err = js.Stream(ctx, control.StreamName(control.DefaultBucket)); err != nil || s.CachedInfo().Config.MaxBytes != 8<<30 {
 		t.Errorf("max bytes not raised: %v", err)
 	}
+}
+
+// With manual registration no agent record registers a host: its ports are
+// unreachable until the controller registers it.
+func TestManualRegistration(t *testing.T) {
+	ctx := context.Background()
+	srv, c, _ := credServer(t, control.BrokerOptions{ManualRegistration: true})
+	url := srv.ClientURL()
+	node3 := startAgentConn(t, connect(t, url, as("node3", "node3")), "node3", node3VTEP)
+	startAgentConn(t, connect(t, url, as("node4", "node4")), "node4", node4VTEP)
+	waitStatus(t, c, seedVM1ID, control.StatusActive)
+	time.Sleep(300 * time.Millisecond)
+	if d := node3.current(); d == nil || len(d.RemotePorts) != 0 {
+		t.Fatalf("a port of an unregistered host is distributed:%s", describe(d))
+	}
+	if hosts, err := c.ListHosts(ctx); err != nil || len(hosts) != 2 || hosts[0].Registration != nil || hosts[1].Registration != nil {
+		t.Fatalf("hosts %+v (%v)", hosts, err)
+	}
+	if _, err := c.RegisterHost(ctx, "node4", netip.MustParseAddr(node4VTEP), false); err != nil {
+		t.Fatal(err)
+	}
+	node3.waitL2(t, "net vxlan100_net vni 100 mtu 1450 flood 192.168.248.4",
+		"local vxlan100_net fa:16:3e:cb:98:2c tap9784ef08-97 172.16.100.19",
+		"remote vxlan100_net fa:16:3e:06:42:34 @192.168.248.4 172.16.100.12")
 }

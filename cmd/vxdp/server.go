@@ -83,7 +83,11 @@ FILE" prints the same rules for a cluster configured by hand.`,
 				Usage: "create the control-plane bucket on an existing cluster, or change its replicas and limits",
 				Flags: append(append(natsFlags(), &cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}), bucketLimitFlags()...),
 				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
-					if _, err := control.EnsureBucket(ctx, js, bucketOptions(c)); err != nil {
+					bo, err := bucketOptions(c)
+					if err != nil {
+						return err
+					}
+					if _, err := control.EnsureBucket(ctx, js, bo); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
@@ -140,14 +144,17 @@ func runServer(c *cli.Context) error {
 	if c.Int("replicas") < 1 || c.Int("replicas") > 5 {
 		return fmt.Errorf("--replicas %d: use 1-5 (3 on a three-node cluster)", c.Int("replicas"))
 	}
-	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
-		return fmt.Errorf("--store: %w", err)
-	}
 	reg := prometheus.NewRegistry()
 	if o.Broker, err = brokerOptions(c, log, reg); err != nil {
 		return err
 	}
-	bo := bucketOptions(c)
+	bo, err := bucketOptions(c)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
 	defer serveMetrics(c.String("metrics-addr"), reg, log)()
 	return serve(c.Context, o, bo, c.String("ready-file"), log)
 }
@@ -207,9 +214,20 @@ func bucketLimitFlags() []cli.Flag {
 	}
 }
 
-func bucketOptions(c *cli.Context) control.BucketOptions {
-	return control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas"), MaxBytes: c.Int64("max-bytes"),
-		MaxKeys: c.Int64("max-keys"), MaxValueSize: int32(min(c.Int("max-value-size"), 1<<20)), MaxConsumers: c.Int("max-consumers")}
+func bucketOptions(c *cli.Context) (control.BucketOptions, error) {
+	o := control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas"), MaxBytes: c.Int64("max-bytes"),
+		MaxKeys: c.Int64("max-keys"), MaxValueSize: int32(min(c.Int("max-value-size"), 1<<30)), MaxConsumers: c.Int("max-consumers")}
+	switch {
+	case o.MaxValueSize < 1<<10 || o.MaxValueSize > 1<<20:
+		return o, fmt.Errorf("--max-value-size %d: want 1024 to 1048576 (the server's largest message)", c.Int("max-value-size"))
+	case o.MaxBytes < 1<<20:
+		return o, fmt.Errorf("--max-bytes %d: want at least 1048576", o.MaxBytes)
+	case o.MaxKeys < 1000:
+		return o, fmt.Errorf("--max-keys %d: want at least 1000", o.MaxKeys)
+	case o.MaxConsumers < 1:
+		return o, fmt.Errorf("--max-consumers %d: want at least 1", o.MaxConsumers)
+	}
+	return o, nil
 }
 
 // brokerFlags configure the broker (control.BrokerOptions).
@@ -220,7 +238,7 @@ func brokerFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "writes-per-second", Value: 100, Usage: "records one host may write per second (sustained)"},
 		&cli.IntFlag{Name: "write-burst", Value: 2000, Usage: "records one host may write at once"},
 		&cli.IntFlag{Name: "max-consumers-per-host", Value: 4, Usage: "consumers one host holds at once through a broker (more delete its oldest)"},
-		&cli.BoolFlag{Name: "manual-registration", Usage: "register hosts' VTEPs only with `vxdp host add` (no first-registration-wins)"},
+		&cli.BoolFlag{Name: "manual-registration", Usage: "register hosts' VTEPs only with \"vxdp host add\" (no first-registration-wins)"},
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve the broker's Prometheus metrics on `HOST:PORT`"},
 	}
 }
