@@ -62,17 +62,10 @@ func (b *Broker) entitled(ctx context.Context, held *hostHoldings, filter, proof
 		return refusal(ReasonFilter, "filter %q: %s", filter, fmt.Sprintf(format, args...))
 	}
 	var holds func(key string) (bool, error)
-	switch id, ok := strings.CutPrefix(filter, "sgs."); {
-	case strings.HasPrefix(filter, "nets.") && strings.HasSuffix(filter, ".>"):
-		id := strings.TrimSuffix(strings.TrimPrefix(filter, "nets."), ".>")
-		if ValidID(id) != nil {
-			return deny("not a network")
-		}
+	switch kind, id, _ := parseEntitledFilter(filter); kind {
+	case KindNetwork:
 		holds = func(key string) (bool, error) { return held.bound(ctx, key, id) }
-	case ok:
-		if ValidID(id) != nil {
-			return deny("not a security group")
-		}
+	case KindSecGroup:
 		holds = func(key string) (bool, error) { return held.inGroup(ctx, key, id) }
 	default:
 		return deny("agents of host %s may not follow it", host)

@@ -175,6 +175,20 @@ func StatusesOfPortFilter(netID, portID string) string {
 // StatusesFilter matches every port status.
 const StatusesFilter = "nets.*.status.*.*"
 
+// parseEntitledFilter recognises a filter an agent may use only while it
+// hosts what the filter follows: a network's (NetworkFilter, kind
+// KindNetwork) or a security group's (SecGroupKey, kind KindSecGroup).
+func parseEntitledFilter(f string) (KeyKind, string, bool) {
+	if id, ok := strings.CutPrefix(f, "sgs."); ok && ValidID(id) == nil {
+		return KindSecGroup, id, true
+	}
+	rest, ok := strings.CutPrefix(f, "nets.")
+	if id, ok2 := strings.CutSuffix(rest, ".>"); ok && ok2 && ValidID(id) == nil {
+		return KindNetwork, id, true
+	}
+	return KindUnknown, "", false
+}
+
 // SecGroupsFilter matches every security group.
 const SecGroupsFilter = "sgs.*"
 

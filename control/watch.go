@@ -55,12 +55,16 @@ type follower struct {
 	lastMsg    atomic.Int64  // unix nanos of the last message handled
 	delivering atomic.Bool   // a handler waits for the reader of ch
 
-	// deliverMu orders deliveries: a handler holds it while it delivers, a
-	// new consumer is made only between deliveries.
-	deliverMu  sync.Mutex
-	serial     int    // of the current consumer; older consumers' messages are dropped
-	dseq       uint64 // consumer sequence of the last message handled
-	sseq       uint64 // revision of the last message delivered
+	// deliverMu orders deliveries: a handler holds it while it delivers
+	// (possibly waiting for the reader), a new consumer starts only between
+	// deliveries.
+	deliverMu sync.Mutex
+	serial    int    // of the current consumer; older consumers' messages are dropped
+	dseq      uint64 // consumer sequence of the last message handled
+	sseq      uint64 // revision of the last message delivered
+
+	// mu guards the current consumer; never held while delivering.
+	mu         sync.Mutex
 	sub        *nats.Subscription
 	name       string
 	reconnects uint64
@@ -123,9 +127,11 @@ func (f *follower) open(ctx context.Context) (uint64, error) {
 	if f.sseq > 0 {
 		spec.LastPerSubject, spec.StartRevision = false, f.sseq+1
 	}
+	f.deliverMu.Unlock()
+	f.mu.Lock()
 	old, oldName := f.sub, f.name
 	f.sub, f.name = nil, ""
-	f.deliverMu.Unlock()
+	f.mu.Unlock()
 	if old != nil {
 		_ = old.Unsubscribe()
 		f.src.remove(oldName)
@@ -143,8 +149,10 @@ func (f *follower) open(ctx context.Context) (uint64, error) {
 		_ = sub.Unsubscribe()
 		return 0, err
 	}
-	f.deliverMu.Lock()
-	defer f.deliverMu.Unlock()
+	// Not deliverMu: the consumer may already deliver, and wait for a
+	// reader who waits for this function.
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	select {
 	case <-f.done: // closed meanwhile: nobody will remove these
 		_ = sub.Unsubscribe()
@@ -226,9 +234,9 @@ func (f *follower) run() {
 			return
 		case <-f.kick:
 		case <-tick.C:
-			f.deliverMu.Lock()
+			f.mu.Lock()
 			reconnected := f.nc.Stats().Reconnects != f.reconnects
-			f.deliverMu.Unlock()
+			f.mu.Unlock()
 			idle := time.Since(time.Unix(0, f.lastMsg.Load()))
 			if !reconnected && (idle < 2*consumerHeartbeat || f.delivering.Load()) {
 				continue
@@ -269,9 +277,9 @@ func (f *follower) reopen() {
 func (f *follower) caughtUp(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	f.deliverMu.Lock()
+	f.mu.Lock()
 	name := f.name
-	f.deliverMu.Unlock()
+	f.mu.Unlock()
 	if name == "" {
 		return false
 	}
@@ -289,10 +297,13 @@ func (f *follower) close() {
 		close(f.done)
 	}
 	f.cancel()
-	f.deliverMu.Lock()
-	sub, name := f.sub, f.name
+	f.deliverMu.Lock() // a handler waiting for the reader has seen done
 	f.serial++
 	f.deliverMu.Unlock()
+	f.mu.Lock()
+	sub, name := f.sub, f.name
+	f.sub, f.name = nil, ""
+	f.mu.Unlock()
 	if sub != nil {
 		_ = sub.Unsubscribe()
 		f.src.remove(name)
