@@ -128,14 +128,7 @@ func (f *follower) open(ctx context.Context) (uint64, error) {
 		spec.LastPerSubject, spec.StartRevision = false, f.sseq+1
 	}
 	f.deliverMu.Unlock()
-	f.mu.Lock()
-	old, oldName := f.sub, f.name
-	f.sub, f.name = nil, ""
-	f.mu.Unlock()
-	if old != nil {
-		_ = old.Unsubscribe()
-		f.src.remove(oldName)
-	}
+	f.drop()
 
 	spec.DeliverSubject = f.src.newInbox()
 	reconnects := f.nc.Stats().Reconnects
@@ -300,6 +293,11 @@ func (f *follower) close() {
 	f.deliverMu.Lock() // a handler waiting for the reader has seen done
 	f.serial++
 	f.deliverMu.Unlock()
+	f.drop()
+}
+
+// drop unsubscribes from the current consumer and removes it.
+func (f *follower) drop() {
 	f.mu.Lock()
 	sub, name := f.sub, f.name
 	f.sub, f.name = nil, ""
