@@ -239,11 +239,11 @@ func (l *bpfLab) fill() error {
 		k, v any
 	}{
 		{maps.Config, uint32(0), maps.ConfigValue{LocalIp: be(labLocalIP), UplinkIfindex: 2, VxlanPort: maps.BE16(labVXLANPort),
-			SrcPortMin: 32768, SrcPortMax: 60999, Ttl: 64, UplinkMac: [6]byte(labUplink)}},
+			SrcPortMin: 32768, SrcPortMax: 60999, Ttl: 64, UplinkMac: [6]byte(labUplink), Flags: maps.ConfigForward}},
 		{maps.Networks, uint32(labVNI), maps.NetInfo{VxlanIfindex: 10, Mtu: labMTU}},
 		{maps.Ports, labVM.ifindex, l.portInfo(labVM)},
 		{maps.Ports, labLocalVM.ifindex, l.portInfo(labLocalVM)},
-		{maps.PortAddrs, maps.NewPortAddrKey(labVM.ifindex, netip.PrefixFrom(labVM.ip, 32)), maps.MACValue{Mac: [6]byte(labVM.mac)}},
+		{maps.PortAddrs, maps.NewPortAddrKey(labVM.ifindex, [6]byte(labVM.mac), netip.PrefixFrom(labVM.ip, 32)), maps.PortAddrValue{Kind: maps.AddrAllowed}},
 		{maps.FDB, key(labVM), maps.FDBEntry{Ifindex: labVM.ifindex, Kind: maps.FDBLocal}},
 		{maps.FDB, key(labLocalVM), maps.FDBEntry{Ifindex: labLocalVM.ifindex, Kind: maps.FDBLocal}},
 		{maps.FDB, key(labRemoteVM), maps.FDBEntry{Vtep: be(labVTEP), Kind: maps.FDBRemote}},
@@ -277,7 +277,8 @@ func (l *bpfLab) close() {
 func (l *bpfLab) cases() []bpfCase {
 	vmToLocal := tcpFrame(labVM, labLocalVM)
 	vmToRemote := tcpFrame(labVM, labRemoteVM)
-	remoteToLocal := vxlanFrame(labVTEP, tcpFrame(labRemoteVM, labLocalVM))
+	// UDP: inner TCP goes to the kernel's GRO first (PASS_TCP_GRO).
+	remoteToLocal := vxlanFrame(labVTEP, udpFrame(labRemoteVM, labLocalVM))
 	// Host traffic on the uplink that is UDP but not VXLAN: the longest
 	// pass path before the VXLAN header.
 	dns := frame(&layers.Ethernet{SrcMAC: labPeerMAC, DstMAC: labUplink, EthernetType: layers.EthernetTypeIPv4},
@@ -362,7 +363,7 @@ func (l *bpfLab) setSecurity(on bool) error {
 }
 
 func (l *bpfLab) portInfo(p labPort) maps.PortInfo {
-	return maps.PortInfo{Vni: labVNI, Mtu: labMTU, Flags: maps.PortSecurity, Mac: [6]byte(p.mac)}
+	return maps.PortInfo{Vni: labVNI, Mtu: labMTU, Flags: maps.PortSecurity | maps.PortBridged, Mac: [6]byte(p.mac)}
 }
 
 // packets is the counter c must hit, summed over CPUs.
@@ -382,6 +383,11 @@ func tcpFrame(from, to labPort) []byte {
 	return frame(&layers.Ethernet{SrcMAC: from.mac, DstMAC: to.mac, EthernetType: layers.EthernetTypeIPv4},
 		ipv4(from.ip, to.ip, layers.IPProtocolTCP),
 		&layers.TCP{SrcPort: 40000, DstPort: 80, ACK: true, Seq: 1, Ack: 1, Window: 502}, gopacket.Payload(make([]byte, 64)))
+}
+
+func udpFrame(from, to labPort) []byte {
+	return frame(&layers.Ethernet{SrcMAC: from.mac, DstMAC: to.mac, EthernetType: layers.EthernetTypeIPv4},
+		ipv4(from.ip, to.ip, layers.IPProtocolUDP), &layers.UDP{SrcPort: 40000, DstPort: 5201}, gopacket.Payload(make([]byte, 64)))
 }
 
 // vxlanFrame is inner as a Linux VTEP at src sends it to the lab: DF

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -18,6 +19,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/vxdp/vxdp/bpf"
+	"github.com/vxdp/vxdp/frames"
 	"github.com/vxdp/vxdp/maps"
 )
 
@@ -34,8 +36,11 @@ const (
 
 // Program names as maps.ReadStats reports them.
 const (
-	progPort   = "port"
-	progUplink = "uplink"
+	progPort    = "port"
+	progUplink  = "uplink"
+	progVXLAN   = "vxlan"
+	progBridge  = "bridge"
+	progDeliver = "deliver"
 )
 
 // The topology every test starts from, on the seed's private addresses.
@@ -75,34 +80,34 @@ type vm struct {
 
 var (
 	// vmA is the port under test: a TC test run's skb device is lo.
-	vmA = vm{ifindex: loIfindex, vni: vniA, mac: mac("fa:16:3e:00:00:0a"), ip: ip4("172.16.100.10")}
-	vmB = vm{ifindex: 3, vni: vniA, mac: mac("fa:16:3e:00:00:0b"), ip: ip4("172.16.100.11")}
+	vmA = vm{ifindex: loIfindex, vni: vniA, mac: mac("fa:16:3e:00:00:0a"), ip: addr("172.16.100.10")}
+	vmB = vm{ifindex: 3, vni: vniA, mac: mac("fa:16:3e:00:00:0b"), ip: addr("172.16.100.11")}
 	// vmC is on another tenant network, with an overlapping address.
-	vmC = vm{ifindex: 4, vni: vniB, mac: mac("fa:16:3e:00:00:0c"), ip: ip4("172.16.100.11")}
+	vmC = vm{ifindex: 4, vni: vniB, mac: mac("fa:16:3e:00:00:0c"), ip: addr("172.16.100.11")}
 	// vmD is a local port not yet in the tx_ports devmap.
-	vmD = vm{ifindex: 5, vni: vniA, mac: mac("fa:16:3e:00:00:0d"), ip: ip4("172.16.100.13")}
+	vmD = vm{ifindex: 5, vni: vniA, mac: mac("fa:16:3e:00:00:0d"), ip: addr("172.16.100.13")}
 	// vmR is a remote port of vniA behind vtepA; vmS one of vniB behind vtepB.
-	vmR = vm{vtep: vtepA, vni: vniA, mac: mac("fa:16:3e:00:01:0a"), ip: ip4("172.16.100.20")}
-	vmS = vm{vtep: vtepB, vni: vniB, mac: mac("fa:16:3e:00:01:0b"), ip: ip4("172.16.100.30")}
+	vmR = vm{vtep: vtepA, vni: vniA, mac: mac("fa:16:3e:00:01:0a"), ip: addr("172.16.100.20")}
+	vmS = vm{vtep: vtepB, vni: vniB, mac: mac("fa:16:3e:00:01:0b"), ip: addr("172.16.100.30")}
 
 	// Allowed address pairs of vmA: a CIDR with its own MAC, and one
 	// address with another MAC (a VRRP-style virtual IP).
 	pairCIDR    = netip.MustParsePrefix("172.16.100.128/28")
-	pairVIP     = ip4("172.16.100.50")
+	pairVIP     = addr("172.16.100.50")
 	pairVIPMAC  = mac("fa:16:3e:00:00:99")
-	unknownIP   = ip4("172.16.100.99") // nobody's
+	unknownIP   = addr("172.16.100.99") // nobody's
 	staleFDBMAC = mac("fa:16:3e:00:00:ee")
+
+	// IPv6 of vmA: a global fixed IP, and its EUI-64 link-local address.
+	vmA6     = addr("2001:db8:100::a")
+	vmALL    = addr("fe80::f816:3eff:fe00:a")
+	vmB6     = addr("2001:db8:100::b")
+	unknown6 = addr("2001:db8:100::99")
 )
 
-func mac(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
+func mac(s string) net.HardwareAddr { return frames.MAC(s) }
 
-func ip4(s string) netip.Addr { return netip.MustParseAddr(s) }
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func mac6(m net.HardwareAddr) [6]byte { return [6]byte(m) }
 
@@ -193,16 +198,15 @@ func enterNetns(t *testing.T, ns netns.NsHandle) {
 	})
 }
 
-// world is one fresh instance of the data plane: maps and both programs.
+// world is one fresh instance of the data plane: maps and every program.
 type world struct {
-	set    *maps.Set
-	port   *ebpf.Program
-	uplink *ebpf.Program
+	set   *maps.Set
+	progs map[string]*ebpf.Program // by program name
 }
 
-// newWorld loads both programs over fresh maps seeded with the topology
+// newWorld loads the programs over fresh maps seeded with the topology
 // above. It must run inside the test netns: tx_ports resolves ifindexes.
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	set, err := maps.Create()
 	if err != nil {
@@ -210,17 +214,33 @@ func newWorld(t *testing.T) *world {
 	}
 	t.Cleanup(set.Close)
 	opts := &ebpf.CollectionOptions{MapReplacements: set.All()}
-	var port bpf.PortPrograms
-	if err := bpf.LoadPortObjects(&port, opts); err != nil {
-		t.Fatalf("load port program: %s", verifierLog(err))
+	var (
+		port    bpf.PortPrograms
+		uplink  bpf.UplinkPrograms
+		vxlan   bpf.VxlanPrograms
+		bridge  bpf.BridgePrograms
+		deliver bpf.DeliverPrograms
+	)
+	for _, l := range []struct {
+		name string
+		load func(any, *ebpf.CollectionOptions) error
+		obj  interface{ Close() error }
+	}{
+		{progPort, bpf.LoadPortObjects, &port},
+		{progUplink, bpf.LoadUplinkObjects, &uplink},
+		{progVXLAN, bpf.LoadVxlanObjects, &vxlan},
+		{progBridge, bpf.LoadBridgeObjects, &bridge},
+		{progDeliver, bpf.LoadDeliverObjects, &deliver},
+	} {
+		if err := l.load(l.obj, opts); err != nil {
+			t.Fatalf("load %s program: %s", l.name, verifierLog(err))
+		}
+		t.Cleanup(func() { l.obj.Close() })
 	}
-	t.Cleanup(func() { port.Close() })
-	var uplink bpf.UplinkPrograms
-	if err := bpf.LoadUplinkObjects(&uplink, opts); err != nil {
-		t.Fatalf("load uplink program: %s", verifierLog(err))
-	}
-	t.Cleanup(func() { uplink.Close() })
-	w := &world{set: set, port: port.VxdpPort, uplink: uplink.VxdpUplink}
+	w := &world{set: set, progs: map[string]*ebpf.Program{
+		progPort: port.VxdpPort, progUplink: uplink.VxdpUplink, progVXLAN: vxlan.VxdpVxlan, progBridge: bridge.VxdpBridge,
+		progDeliver: deliver.VxdpDeliver,
+	}}
 	w.seed(t)
 	return w
 }
@@ -233,7 +253,7 @@ func verifierLog(err error) string {
 	return err.Error()
 }
 
-func (w *world) seed(t *testing.T) {
+func (w *world) seed(t testing.TB) {
 	t.Helper()
 	w.put(t, maps.Config, uint32(0), maps.ConfigValue{
 		LocalIp:       maps.BE32(localIP),
@@ -243,21 +263,30 @@ func (w *world) seed(t *testing.T) {
 		SrcPortMax:    srcPortMax,
 		Ttl:           outerTTL,
 		UplinkMac:     mac6(uplinkMAC),
+		Flags:         maps.ConfigForward,
 	})
 	w.seedIPID(t, seedIPID)
 	for _, vni := range []uint32{vniA, vniB} {
 		w.put(t, maps.Networks, vni, maps.NetInfo{VxlanIfindex: 10 + vni, Mtu: netMTU})
 	}
+	allow := func(ifindex uint32, m net.HardwareAddr, p netip.Prefix) {
+		w.put(t, maps.PortAddrs, maps.NewPortMACKey(ifindex, mac6(m)), maps.PortAddrValue{Kind: maps.AddrMACOnly})
+		w.put(t, maps.PortAddrs, maps.NewPortAddrKey(ifindex, mac6(m), p), maps.PortAddrValue{Kind: maps.AddrAllowed})
+	}
 	for _, p := range []vm{vmA, vmB, vmC, vmD} {
-		w.put(t, maps.Ports, p.ifindex, maps.PortInfo{Vni: p.vni, Mtu: netMTU, Flags: maps.PortSecurity, Mac: mac6(p.mac)})
-		w.put(t, maps.PortAddrs, maps.NewPortAddrKey(p.ifindex, netip.PrefixFrom(p.ip, 32)), maps.MACValue{Mac: mac6(p.mac)})
+		w.put(t, maps.Ports, p.ifindex, maps.PortInfo{Vni: p.vni, Mtu: netMTU, Flags: maps.PortSecurity | maps.PortBridged,
+			Mac: mac6(p.mac), Ip4: maps.BE32(p.ip)})
+		allow(p.ifindex, p.mac, netip.PrefixFrom(p.ip, 32))
 		w.put(t, maps.FDB, maps.NewFDBKey(p.vni, mac6(p.mac)), maps.FDBEntry{Ifindex: p.ifindex, Kind: maps.FDBLocal})
 		if p.ifindex != vmD.ifindex {
 			w.put(t, maps.TxPorts, p.ifindex, uint32(loIfindex))
 		}
 	}
-	w.put(t, maps.PortAddrs, maps.NewPortAddrKey(vmA.ifindex, pairCIDR), maps.MACValue{Mac: mac6(vmA.mac)})
-	w.put(t, maps.PortAddrs, maps.NewPortAddrKey(vmA.ifindex, netip.PrefixFrom(pairVIP, 32)), maps.MACValue{Mac: mac6(pairVIPMAC)})
+	update(t, w, maps.Ports, vmA.ifindex, func(p *maps.PortInfo) { p.Ip6 = vmA6.As16() })
+	allow(vmA.ifindex, vmA.mac, netip.PrefixFrom(vmA6, 128))
+	allow(vmA.ifindex, vmA.mac, netip.PrefixFrom(vmALL, 128))
+	allow(vmA.ifindex, vmA.mac, pairCIDR)
+	allow(vmA.ifindex, pairVIPMAC, netip.PrefixFrom(pairVIP, 32))
 	for _, r := range []vm{vmR, vmS} {
 		w.put(t, maps.FDB, maps.NewFDBKey(r.vni, mac6(r.mac)), maps.FDBEntry{Vtep: maps.BE32(r.vtep), Kind: maps.FDBRemote})
 		w.put(t, maps.ARP, maps.NewVNIAddr(r.vni, r.ip), maps.MACValue{Mac: mac6(r.mac)})
@@ -267,14 +296,14 @@ func (w *world) seed(t *testing.T) {
 	w.put(t, maps.FDB, maps.NewFDBKey(vniA, mac6(staleFDBMAC)), maps.FDBEntry{Ifindex: vmC.ifindex, Kind: maps.FDBLocal})
 }
 
-func (w *world) put(t *testing.T, name string, k, v any) {
+func (w *world) put(t testing.TB, name string, k, v any) {
 	t.Helper()
 	if err := w.set.Map(name).Put(k, v); err != nil {
 		t.Fatalf("put %s[%+v]: %v", name, k, err)
 	}
 }
 
-func (w *world) del(t *testing.T, name string, k any) {
+func (w *world) del(t testing.TB, name string, k any) {
 	t.Helper()
 	if err := w.set.Map(name).Delete(k); err != nil {
 		t.Fatalf("delete %s[%+v]: %v", name, k, err)
@@ -282,7 +311,7 @@ func (w *world) del(t *testing.T, name string, k any) {
 }
 
 // update reads an entry, lets f change it and writes it back.
-func update[V any](t *testing.T, w *world, name string, k any, f func(*V)) {
+func update[V any](t testing.TB, w *world, name string, k any, f func(*V)) {
 	t.Helper()
 	var v V
 	if err := w.set.Map(name).Lookup(k, &v); err != nil {
@@ -293,7 +322,7 @@ func update[V any](t *testing.T, w *world, name string, k any, f func(*V)) {
 }
 
 // seedIPID sets the next outer IPv4 ID of every CPU.
-func (w *world) seedIPID(t *testing.T, id uint32) {
+func (w *world) seedIPID(t testing.TB, id uint32) {
 	t.Helper()
 	n, err := ebpf.PossibleCPU()
 	if err != nil {
@@ -306,16 +335,28 @@ func (w *world) seedIPID(t *testing.T, id uint32) {
 	w.put(t, maps.IPID, uint32(0), ids)
 }
 
-// counters returns every non-zero (program/reason) counter summed over CPUs.
+// counters returns every non-zero counter, summed over CPUs, by
+// "program/reason". It reads every slot of the stats map, not only the
+// pairs a program is declared to give, so a count in an undeclared slot
+// shows too.
 func (w *world) counters(t testing.TB) map[string]maps.StatValue {
 	t.Helper()
-	cs, err := maps.ReadStats(w.set.Map(maps.Stats), false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]maps.StatValue{}
-	for _, c := range cs {
-		out[c.Prog+"/"+c.Reason] = maps.StatValue{Packets: c.Packets, Bytes: c.Bytes}
+	var perCPU []maps.StatValue
+	for _, p := range maps.Progs() {
+		for r := range maps.Reason(128) {
+			if err := w.set.Map(maps.Stats).Lookup(uint32(p)*128+uint32(r), &perCPU); err != nil {
+				t.Fatal(err)
+			}
+			var sum maps.StatValue
+			for _, v := range perCPU {
+				sum.Packets += v.Packets
+				sum.Bytes += v.Bytes
+			}
+			if sum.Packets > 0 {
+				out[maps.ProgName(p)+"/"+maps.ReasonName(r)] = sum
+			}
+		}
 	}
 	return out
 }
@@ -341,6 +382,9 @@ func (w *world) run(t *testing.T, prog *ebpf.Program, progName string, in []byte
 	want.Bytes += uint64(len(in))
 	if after[key] != want {
 		t.Errorf("counter %s = %+v, want %+v", key, after[key], want)
+	}
+	if !slices.ContainsFunc(maps.ProgReasons(progByName(progName)), func(r maps.Reason) bool { return maps.ReasonName(r) == reason }) {
+		t.Errorf("%s counted %s, which reasons.h does not list for it", progName, reason)
 	}
 	for k, v := range after {
 		if k != key && v != before[k] {
@@ -385,11 +429,7 @@ func runCases(t *testing.T, progName string, cases []testCase) {
 // check runs the case in w and compares verdict, output and counters.
 func (c testCase) check(t *testing.T, w *world, progName string) []byte {
 	t.Helper()
-	prog := w.port
-	if progName == progUplink {
-		prog = w.uplink
-	}
-	verdict, out := w.run(t, prog, progName, c.in, c.ctx, c.reason)
+	verdict, out := w.run(t, w.progs[progName], progName, c.in, c.ctx, c.reason)
 	if verdict != c.verdict {
 		t.Errorf("verdict %d, want %d", verdict, c.verdict)
 	}
@@ -400,8 +440,19 @@ func (c testCase) check(t *testing.T, w *world, progName string) []byte {
 	case want == nil:
 		want = c.in
 	}
-	diffFrames(t, out, want)
+	if d := frames.Diff(out, want); d != "" {
+		t.Error(d)
+	}
 	return out
+}
+
+func progByName(name string) maps.Prog {
+	for _, p := range maps.Progs() {
+		if maps.ProgName(p) == name {
+			return p
+		}
+	}
+	panic("no program " + name)
 }
 
 // skbContext mirrors struct __sk_buff (linux/bpf.h). BPF_PROG_TEST_RUN

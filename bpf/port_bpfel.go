@@ -13,12 +13,91 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type PortAddrFamily uint32
+
+const (
+	PortAddrFamilyADDR_MAC  PortAddrFamily = 0
+	PortAddrFamilyADDR_IPV4 PortAddrFamily = 4
+	PortAddrFamilyADDR_IPV6 PortAddrFamily = 6
+)
+
 type PortAgentMeta struct {
 	_           structs.HostLayout
 	Revision    uint64
 	AppliedAtNs uint64
 	Layout      uint32
 	Pad         uint32
+}
+
+type PortConfigFlag uint32
+
+const (
+	PortConfigFlagCFG_F_FORWARD       PortConfigFlag = 1
+	PortConfigFlagCFG_F_MONITOR_DROPS PortConfigFlag = 2
+	PortConfigFlagCFG_F_MONITOR_TRACE PortConfigFlag = 4
+)
+
+type PortCtEntry struct {
+	_          structs.HostLayout
+	Expires    uint64
+	Generation uint32
+	Opener     uint8
+	State      uint8
+	Seen       uint8
+	Pad        uint8
+	OpenerL4   uint16
+	Pad2       [6]uint8
+}
+
+type PortCtKey struct {
+	_          structs.HostLayout
+	Ifindex    uint32
+	Proto      uint8
+	Family     uint8
+	LocalPort  uint16
+	RemotePort uint16
+	Pad        [2]uint8
+	Local      [16]uint8
+	Remote     [16]uint8
+}
+
+type PortCtState uint32
+
+const (
+	PortCtStateCT_OPEN PortCtState = 1
+	PortCtStateCT_CUT  PortCtState = 2
+)
+
+type PortCtTcpSeen uint32
+
+const (
+	PortCtTcpSeenCT_SYN     PortCtTcpSeen = 1
+	PortCtTcpSeenCT_REPLIED PortCtTcpSeen = 2
+	PortCtTcpSeenCT_FIN_OUT PortCtTcpSeen = 4
+	PortCtTcpSeenCT_FIN_IN  PortCtTcpSeen = 8
+	PortCtTcpSeenCT_RST     PortCtTcpSeen = 16
+)
+
+type PortDhcpLease struct {
+	_         structs.HostLayout
+	Yiaddr    uint32
+	Server    uint32
+	ServerMac [6]uint8
+	Pad       [2]uint8
+	Reply     [548]uint8
+}
+
+type PortDhcpWork struct {
+	_            structs.HostLayout
+	Xid          uint32
+	Ciaddr       uint32
+	Requested    uint32
+	Server       uint32
+	Flags        uint16
+	Type         uint8
+	HasRequested uint8
+	HasServer    uint8
+	Pad          [3]uint8
 }
 
 type PortFdbEntry struct {
@@ -49,6 +128,35 @@ type PortMacValue struct {
 	Pad [2]uint8
 }
 
+type PortMonEvent struct {
+	_         structs.HostLayout
+	TsNs      uint64
+	Ifindex   uint32
+	Vni       uint32
+	Len       uint32
+	Reason    uint16
+	Prog      uint8
+	Verdict   uint8
+	BeforeLen uint16
+	AfterLen  uint16
+	Pad       [4]uint8
+	Before    [128]uint8
+	After     [128]uint8
+}
+
+type PortMonFrame struct {
+	_    structs.HostLayout
+	Len  uint16
+	Pad  [6]uint8
+	Data [128]uint8
+}
+
+type PortNetFlag uint32
+
+const (
+	PortNetFlagNET_F_VLAN_TRANSPARENT PortNetFlag = 1
+)
+
 type PortNetInfo struct {
 	_            structs.HostLayout
 	VxlanIfindex uint32
@@ -56,26 +164,99 @@ type PortNetInfo struct {
 	Flags        uint16
 }
 
+type PortPolicyL4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Policy    uint32
+	Dir       uint8
+	Family    uint8
+	Proto     uint8
+	Pad       uint8
+	Port      uint16
+	Pad2      [2]uint8
+}
+
+type PortPolicyRemoteKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Policy    uint32
+	Dir       uint8
+	Family    uint8
+	Pad       [2]uint8
+	Addr      [16]uint8
+}
+
 type PortPortAddrKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Ifindex   uint32
-	Addr      uint32
+	Mac       [6]uint8
+	Family    uint8
+	Pad       uint8
+	Addr      [16]uint8
+}
+
+type PortPortAddrKind uint32
+
+const (
+	PortPortAddrKindPORT_ADDR_MAC_ONLY PortPortAddrKind = 1
+	PortPortAddrKindPORT_ADDR_ALLOWED  PortPortAddrKind = 2
+)
+
+type PortPortAddrValue struct {
+	_    structs.HostLayout
+	Kind uint32
 }
 
 type PortPortFlag uint32
 
 const (
-	PortPortFlagPORT_F_SECURITY PortPortFlag = 1
+	PortPortFlagPORT_F_SECURITY  PortPortFlag = 1
+	PortPortFlagPORT_F_BRIDGED   PortPortFlag = 2
+	PortPortFlagPORT_F_DISABLED  PortPortFlag = 4
+	PortPortFlagPORT_F_SG        PortPortFlag = 8
+	PortPortFlagPORT_F_STATELESS PortPortFlag = 16
+	PortPortFlagPORT_F_IPV6      PortPortFlag = 32
 )
 
 type PortPortInfo struct {
-	_     structs.HostLayout
-	Vni   uint32
-	Mtu   uint16
-	Flags uint16
-	Mac   [6]uint8
-	Pad   [2]uint8
+	_          structs.HostLayout
+	Vni        uint32
+	Mtu        uint16
+	Flags      uint16
+	Mac        [6]uint8
+	Pad        [2]uint8
+	Ip4        uint32
+	Ip6        [16]uint8
+	Policy     uint32
+	Generation uint32
+}
+
+type PortSgDir uint32
+
+const (
+	PortSgDirSG_INGRESS PortSgDir = 0
+	PortSgDirSG_EGRESS  PortSgDir = 1
+)
+
+type PortSgEvent uint32
+
+const (
+	PortSgEventSG_EV_ESTABLISHED PortSgEvent = 0
+	PortSgEventSG_EV_NEW         PortSgEvent = 1
+	PortSgEventSG_EV_RELATED     PortSgEvent = 2
+	PortSgEventSG_EV_ALWAYS      PortSgEvent = 3
+	PortSgEventSG_EV_STATELESS   PortSgEvent = 4
+	PortSgEventSG_EV_DENIED      PortSgEvent = 5
+	PortSgEventSG_EV_RECHECKED   PortSgEvent = 6
+	PortSgEventSG_EV_CUT         PortSgEvent = 7
+	PortSgEventSG_EV_CT_FULL     PortSgEvent = 8
+	PortSgEventSG_EVENT_MAX      PortSgEvent = 9
+)
+
+type PortSgMask struct {
+	_ structs.HostLayout
+	W [4]uint64
 }
 
 type PortStatValue struct {
@@ -106,72 +287,123 @@ type PortVxdpConfig struct {
 type PortVxdpProg uint32
 
 const (
-	PortVxdpProgVXDP_PROG_PORT   PortVxdpProg = 0
-	PortVxdpProgVXDP_PROG_UPLINK PortVxdpProg = 1
-	PortVxdpProgVXDP_PROG_MAX    PortVxdpProg = 2
+	PortVxdpProgVXDP_PROG_PORT    PortVxdpProg = 0
+	PortVxdpProgVXDP_PROG_UPLINK  PortVxdpProg = 1
+	PortVxdpProgVXDP_PROG_VXLAN   PortVxdpProg = 2
+	PortVxdpProgVXDP_PROG_BRIDGE  PortVxdpProg = 3
+	PortVxdpProgVXDP_PROG_DELIVER PortVxdpProg = 4
+	PortVxdpProgVXDP_PROG_MAX     PortVxdpProg = 5
 )
 
 type PortVxdpReason uint32
 
 const (
-	PortVxdpReasonREASON_UNSPEC        PortVxdpReason = 0
-	PortVxdpReasonPASS_PORT_UNKNOWN    PortVxdpReason = 1
-	PortVxdpReasonDROP_RUNT            PortVxdpReason = 2
-	PortVxdpReasonDROP_SPOOF_MAC       PortVxdpReason = 3
-	PortVxdpReasonDROP_SPOOF_IP        PortVxdpReason = 4
-	PortVxdpReasonDROP_SPOOF_ARP       PortVxdpReason = 5
-	PortVxdpReasonDROP_MALFORMED_IP    PortVxdpReason = 6
-	PortVxdpReasonPASS_VLAN            PortVxdpReason = 7
-	PortVxdpReasonPASS_BUM             PortVxdpReason = 8
-	PortVxdpReasonTX_ARP_REPLY         PortVxdpReason = 9
-	PortVxdpReasonPASS_FDB_MISS        PortVxdpReason = 10
-	PortVxdpReasonPASS_HAIRPIN         PortVxdpReason = 11
-	PortVxdpReasonPASS_NOT_IP          PortVxdpReason = 12
-	PortVxdpReasonPASS_TOO_BIG         PortVxdpReason = 13
-	PortVxdpReasonPASS_ENCAP_FAILED    PortVxdpReason = 14
-	PortVxdpReasonDROP_ENCAP_FAILED    PortVxdpReason = 15
-	PortVxdpReasonDROP_VNI_MISMATCH    PortVxdpReason = 16
-	PortVxdpReasonREDIRECT_LOCAL       PortVxdpReason = 17
-	PortVxdpReasonREDIRECT_REMOTE      PortVxdpReason = 18
-	PortVxdpReasonREDIRECT_REMOTE_GSO  PortVxdpReason = 19
-	PortVxdpReasonPASS_NOT_IPV4        PortVxdpReason = 20
-	PortVxdpReasonPASS_MALFORMED       PortVxdpReason = 21
-	PortVxdpReasonPASS_NOT_UDP         PortVxdpReason = 22
-	PortVxdpReasonPASS_IP_OPTIONS      PortVxdpReason = 23
-	PortVxdpReasonPASS_FRAGMENT        PortVxdpReason = 24
-	PortVxdpReasonPASS_NOT_LOCAL       PortVxdpReason = 25
-	PortVxdpReasonPASS_NOT_VXLAN       PortVxdpReason = 26
-	PortVxdpReasonDROP_VXLAN_TRUNCATED PortVxdpReason = 27
-	PortVxdpReasonDROP_VXLAN_FLAGS     PortVxdpReason = 28
-	PortVxdpReasonPASS_VNI_UNKNOWN     PortVxdpReason = 29
-	PortVxdpReasonDROP_VTEP_UNKNOWN    PortVxdpReason = 30
-	PortVxdpReasonPASS_INNER_BUM       PortVxdpReason = 31
-	PortVxdpReasonPASS_INNER_FDB_MISS  PortVxdpReason = 32
-	PortVxdpReasonPASS_NO_TXPORT       PortVxdpReason = 33
-	PortVxdpReasonPASS_DECAP_FAILED    PortVxdpReason = 34
-	PortVxdpReasonREASON_MAX           PortVxdpReason = 35
+	PortVxdpReasonREASON_UNSPEC            PortVxdpReason = 0
+	PortVxdpReasonDROP_PORT_UNKNOWN        PortVxdpReason = 1
+	PortVxdpReasonDROP_PORT_DISABLED       PortVxdpReason = 2
+	PortVxdpReasonDROP_RUNT                PortVxdpReason = 3
+	PortVxdpReasonDROP_LINK_LOCAL_DST      PortVxdpReason = 4
+	PortVxdpReasonDROP_SPOOF_MAC           PortVxdpReason = 5
+	PortVxdpReasonDROP_SPOOF_IP            PortVxdpReason = 6
+	PortVxdpReasonDROP_SPOOF_ARP           PortVxdpReason = 7
+	PortVxdpReasonDROP_SPOOF_ND            PortVxdpReason = 8
+	PortVxdpReasonDROP_MALFORMED           PortVxdpReason = 9
+	PortVxdpReasonDROP_VLAN                PortVxdpReason = 10
+	PortVxdpReasonDROP_DHCP_SERVER         PortVxdpReason = 11
+	PortVxdpReasonDROP_ROUTER_ADVERT       PortVxdpReason = 12
+	PortVxdpReasonTX_DHCP_REPLY            PortVxdpReason = 13
+	PortVxdpReasonTX_DHCP_NAK              PortVxdpReason = 14
+	PortVxdpReasonDROP_DHCP_MALFORMED      PortVxdpReason = 15
+	PortVxdpReasonDROP_DHCP_UNKNOWN_CLIENT PortVxdpReason = 16
+	PortVxdpReasonDROP_DHCP_DECLINE        PortVxdpReason = 17
+	PortVxdpReasonDROP_DHCP_FAILED         PortVxdpReason = 18
+	PortVxdpReasonDROP_DHCP_IGNORED        PortVxdpReason = 19
+	PortVxdpReasonDROP_SG_EGRESS           PortVxdpReason = 20
+	PortVxdpReasonDROP_SG_INGRESS          PortVxdpReason = 21
+	PortVxdpReasonDROP_SG_FLOW_CUT         PortVxdpReason = 22
+	PortVxdpReasonDROP_NOT_BRIDGED         PortVxdpReason = 23
+	PortVxdpReasonPASS_VLAN                PortVxdpReason = 24
+	PortVxdpReasonPASS_KERNEL_FORWARDING   PortVxdpReason = 25
+	PortVxdpReasonPASS_BUM                 PortVxdpReason = 26
+	PortVxdpReasonTX_ARP_REPLY             PortVxdpReason = 27
+	PortVxdpReasonPASS_FDB_MISS            PortVxdpReason = 28
+	PortVxdpReasonPASS_HAIRPIN             PortVxdpReason = 29
+	PortVxdpReasonPASS_NOT_IP              PortVxdpReason = 30
+	PortVxdpReasonPASS_TOO_BIG             PortVxdpReason = 31
+	PortVxdpReasonPASS_ENCAP_FAILED        PortVxdpReason = 32
+	PortVxdpReasonDROP_ENCAP_FAILED        PortVxdpReason = 33
+	PortVxdpReasonDROP_VNI_MISMATCH        PortVxdpReason = 34
+	PortVxdpReasonREDIRECT_LOCAL           PortVxdpReason = 35
+	PortVxdpReasonREDIRECT_REMOTE          PortVxdpReason = 36
+	PortVxdpReasonREDIRECT_REMOTE_GSO      PortVxdpReason = 37
+	PortVxdpReasonPASS_NOT_IPV4            PortVxdpReason = 38
+	PortVxdpReasonPASS_MALFORMED           PortVxdpReason = 39
+	PortVxdpReasonPASS_NOT_UDP             PortVxdpReason = 40
+	PortVxdpReasonPASS_VLAN_TAGGED         PortVxdpReason = 41
+	PortVxdpReasonPASS_IP_OPTIONS          PortVxdpReason = 42
+	PortVxdpReasonPASS_FRAGMENT            PortVxdpReason = 43
+	PortVxdpReasonPASS_NOT_VXLAN           PortVxdpReason = 44
+	PortVxdpReasonDROP_VXLAN_TRUNCATED     PortVxdpReason = 45
+	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 46
+	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 47
+	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 48
+	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 49
+	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 50
+	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 51
+	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 52
+	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 53
+	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 54
+	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 55
+	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 56
+	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 57
+	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 58
+	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 59
+	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 60
+	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 61
+	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 62
+	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 63
+	PortVxdpReasonREASON_MAX               PortVxdpReason = 64
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	PortMapArp               = "arp"
-	PortMapConfig            = "config"
-	PortMapFdb               = "fdb"
-	PortMapIpId              = "ip_id"
-	PortMapMeta              = "meta"
-	PortMapNetworks          = "networks"
-	PortMapPortAddrs         = "port_addrs"
-	PortMapPorts             = "ports"
-	PortMapStats             = "stats"
-	PortMapTxPorts           = "tx_ports"
-	PortMapVteps             = "vteps"
-	PortProgVxdpPort         = "vxdp_port"
-	PortVarBtfAnchorFdbKind  = "btf_anchor_fdb_kind"
-	PortVarBtfAnchorPortFlag = "btf_anchor_port_flag"
-	PortVarBtfAnchorProg     = "btf_anchor_prog"
-	PortVarBtfAnchorReason   = "btf_anchor_reason"
+	PortMapArp                   = "arp"
+	PortMapConfig                = "config"
+	PortMapCtOther               = "ct_other"
+	PortMapCtTcp                 = "ct_tcp"
+	PortMapDhcp                  = "dhcp"
+	PortMapDhcpWork              = "dhcp_work"
+	PortMapEvents                = "events"
+	PortMapFdb                   = "fdb"
+	PortMapIpId                  = "ip_id"
+	PortMapMeta                  = "meta"
+	PortMapMonScratch            = "mon_scratch"
+	PortMapNetworks              = "networks"
+	PortMapPolicyL4              = "policy_l4"
+	PortMapPolicyRemote          = "policy_remote"
+	PortMapPortAddrs             = "port_addrs"
+	PortMapPorts                 = "ports"
+	PortMapSgStats               = "sg_stats"
+	PortMapStats                 = "stats"
+	PortMapTxPorts               = "tx_ports"
+	PortMapVteps                 = "vteps"
+	PortProgVxdpPort             = "vxdp_port"
+	PortVarBtfAnchorAddrFamily   = "btf_anchor_addr_family"
+	PortVarBtfAnchorConfigFlag   = "btf_anchor_config_flag"
+	PortVarBtfAnchorCtState      = "btf_anchor_ct_state"
+	PortVarBtfAnchorCtTcpSeen    = "btf_anchor_ct_tcp_seen"
+	PortVarBtfAnchorFdbKind      = "btf_anchor_fdb_kind"
+	PortVarBtfAnchorMonEvent     = "btf_anchor_mon_event"
+	PortVarBtfAnchorNetFlag      = "btf_anchor_net_flag"
+	PortVarBtfAnchorPortAddrKind = "btf_anchor_port_addr_kind"
+	PortVarBtfAnchorPortFlag     = "btf_anchor_port_flag"
+	PortVarBtfAnchorProg         = "btf_anchor_prog"
+	PortVarBtfAnchorReason       = "btf_anchor_reason"
+	PortVarBtfAnchorReasonProgs  = "btf_anchor_reason_progs"
+	PortVarBtfAnchorSgDir        = "btf_anchor_sg_dir"
+	PortVarBtfAnchorSgEvent      = "btf_anchor_sg_event"
 )
 
 // LoadPort returns the embedded CollectionSpec for Port.
@@ -223,27 +455,46 @@ type PortProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortMapSpecs struct {
-	Arp       *ebpf.MapSpec `ebpf:"arp"`
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Fdb       *ebpf.MapSpec `ebpf:"fdb"`
-	IpId      *ebpf.MapSpec `ebpf:"ip_id"`
-	Meta      *ebpf.MapSpec `ebpf:"meta"`
-	Networks  *ebpf.MapSpec `ebpf:"networks"`
-	PortAddrs *ebpf.MapSpec `ebpf:"port_addrs"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	TxPorts   *ebpf.MapSpec `ebpf:"tx_ports"`
-	Vteps     *ebpf.MapSpec `ebpf:"vteps"`
+	Arp          *ebpf.MapSpec `ebpf:"arp"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
+	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.MapSpec `ebpf:"dhcp"`
+	DhcpWork     *ebpf.MapSpec `ebpf:"dhcp_work"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
+	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
+	Meta         *ebpf.MapSpec `ebpf:"meta"`
+	MonScratch   *ebpf.MapSpec `ebpf:"mon_scratch"`
+	Networks     *ebpf.MapSpec `ebpf:"networks"`
+	PolicyL4     *ebpf.MapSpec `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.MapSpec `ebpf:"port_addrs"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 }
 
 // PortVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortVariableSpecs struct {
-	BtfAnchorFdbKind  *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
-	BtfAnchorPortFlag *ebpf.VariableSpec `ebpf:"btf_anchor_port_flag"`
-	BtfAnchorProg     *ebpf.VariableSpec `ebpf:"btf_anchor_prog"`
-	BtfAnchorReason   *ebpf.VariableSpec `ebpf:"btf_anchor_reason"`
+	BtfAnchorAddrFamily   *ebpf.VariableSpec `ebpf:"btf_anchor_addr_family"`
+	BtfAnchorConfigFlag   *ebpf.VariableSpec `ebpf:"btf_anchor_config_flag"`
+	BtfAnchorCtState      *ebpf.VariableSpec `ebpf:"btf_anchor_ct_state"`
+	BtfAnchorCtTcpSeen    *ebpf.VariableSpec `ebpf:"btf_anchor_ct_tcp_seen"`
+	BtfAnchorFdbKind      *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
+	BtfAnchorMonEvent     *ebpf.VariableSpec `ebpf:"btf_anchor_mon_event"`
+	BtfAnchorNetFlag      *ebpf.VariableSpec `ebpf:"btf_anchor_net_flag"`
+	BtfAnchorPortAddrKind *ebpf.VariableSpec `ebpf:"btf_anchor_port_addr_kind"`
+	BtfAnchorPortFlag     *ebpf.VariableSpec `ebpf:"btf_anchor_port_flag"`
+	BtfAnchorProg         *ebpf.VariableSpec `ebpf:"btf_anchor_prog"`
+	BtfAnchorReason       *ebpf.VariableSpec `ebpf:"btf_anchor_reason"`
+	BtfAnchorReasonProgs  *ebpf.VariableSpec `ebpf:"btf_anchor_reason_progs"`
+	BtfAnchorSgDir        *ebpf.VariableSpec `ebpf:"btf_anchor_sg_dir"`
+	BtfAnchorSgEvent      *ebpf.VariableSpec `ebpf:"btf_anchor_sg_event"`
 }
 
 // PortObjects contains all objects after they have been loaded into the kernel.
@@ -266,29 +517,47 @@ func (o *PortObjects) Close() error {
 //
 // It can be passed to LoadPortObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortMaps struct {
-	Arp       *ebpf.Map `ebpf:"arp"`
-	Config    *ebpf.Map `ebpf:"config"`
-	Fdb       *ebpf.Map `ebpf:"fdb"`
-	IpId      *ebpf.Map `ebpf:"ip_id"`
-	Meta      *ebpf.Map `ebpf:"meta"`
-	Networks  *ebpf.Map `ebpf:"networks"`
-	PortAddrs *ebpf.Map `ebpf:"port_addrs"`
-	Ports     *ebpf.Map `ebpf:"ports"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	TxPorts   *ebpf.Map `ebpf:"tx_ports"`
-	Vteps     *ebpf.Map `ebpf:"vteps"`
+	Arp          *ebpf.Map `ebpf:"arp"`
+	Config       *ebpf.Map `ebpf:"config"`
+	CtOther      *ebpf.Map `ebpf:"ct_other"`
+	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.Map `ebpf:"dhcp"`
+	DhcpWork     *ebpf.Map `ebpf:"dhcp_work"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Fdb          *ebpf.Map `ebpf:"fdb"`
+	IpId         *ebpf.Map `ebpf:"ip_id"`
+	Meta         *ebpf.Map `ebpf:"meta"`
+	MonScratch   *ebpf.Map `ebpf:"mon_scratch"`
+	Networks     *ebpf.Map `ebpf:"networks"`
+	PolicyL4     *ebpf.Map `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.Map `ebpf:"port_addrs"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	SgStats      *ebpf.Map `ebpf:"sg_stats"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	Vteps        *ebpf.Map `ebpf:"vteps"`
 }
 
 func (m *PortMaps) Close() error {
 	return _PortClose(
 		m.Arp,
 		m.Config,
+		m.CtOther,
+		m.CtTcp,
+		m.Dhcp,
+		m.DhcpWork,
+		m.Events,
 		m.Fdb,
 		m.IpId,
 		m.Meta,
+		m.MonScratch,
 		m.Networks,
+		m.PolicyL4,
+		m.PolicyRemote,
 		m.PortAddrs,
 		m.Ports,
+		m.SgStats,
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
@@ -299,10 +568,20 @@ func (m *PortMaps) Close() error {
 //
 // It can be passed to LoadPortObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortVariables struct {
-	BtfAnchorFdbKind  *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
-	BtfAnchorPortFlag *ebpf.Variable `ebpf:"btf_anchor_port_flag"`
-	BtfAnchorProg     *ebpf.Variable `ebpf:"btf_anchor_prog"`
-	BtfAnchorReason   *ebpf.Variable `ebpf:"btf_anchor_reason"`
+	BtfAnchorAddrFamily   *ebpf.Variable `ebpf:"btf_anchor_addr_family"`
+	BtfAnchorConfigFlag   *ebpf.Variable `ebpf:"btf_anchor_config_flag"`
+	BtfAnchorCtState      *ebpf.Variable `ebpf:"btf_anchor_ct_state"`
+	BtfAnchorCtTcpSeen    *ebpf.Variable `ebpf:"btf_anchor_ct_tcp_seen"`
+	BtfAnchorFdbKind      *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
+	BtfAnchorMonEvent     *ebpf.Variable `ebpf:"btf_anchor_mon_event"`
+	BtfAnchorNetFlag      *ebpf.Variable `ebpf:"btf_anchor_net_flag"`
+	BtfAnchorPortAddrKind *ebpf.Variable `ebpf:"btf_anchor_port_addr_kind"`
+	BtfAnchorPortFlag     *ebpf.Variable `ebpf:"btf_anchor_port_flag"`
+	BtfAnchorProg         *ebpf.Variable `ebpf:"btf_anchor_prog"`
+	BtfAnchorReason       *ebpf.Variable `ebpf:"btf_anchor_reason"`
+	BtfAnchorReasonProgs  *ebpf.Variable `ebpf:"btf_anchor_reason_progs"`
+	BtfAnchorSgDir        *ebpf.Variable `ebpf:"btf_anchor_sg_dir"`
+	BtfAnchorSgEvent      *ebpf.Variable `ebpf:"btf_anchor_sg_event"`
 }
 
 // PortPrograms contains all programs after they have been loaded into the kernel.

@@ -16,18 +16,27 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	UplinkMapArp         = "arp"
-	UplinkMapConfig      = "config"
-	UplinkMapFdb         = "fdb"
-	UplinkMapIpId        = "ip_id"
-	UplinkMapMeta        = "meta"
-	UplinkMapNetworks    = "networks"
-	UplinkMapPortAddrs   = "port_addrs"
-	UplinkMapPorts       = "ports"
-	UplinkMapStats       = "stats"
-	UplinkMapTxPorts     = "tx_ports"
-	UplinkMapVteps       = "vteps"
-	UplinkProgVxdpUplink = "vxdp_uplink"
+	UplinkMapArp          = "arp"
+	UplinkMapConfig       = "config"
+	UplinkMapCtOther      = "ct_other"
+	UplinkMapCtTcp        = "ct_tcp"
+	UplinkMapDhcp         = "dhcp"
+	UplinkMapDhcpWork     = "dhcp_work"
+	UplinkMapEvents       = "events"
+	UplinkMapFdb          = "fdb"
+	UplinkMapIpId         = "ip_id"
+	UplinkMapMeta         = "meta"
+	UplinkMapMonScratch   = "mon_scratch"
+	UplinkMapNetworks     = "networks"
+	UplinkMapPolicyL4     = "policy_l4"
+	UplinkMapPolicyRemote = "policy_remote"
+	UplinkMapPortAddrs    = "port_addrs"
+	UplinkMapPorts        = "ports"
+	UplinkMapSgStats      = "sg_stats"
+	UplinkMapStats        = "stats"
+	UplinkMapTxPorts      = "tx_ports"
+	UplinkMapVteps        = "vteps"
+	UplinkProgVxdpUplink  = "vxdp_uplink"
 )
 
 // LoadUplink returns the embedded CollectionSpec for Uplink.
@@ -79,17 +88,26 @@ type UplinkProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type UplinkMapSpecs struct {
-	Arp       *ebpf.MapSpec `ebpf:"arp"`
-	Config    *ebpf.MapSpec `ebpf:"config"`
-	Fdb       *ebpf.MapSpec `ebpf:"fdb"`
-	IpId      *ebpf.MapSpec `ebpf:"ip_id"`
-	Meta      *ebpf.MapSpec `ebpf:"meta"`
-	Networks  *ebpf.MapSpec `ebpf:"networks"`
-	PortAddrs *ebpf.MapSpec `ebpf:"port_addrs"`
-	Ports     *ebpf.MapSpec `ebpf:"ports"`
-	Stats     *ebpf.MapSpec `ebpf:"stats"`
-	TxPorts   *ebpf.MapSpec `ebpf:"tx_ports"`
-	Vteps     *ebpf.MapSpec `ebpf:"vteps"`
+	Arp          *ebpf.MapSpec `ebpf:"arp"`
+	Config       *ebpf.MapSpec `ebpf:"config"`
+	CtOther      *ebpf.MapSpec `ebpf:"ct_other"`
+	CtTcp        *ebpf.MapSpec `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.MapSpec `ebpf:"dhcp"`
+	DhcpWork     *ebpf.MapSpec `ebpf:"dhcp_work"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Fdb          *ebpf.MapSpec `ebpf:"fdb"`
+	IpId         *ebpf.MapSpec `ebpf:"ip_id"`
+	Meta         *ebpf.MapSpec `ebpf:"meta"`
+	MonScratch   *ebpf.MapSpec `ebpf:"mon_scratch"`
+	Networks     *ebpf.MapSpec `ebpf:"networks"`
+	PolicyL4     *ebpf.MapSpec `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.MapSpec `ebpf:"port_addrs"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 }
 
 // UplinkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -118,29 +136,47 @@ func (o *UplinkObjects) Close() error {
 //
 // It can be passed to LoadUplinkObjects or ebpf.CollectionSpec.LoadAndAssign.
 type UplinkMaps struct {
-	Arp       *ebpf.Map `ebpf:"arp"`
-	Config    *ebpf.Map `ebpf:"config"`
-	Fdb       *ebpf.Map `ebpf:"fdb"`
-	IpId      *ebpf.Map `ebpf:"ip_id"`
-	Meta      *ebpf.Map `ebpf:"meta"`
-	Networks  *ebpf.Map `ebpf:"networks"`
-	PortAddrs *ebpf.Map `ebpf:"port_addrs"`
-	Ports     *ebpf.Map `ebpf:"ports"`
-	Stats     *ebpf.Map `ebpf:"stats"`
-	TxPorts   *ebpf.Map `ebpf:"tx_ports"`
-	Vteps     *ebpf.Map `ebpf:"vteps"`
+	Arp          *ebpf.Map `ebpf:"arp"`
+	Config       *ebpf.Map `ebpf:"config"`
+	CtOther      *ebpf.Map `ebpf:"ct_other"`
+	CtTcp        *ebpf.Map `ebpf:"ct_tcp"`
+	Dhcp         *ebpf.Map `ebpf:"dhcp"`
+	DhcpWork     *ebpf.Map `ebpf:"dhcp_work"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Fdb          *ebpf.Map `ebpf:"fdb"`
+	IpId         *ebpf.Map `ebpf:"ip_id"`
+	Meta         *ebpf.Map `ebpf:"meta"`
+	MonScratch   *ebpf.Map `ebpf:"mon_scratch"`
+	Networks     *ebpf.Map `ebpf:"networks"`
+	PolicyL4     *ebpf.Map `ebpf:"policy_l4"`
+	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
+	PortAddrs    *ebpf.Map `ebpf:"port_addrs"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	SgStats      *ebpf.Map `ebpf:"sg_stats"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	Vteps        *ebpf.Map `ebpf:"vteps"`
 }
 
 func (m *UplinkMaps) Close() error {
 	return _UplinkClose(
 		m.Arp,
 		m.Config,
+		m.CtOther,
+		m.CtTcp,
+		m.Dhcp,
+		m.DhcpWork,
+		m.Events,
 		m.Fdb,
 		m.IpId,
 		m.Meta,
+		m.MonScratch,
 		m.Networks,
+		m.PolicyL4,
+		m.PolicyRemote,
 		m.PortAddrs,
 		m.Ports,
+		m.SgStats,
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,

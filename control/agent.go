@@ -118,6 +118,7 @@ type Agent struct {
 	reported      map[string]uint64 // conflicts already logged, key -> revision
 	inflight      map[string]statusOp
 	reconnects    uint64
+	appliedOnce   atomic.Bool
 	snapshotTried bool
 	lastBuild     time.Duration // how long the last build took
 	builtAt       time.Time     // when it ended
@@ -139,6 +140,7 @@ type Agent struct {
 	statusDone chan statusResult
 	persistCh  chan struct{}
 	reregister chan struct{}
+	beatNow    chan struct{}
 }
 
 type statusWant struct {
@@ -185,7 +187,7 @@ func NewAgent(nc *nats.Conn, opts AgentOptions) (*Agent, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	m, err := newAgentMetrics(opts.Metrics)
+	m, err := newAgentMetrics(opts.Metrics, nc)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
@@ -199,6 +201,7 @@ func NewAgent(nc *nats.Conn, opts AgentOptions) (*Agent, error) {
 		captures: map[uint64]*snapshot{},
 		nextCh:   make(chan struct{}, 1), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1),
 		statusDone: make(chan statusResult, 64), persistCh: make(chan struct{}, 1), reregister: make(chan struct{}, 1),
+		beatNow: make(chan struct{}, 1), appliedRev: opts.AppliedRevision,
 	}, nil
 }
 
@@ -733,6 +736,7 @@ func (a *Agent) publish() {
 	a.mu.Unlock()
 	poke(a.nextCh)
 	a.m.sent.Inc()
+	a.m.networks.Set(float64(len(a.v.nets))) // also after a delta resync, which reconfigures nothing
 	a.m.watermark.Set(float64(a.watermark))
 	a.m.records.Set(float64(a.v.size()))
 	a.log.Debug("desired state", "revision", d.Revision, "networks", len(d.Networks), "local_ports", len(d.LocalPorts), "remote_ports", len(d.RemotePorts))
@@ -800,7 +804,12 @@ func (a *Agent) Applied(ctx context.Context, d *state.Desired, res state.Result,
 		}
 	}
 	a.mu.Unlock()
-	a.m.applied.Set(float64(d.Revision))
+	if !a.appliedOnce.Swap(true) {
+		// The heartbeat written at start carried the revision applied
+		// before the restart: report the new one now, not a report
+		// interval later.
+		poke(a.beatNow)
+	}
 	poke(a.kick)
 	poke(a.persistCh)
 	a.report(d, res, nil)

@@ -115,6 +115,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 		case <-a.reregister:
 			registered = false
 			beat()
+		case <-a.beatNow:
+			beat()
 		}
 		again()
 	}

@@ -499,6 +499,12 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 			return Port{}, invalidf("fixed ip %s is not in a subnet of network %s (%s)", ip, n.Name, prefixesString(n.Subnets))
 		}
 	}
+	// Neutron: a port without groups joins the default group, created
+	// (with a fixed id) once the port is.
+	joinDefault := len(spec.SecurityGroups) == 0 && rec.PortSecurity
+	if joinDefault {
+		rec.SecurityGroups = []string{DefaultGroupID}
+	}
 	for _, ref := range spec.SecurityGroups {
 		sg, err := c.GetSecurityGroup(ctx, ref)
 		if err != nil {
@@ -567,6 +573,11 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 	if again, err := c.GetNetwork(ctx, n.ID); err != nil || again.Deleting {
 		rollback()
 		return Port{}, fmt.Errorf("network %s was deleted while the port was created: %w", n.ID, ErrConflict)
+	}
+	if joinDefault {
+		if _, err := c.ensureDefaultGroup(ctx); err != nil {
+			c.log.Warn("port created, but not its default security group (it allows nothing until the group exists)", "port", rec.ID, "err", err)
+		}
 	}
 	c.log.Info("port created", "id", rec.ID, "network", n.ID, "mac", rec.MAC, "host", rec.Host, "revision", rev)
 	return Port{PortRecord: *rec, Revision: rev, Status: StatusDown}, nil

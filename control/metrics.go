@@ -4,17 +4,20 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// agentMetrics are the agent's Prometheus metrics.
+// agentMetrics are the agent's Prometheus metrics. Every series a label
+// combination can take exists from the start (at 0), so dashboards and
+// rate() see "nothing happened" rather than "no data". The revision the
+// dataplane applied is the dataplane's metric (vxdp_applied_revision).
 type agentMetrics struct {
 	rejected     *prometheus.CounterVec
 	fetched      prometheus.Counter
 	resyncs      *prometheus.CounterVec
 	sent         prometheus.Counter
 	watermark    prometheus.Gauge
-	applied      prometheus.Gauge
 	applyErrors  prometheus.Counter
 	statusWrites *prometheus.CounterVec
 	heartbeats   *prometheus.CounterVec
@@ -65,7 +68,29 @@ func register(reg prometheus.Registerer, who string, cs ...prometheus.Collector)
 	return nil
 }
 
-func newAgentMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
+// MetricNATSConnected is the gauge of the agent's NATS connection.
+const MetricNATSConnected = "vxdp_control_nats_connected"
+
+// rejectSeries are the (kind, reason) pairs an agent can count: every
+// decoding failure of the kinds it follows, conflicts found while building
+// (networks: VNI; ports: MAC, IP, tap), and what has no kind.
+func rejectSeries() [][2]string {
+	var out [][2]string
+	for _, k := range []KeyKind{KindNetwork, KindPort, KindStatus, KindAgent, KindBinding, KindSecGroup, KindRegistration} {
+		for _, r := range []RejectReason{RejectParse, RejectSchema, RejectInvalid, RejectKey} {
+			out = append(out, [2]string{k.String(), string(r)})
+		}
+	}
+	for _, k := range []KeyKind{KindNetwork, KindPort} {
+		out = append(out, [2]string{k.String(), string(RejectConflict)})
+	}
+	for _, r := range []RejectReason{RejectParse, RejectUnknown, RejectBadState} {
+		out = append(out, [2]string{KindUnknown.String(), string(r)})
+	}
+	return out
+}
+
+func newAgentMetrics(reg prometheus.Registerer, nc *nats.Conn) (*agentMetrics, error) {
 	m := &agentMetrics{
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRejected,
@@ -86,10 +111,6 @@ func newAgentMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 		watermark: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vxdp_control_revision",
 			Help: "KV revision up to which the agent has seen every change it follows.",
-		}),
-		applied: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "vxdp_control_applied_revision",
-			Help: "KV revision of the desired state the dataplane applied last.",
 		}),
 		applyErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vxdp_control_apply_errors_total",
@@ -112,7 +133,28 @@ func newAgentMetrics(reg prometheus.Registerer) (*agentMetrics, error) {
 			Help: "Records in the agent's view of the bucket.",
 		}),
 	}
-	err := register(reg, "agent", m.rejected, m.fetched, m.resyncs, m.sent, m.watermark, m.applied,
-		m.applyErrors, m.statusWrites, m.heartbeats, m.networks, m.records)
+	for _, kr := range rejectSeries() {
+		m.rejected.WithLabelValues(kr[0], kr[1])
+	}
+	for _, mode := range []string{"full", "delta"} {
+		m.resyncs.WithLabelValues(mode)
+	}
+	for _, result := range []string{"ok", "error"} {
+		m.heartbeats.WithLabelValues(result)
+		for _, st := range []string{StatusActive, StatusDown} {
+			m.statusWrites.WithLabelValues(st, result)
+		}
+	}
+	connected := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: MetricNATSConnected,
+		Help: "1 while the agent's connection to the NATS control plane is up, 0 while it reconnects.",
+	}, func() float64 {
+		if nc != nil && nc.IsConnected() {
+			return 1
+		}
+		return 0
+	})
+	err := register(reg, "agent", m.rejected, m.fetched, m.resyncs, m.sent, m.watermark,
+		m.applyErrors, m.statusWrites, m.heartbeats, m.networks, m.records, connected)
 	return m, err
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/vxdp/vxdp/state"
 )
 
-// The seed deployment (../shared/seed/DIGEST.md).
+// The seed deployment (docs/seed.md).
 const (
 	seedNetID  = "85ae5035-203b-4ef7-b65c-397f80b5a8af"
 	seedDHCPID = "d40d05b8-bd6e-4a3c-9f43-2b4c5d6e7f80" // tapd40d05b8-bd

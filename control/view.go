@@ -513,6 +513,7 @@ func (v *view) build(ownVTEP netip.Addr) buildResult {
 		d.LocalPorts = append(d.LocalPorts, locals...)
 		d.RemotePorts = append(d.RemotePorts, remotes...)
 	}
+	d.SecurityGroups = v.securityGroups(d.LocalPorts)
 	return res
 }
 

@@ -22,9 +22,41 @@ const (
 	ModeClsact  = "clsact"
 )
 
-// portFilterName names the clsact filter in the fallback path so cleanup
-// can find it without state.
-const portFilterName = "vxdp_port"
+// tcHook is a TC attachment point: which program, ingress or egress, the
+// prefix of its link pins ("<kind>_<ifname>") and the name of its clsact
+// filter in the pre-TCX fallback, so cleanup finds both without other
+// state.
+type tcHook struct {
+	kind   string
+	filter string
+	egress bool
+	prog   func(*Programs) *ebpf.Program
+}
+
+var (
+	// portHook: frames a VM sends (TC ingress of its tap).
+	portHook = tcHook{kind: "tc", filter: "vxdp_port", prog: func(p *Programs) *ebpf.Program { return p.Port }}
+	// vxlanHook: frames the kernel decapsulated (TC ingress of vxlan-<VNI>).
+	vxlanHook = tcHook{kind: "vxlan", filter: "vxdp_vxlan", prog: func(p *Programs) *ebpf.Program { return p.VXLAN }}
+	// bridgeHook: frames a bridge hands to the host (TC ingress of brq…).
+	bridgeHook = tcHook{kind: "bridge", filter: "vxdp_bridge", prog: func(p *Programs) *ebpf.Program { return p.Bridge }}
+	// deliverHook: frames on their way into a VM (TC egress of its tap).
+	deliverHook = tcHook{kind: "deliver", filter: "vxdp_deliver", egress: true, prog: func(p *Programs) *ebpf.Program { return p.Deliver }}
+	tcHooks     = []tcHook{portHook, deliverHook, vxlanHook, bridgeHook}
+)
+
+// xdpKind prefixes the link pin of the uplink's XDP program.
+const xdpKind = "xdp"
+
+// hookOf returns the TC hook whose pins are named kind_….
+func hookOf(kind string) (tcHook, bool) {
+	for _, h := range tcHooks {
+		if h.kind == kind {
+			return h, true
+		}
+	}
+	return tcHook{}, false
+}
 
 // attacher attaches programs through pinned bpf_links, so they keep
 // forwarding after the agent exits, and swaps a restarted agent's freshly
@@ -122,7 +154,7 @@ func (a *attacher) ensure(path string, ifindex int, prog *ebpf.Program, attach f
 // attachUplink attaches the uplink program to the VTEP interface in native
 // XDP mode, falling back to generic mode when the driver lacks XDP.
 func (a *attacher) attachUplink(ifname string, ifindex int) (bool, error) {
-	return a.ensure(a.pinPath("xdp", ifname), ifindex, a.progs.Uplink, func() (link.Link, error) {
+	return a.ensure(a.pinPath(xdpKind, ifname), ifindex, a.progs.Uplink, func() (link.Link, error) {
 		var modes []link.XDPAttachFlags
 		switch a.xdpMode {
 		case ModeNative:
@@ -144,12 +176,17 @@ func (a *attacher) attachUplink(ifname string, ifindex int) (bool, error) {
 	})
 }
 
-// attachPort attaches the port program to a tap's ingress (frames the VM
-// sends): TCX where the kernel has it, clsact otherwise.
-func (a *attacher) attachPort(ifname string, ifindex int) (bool, error) {
+// attachTC attaches the program of hook h to a device's TC ingress: TCX
+// where the kernel has it, clsact otherwise.
+func (a *attacher) attachTC(h tcHook, ifname string, ifindex int) (bool, error) {
+	prog := h.prog(a.progs)
 	if a.tcMode != ModeClsact {
-		added, err := a.ensure(a.pinPath("tc", ifname), ifindex, a.progs.Port, func() (link.Link, error) {
-			return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: a.progs.Port, Attach: ebpf.AttachTCXIngress})
+		attach := ebpf.AttachTCXIngress
+		if h.egress {
+			attach = ebpf.AttachTCXEgress
+		}
+		added, err := a.ensure(a.pinPath(h.kind, ifname), ifindex, prog, func() (link.Link, error) {
+			return link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: attach})
 		})
 		if err == nil || a.tcMode == ModeTCX || !errors.Is(err, ebpf.ErrNotSupported) {
 			if err != nil {
@@ -158,12 +195,12 @@ func (a *attacher) attachPort(ifname string, ifindex int) (bool, error) {
 			return added, err
 		}
 	}
-	return a.attachClsact(ifname, ifindex)
+	return a.attachClsact(h, ifname, ifindex)
 }
 
 // attachClsact is the pre-TCX fallback: a direct-action filter on the
 // clsact ingress hook, replaced in place on every agent run.
-func (a *attacher) attachClsact(ifname string, ifindex int) (bool, error) {
+func (a *attacher) attachClsact(h tcHook, ifname string, ifindex int) (bool, error) {
 	qdisc := &netlink.GenericQdisc{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
 		QdiscType:  "clsact",
@@ -171,47 +208,56 @@ func (a *attacher) attachClsact(ifname string, ifindex int) (bool, error) {
 	if err := a.nl.QdiscReplace(qdisc); err != nil {
 		return false, fmt.Errorf("add clsact to %s: %w", ifname, err)
 	}
-	existing, err := a.clsactFilters(ifindex)
+	existing, err := a.clsactFilters(ifindex, h.filter)
 	if err != nil {
 		return false, err
 	}
+	parent := uint32(netlink.HANDLE_MIN_INGRESS)
+	if h.egress {
+		parent = netlink.HANDLE_MIN_EGRESS
+	}
 	filter := &netlink.BpfFilter{
-		FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: parent,
 			Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL},
-		Fd:           a.progs.Port.FD(),
-		Name:         portFilterName,
+		Fd:           h.prog(a.progs).FD(),
+		Name:         h.filter,
 		DirectAction: true,
 	}
-	if len(existing) > 0 && a.refreshed["clsact_"+ifname] {
+	key := "clsact_" + h.kind + "_" + ifname
+	if len(existing) > 0 && a.refreshed[key] {
 		return false, nil
 	}
 	if err := a.nl.FilterReplace(filter); err != nil {
 		return false, fmt.Errorf("attach clsact filter to %s: %w", ifname, err)
 	}
-	a.refreshed["clsact_"+ifname] = true
+	a.refreshed[key] = true
 	return len(existing) == 0, nil
 }
 
-func (a *attacher) clsactFilters(ifindex int) ([]*netlink.BpfFilter, error) {
+// clsactFilters lists the clsact filters of ours, ingress and egress, on a
+// device whose name starts with prefix ("vxdp_" for all of them).
+func (a *attacher) clsactFilters(ifindex int, prefix string) ([]*netlink.BpfFilter, error) {
 	l, err := a.nl.LinkByIndex(ifindex)
 	if err != nil {
 		return nil, err
 	}
-	filters, err := a.nl.FilterList(l, netlink.HANDLE_MIN_INGRESS)
-	if err != nil {
-		return nil, nil // no clsact qdisc
-	}
 	var out []*netlink.BpfFilter
-	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, portFilterName) {
-			out = append(out, bf)
+	for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+		filters, err := a.nl.FilterList(l, parent)
+		if err != nil {
+			return nil, nil // no clsact qdisc
+		}
+		for _, f := range filters {
+			if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, prefix) {
+				out = append(out, bf)
+			}
 		}
 	}
 	return out, nil
 }
 
-// pinnedPorts lists the tap names with a pinned port link.
-func (a *attacher) pinnedPorts() ([]string, error) {
+// pinned lists the device names with a pinned link of kind.
+func (a *attacher) pinned(kind string) ([]string, error) {
 	entries, err := os.ReadDir(a.linkDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -221,15 +267,30 @@ func (a *attacher) pinnedPorts() ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if name, ok := strings.CutPrefix(e.Name(), "tc_"); ok {
+		if name, ok := strings.CutPrefix(e.Name(), kind+"_"); ok {
 			out = append(out, name)
 		}
 	}
 	return out, nil
 }
 
-// detach removes the pinned link of kind ("tc", "xdp") on ifname, which
-// detaches the program, and any clsact filter of ours on the device.
+// pinnedTarget returns the ifindex the pinned link of kind on ifname is
+// attached to: 0 when its device is gone, -1 when there is no pin.
+func (a *attacher) pinnedTarget(kind, ifname string) (int, error) {
+	l, err := link.LoadPinnedLink(a.pinPath(kind, ifname), nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return linkTarget(l)
+}
+
+// detach removes the pinned link of kind ("tc", "vxlan", "bridge", "xdp")
+// on ifname, which detaches the program, and the hook's clsact filter on
+// the device.
 func (a *attacher) detach(kind, ifname string) error {
 	path := a.pinPath(kind, ifname)
 	l, err := link.LoadPinnedLink(path, nil)
@@ -248,15 +309,15 @@ func (a *attacher) detach(kind, ifname string) error {
 		}
 	}
 	delete(a.refreshed, path)
-	if kind == "tc" && a.nl != nil {
+	if h, ok := hookOf(kind); ok && a.nl != nil {
 		if l, err := a.nl.LinkByName(ifname); err == nil {
-			fs, _ := a.clsactFilters(l.Attrs().Index)
+			fs, _ := a.clsactFilters(l.Attrs().Index, h.filter)
 			for _, f := range fs {
 				if err := a.nl.FilterDel(f); err != nil {
 					return fmt.Errorf("remove clsact filter on %s: %w", ifname, err)
 				}
 			}
-			delete(a.refreshed, "clsact_"+ifname)
+			delete(a.refreshed, "clsact_"+kind+"_"+ifname)
 		}
 	}
 	return nil

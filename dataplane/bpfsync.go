@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -48,21 +49,25 @@ func plan[K comparable, V comparable](set *maps.Set, name string, want map[K]V, 
 	return plannedMap[K, V]{plan: p, key: key}, nil
 }
 
-func u32Key(k uint32) string { return strconv.FormatUint(uint64(k), 10) }
-
 // bpfWant is the content every map should have.
 type bpfWant struct {
 	config    map[uint32]maps.ConfigValue
 	networks  map[uint32]maps.NetInfo
 	vteps     map[maps.VNIAddr]uint32
 	ports     map[uint32]maps.PortInfo
-	portAddrs map[maps.PortAddrKey]maps.MACValue
+	portAddrs map[maps.PortAddrKey]maps.PortAddrValue
 	txPorts   map[uint32]uint32
 	arp       map[maps.VNIAddr]maps.MACValue
 	fdb       map[maps.FDBKey]maps.FDBEntry
+	remote    map[maps.PolicyRemoteKey]maps.SGMask
+	l4        map[maps.PolicyL4Key]maps.SGMask
 }
 
-func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, present []localPort, rec *recorder) (*bpfWant, error) {
+// disabledSource is the provenance of a port entry kept for a tap whose
+// port is no longer bound here.
+var disabledSource = state.Source{Key: "(port no longer bound here: tap disabled)"}
+
+func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, present []localPort, disabled map[string]int, rec *recorder) (*bpfWant, error) {
 	cfg, err := d.configValue()
 	if err != nil {
 		return nil, err
@@ -72,7 +77,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		networks:  map[uint32]maps.NetInfo{},
 		vteps:     map[maps.VNIAddr]uint32{},
 		ports:     map[uint32]maps.PortInfo{},
-		portAddrs: map[maps.PortAddrKey]maps.MACValue{},
+		portAddrs: map[maps.PortAddrKey]maps.PortAddrValue{},
 		txPorts:   map[uint32]uint32{},
 		arp:       map[maps.VNIAddr]maps.MACValue{},
 		fdb:       map[maps.FDBKey]maps.FDBEntry{},
@@ -81,46 +86,61 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 	for _, n := range want.Networks {
 		kn := nets[n.ID]
 		vniOf[n.ID] = n.VNI
-		w.networks[n.VNI] = maps.NetInfo{VxlanIfindex: uint32(kn.vxlan.Attrs().Index), Mtu: uint16(kn.mtu)}
-		rec.source("bpf/networks", u32Key(n.VNI), n.Source)
+		info := maps.NetInfo{VxlanIfindex: uint32(kn.vxlan.Attrs().Index), Mtu: uint16(kn.mtu)}
+		if n.VLANTransparent {
+			info.Flags |= maps.NetVLANTransp
+		}
+		w.networks[n.VNI] = info
+		rec.source("bpf/networks", maps.U32KeyString(n.VNI), n.Source)
 		for _, v := range want.FloodList(n.ID) {
 			k := maps.NewVNIAddr(n.VNI, v.IP)
 			w.vteps[k] = 0
 			rec.source("bpf/vteps", maps.VNIAddrKeyString(k), v.Source)
 		}
 	}
+	secured := slices.DeleteFunc(slices.Clone(present), func(p localPort) bool { return !d.groupsEnforced(p) })
+	policies, perrs := compilePolicies(want.SecurityGroups, secured)
+	for set, err := range perrs {
+		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set, "err", err)
+	}
+	w.remote, w.l4 = policies.entries()
+	rec.policies = policies.describe(want.SecurityGroups, perrs)
 	for _, p := range present {
 		idx := uint32(p.ifindex())
 		info := maps.PortInfo{Vni: p.net.vni, Mtu: uint16(p.net.mtu), Mac: p.MAC}
+		if p.tap.Attrs().MasterIndex == p.net.bridge.Attrs().Index {
+			info.Flags |= maps.PortBridged
+		}
 		if p.SecurityEnabled() {
 			info.Flags |= maps.PortSecurity
-			for _, ip := range p.IPs {
-				if ip.Is4() {
-					k := maps.NewPortAddrKey(idx, netip.PrefixFrom(ip, 32))
-					w.portAddrs[k] = maps.MACValue{Mac: p.MAC}
-					rec.source("bpf/port_addrs", maps.PortAddrKeyString(k), p.Source)
-				}
+			d.allowList(w, idx, p, &info, rec)
+		}
+		if d.groupsEnforced(p) {
+			id := policies.policyOf(p)
+			info.Flags |= maps.PortSG
+			if policies.policies[id].stateless {
+				info.Flags |= maps.PortStateless
 			}
-			for _, ap := range p.AllowedAddressPairs {
-				if !ap.IP.Addr().Is4() {
-					continue
-				}
-				mac := ap.MAC
-				if mac.IsZero() {
-					mac = p.MAC
-				}
-				k := maps.NewPortAddrKey(idx, ap.IP)
-				w.portAddrs[k] = maps.MACValue{Mac: mac}
-				rec.source("bpf/port_addrs", maps.PortAddrKeyString(k), p.Source)
+			if info.Ip6 != [16]byte{} {
+				info.Flags |= maps.PortIPv6
+			}
+			info.Policy = id
+			info.Generation = d.generation(idx, info)
+			for _, g := range p.SecurityGroups {
+				rec.source("bpf/ports/groups", maps.U32KeyString(idx), sourceOfGroup(want, g))
 			}
 		}
 		w.ports[idx] = info
 		w.txPorts[idx] = idx
 		fk := maps.NewFDBKey(p.net.vni, p.MAC)
 		w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBLocal, Ifindex: idx}
-		rec.source("bpf/ports", u32Key(idx), p.Source)
-		rec.source("bpf/tx_ports", u32Key(idx), p.Source)
+		rec.source("bpf/ports", maps.U32KeyString(idx), p.Source)
+		rec.source("bpf/tx_ports", maps.U32KeyString(idx), p.Source)
 		rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
+	}
+	for _, idx := range disabled {
+		w.ports[uint32(idx)] = maps.PortInfo{Flags: maps.PortDisabled}
+		rec.source("bpf/ports", maps.U32KeyString(uint32(idx)), disabledSource)
 	}
 	for _, p := range want.RemotePorts {
 		vni := vniOf[p.NetworkID]
@@ -141,22 +161,107 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 	return w, nil
 }
 
+// allowList writes a secured port's allowed (MAC, source) pairs: its MAC
+// with each fixed IP and with the EUI-64 link-local address, every allowed
+// address pair, and a MAC-only entry per MAC. The first fixed IP of each
+// family also goes into the port entry, for the lookup-free common case.
+func (d *Dataplane) allowList(w *bpfWant, idx uint32, p localPort, info *maps.PortInfo, rec *recorder) {
+	add := func(k maps.PortAddrKey, kind uint32) {
+		w.portAddrs[k] = maps.PortAddrValue{Kind: kind}
+		rec.source("bpf/port_addrs", maps.PortAddrKeyString(k), p.Source)
+	}
+	allowMAC := func(mac state.MAC) {
+		if k := maps.NewPortMACKey(idx, mac); w.portAddrs[k].Kind == 0 {
+			add(k, maps.AddrMACOnly)
+			add(maps.NewPortAddrKey(idx, mac, netip.PrefixFrom(eui64LinkLocal(mac), 128)), maps.AddrAllowed)
+		}
+	}
+	allowMAC(p.MAC)
+	for _, ip := range p.IPs {
+		add(maps.NewPortAddrKey(idx, p.MAC, netip.PrefixFrom(ip, ip.BitLen())), maps.AddrAllowed)
+		switch {
+		case ip.Is4() && info.Ip4 == 0:
+			info.Ip4 = maps.BE32(ip)
+		case ip.Is6() && info.Ip6 == [16]byte{}:
+			info.Ip6 = ip.As16()
+		}
+	}
+	for _, ap := range p.AllowedAddressPairs {
+		mac := ap.MAC
+		if mac.IsZero() {
+			mac = p.MAC
+		}
+		allowMAC(mac)
+		add(maps.NewPortAddrKey(idx, mac, ap.IP), maps.AddrAllowed)
+	}
+}
+
+// groupsEnforced reports whether a port's security groups apply: port
+// security on, and security groups on for this agent (Neutron's
+// [securitygroup] enable_security_group).
+func (d *Dataplane) groupsEnforced(p localPort) bool {
+	return d.opts.SecurityGroups && p.SecurityEnabled()
+}
+
+// generation is the generation of a port's entry: the installed one's,
+// plus one when the port's policy (or statefulness) changes, so its
+// tracked flows are checked again against what it allows now.
+func (d *Dataplane) generation(idx uint32, want maps.PortInfo) uint32 {
+	var cur maps.PortInfo
+	if err := d.set.Map(maps.Ports).Lookup(idx, &cur); err != nil {
+		return 1
+	}
+	const sgFlags = maps.PortSG | maps.PortStateless
+	if cur.Policy == want.Policy && cur.Flags&sgFlags == want.Flags&sgFlags {
+		return cur.Generation
+	}
+	return cur.Generation + 1
+}
+
+// sourceOfGroup is where a security group came from.
+func sourceOfGroup(want *state.Desired, id string) state.Source {
+	for _, g := range want.SecurityGroups {
+		if g.ID == id {
+			return g.Source
+		}
+	}
+	return state.Source{Key: "(group " + id + " missing)"}
+}
+
+// eui64LinkLocal is the fe80::/64 address SLAAC derives from a MAC
+// (RFC 4291 appendix A): what a VM uses before it has any other address.
+func eui64LinkLocal(mac state.MAC) netip.Addr {
+	var a [16]byte
+	a[0], a[1] = 0xfe, 0x80
+	a[8], a[9], a[10] = mac[0]^0x02, mac[1], mac[2]
+	a[11], a[12] = 0xff, 0xfe
+	a[13], a[14], a[15] = mac[3], mac[4], mac[5]
+	return netip.AddrFrom16(a)
+}
+
 // syncBPF brings the maps and attachments to the desired state. Entries are
 // added in dependency order (what an entry points at first), programs are
 // attached once their maps are filled, and removals run in reverse.
 func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, present []localPort, rec *recorder) error {
-	w, err := d.buildBPF(want, nets, present, rec)
+	disabled, err := d.disabledTaps(present)
+	if err != nil {
+		return err
+	}
+	w, err := d.buildBPF(want, nets, present, disabled, rec)
 	if err != nil {
 		return err
 	}
 	var steps []mapStep
 	for _, s := range []func() (mapStep, error){
-		func() (mapStep, error) { return plan(d.set, maps.Config, w.config, u32Key) },
-		func() (mapStep, error) { return plan(d.set, maps.Networks, w.networks, u32Key) },
+		func() (mapStep, error) { return plan(d.set, maps.Config, w.config, maps.U32KeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.Networks, w.networks, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs, w.vteps, maps.VNIAddrKeyString) },
-		func() (mapStep, error) { return plan(d.set, maps.Ports, w.ports, u32Key) },
+		// A port switches policy in one write, once the policy is complete.
+		func() (mapStep, error) { return plan(d.set, maps.PolicyRemote, w.remote, maps.PolicyRemoteKeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.PolicyL4, w.l4, maps.PolicyL4KeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.Ports, w.ports, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.PortAddrs, w.portAddrs, maps.PortAddrKeyString) },
-		func() (mapStep, error) { return plan(d.set, maps.TxPorts, w.txPorts, u32Key) },
+		func() (mapStep, error) { return plan(d.set, maps.TxPorts, w.txPorts, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.ARP, w.arp, maps.VNIAddrKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.FDB, w.fdb, maps.FDBKeyString) },
 	} {
@@ -172,36 +277,8 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 		}
 	}
 
-	uplink := d.kernel.uplink.Attrs()
-	if added, err := d.att.attachUplink(uplink.Name, uplink.Index); err != nil {
+	if err := d.attachAll(nets, present, disabled, rec); err != nil {
 		return err
-	} else if added {
-		rec.op("bpf/xdp", "add", uplink.Name)
-	}
-	installed := map[string]int{}
-	for _, p := range present {
-		tap := p.TapName()
-		added, err := d.att.attachPort(tap, p.ifindex())
-		if err != nil {
-			return fmt.Errorf("port %s: %w", p.ID, err)
-		}
-		if added {
-			rec.op("bpf/tc", "add", tap)
-		}
-		installed[tap] = p.ifindex()
-	}
-	pinned, err := d.att.pinnedPorts()
-	if err != nil {
-		return err
-	}
-	for _, tap := range pinned {
-		if _, ok := installed[tap]; ok {
-			continue
-		}
-		if err := d.att.detach("tc", tap); err != nil {
-			return err
-		}
-		rec.op("bpf/tc", "remove", tap)
 	}
 
 	for i := len(steps) - 1; i >= 0; i-- {
@@ -209,6 +286,126 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 			return err
 		}
 		steps[i].record(rec)
+	}
+	return nil
+}
+
+// attachAll attaches every program where it belongs and detaches it from
+// where it no longer does: the uplink (XDP, only when BPF forwards), each
+// network's bridge and vxlan device, each present port's tap and each
+// disabled tap (whose program now drops everything).
+func (d *Dataplane) attachAll(nets map[string]*kernelNet, present []localPort, disabled map[string]int, rec *recorder) error {
+	uplink := d.kernel.uplink.Attrs()
+	if d.opts.Kernel {
+		if target, err := d.att.pinnedTarget(xdpKind, uplink.Name); err != nil {
+			return err
+		} else if target >= 0 {
+			if err := d.att.detach(xdpKind, uplink.Name); err != nil {
+				return err
+			}
+			rec.op("bpf/xdp", "remove", uplink.Name)
+		}
+	} else if added, err := d.att.attachUplink(uplink.Name, uplink.Index); err != nil {
+		return err
+	} else if added {
+		rec.op("bpf/xdp", "add", uplink.Name)
+	}
+
+	want := map[string]map[string]int{} // hook kind -> device -> ifindex
+	for _, h := range tcHooks {
+		want[h.kind] = map[string]int{}
+	}
+	for _, n := range nets {
+		want[bridgeHook.kind][n.bridge.Attrs().Name] = n.bridge.Attrs().Index
+		want[vxlanHook.kind][n.vxlan.Attrs().Name] = n.vxlan.Attrs().Index
+	}
+	for _, p := range present {
+		want[portHook.kind][p.TapName()] = p.ifindex()
+		want[deliverHook.kind][p.TapName()] = p.ifindex()
+	}
+	for tap, idx := range disabled {
+		want[portHook.kind][tap] = idx
+		want[deliverHook.kind][tap] = idx
+	}
+	for _, h := range tcHooks {
+		for dev, idx := range want[h.kind] {
+			added, err := d.att.attachTC(h, dev, idx)
+			if err != nil {
+				return fmt.Errorf("%s program on %s: %w", h.kind, dev, err)
+			}
+			if added {
+				rec.op("bpf/"+h.kind, "add", dev)
+			}
+		}
+		pinned, err := d.att.pinned(h.kind)
+		if err != nil {
+			return err
+		}
+		for _, dev := range pinned {
+			if _, ok := want[h.kind][dev]; ok {
+				continue
+			}
+			if err := d.att.detach(h.kind, dev); err != nil {
+				return err
+			}
+			rec.op("bpf/"+h.kind, "remove", dev)
+		}
+	}
+	return nil
+}
+
+// disabledTaps finds the taps that still carry the port program but whose
+// port is no longer a present local port (unbound, deleted, migrated away):
+// their program stays, with a port entry that drops everything, until the
+// tap itself goes. Without it the VM's frames would reach the hypervisor's
+// stack through the tap once it leaves the bridge.
+func (d *Dataplane) disabledTaps(present []localPort) (map[string]int, error) {
+	taps, err := d.att.pinned(portHook.kind)
+	if err != nil {
+		return nil, err
+	}
+	isPresent := map[string]bool{}
+	for _, p := range present {
+		isPresent[p.TapName()] = true
+	}
+	out := map[string]int{}
+	for _, tap := range taps {
+		if isPresent[tap] {
+			continue
+		}
+		target, err := d.att.pinnedTarget(portHook.kind, tap)
+		if err != nil {
+			return nil, err
+		}
+		l, err := d.kernel.linkByName(tap)
+		if err != nil {
+			return nil, err
+		}
+		if target > 0 && l != nil && l.Attrs().Index == target {
+			out[tap] = target
+		}
+	}
+	return out, nil
+}
+
+// markBridged sets PORT_F_BRIDGED on ports whose tap is now on its bridge:
+// from then on the port program may hand their frames to the kernel.
+func (d *Dataplane) markBridged(present []localPort, rec *recorder) error {
+	m := d.set.Map(maps.Ports)
+	for _, p := range present {
+		idx := uint32(p.ifindex())
+		var info maps.PortInfo
+		if err := m.Lookup(idx, &info); err != nil {
+			return fmt.Errorf("port %s: read ports[%d]: %w", p.ID, idx, err)
+		}
+		if info.Flags&maps.PortBridged != 0 {
+			continue
+		}
+		info.Flags |= maps.PortBridged
+		if err := m.Put(idx, info); err != nil {
+			return fmt.Errorf("port %s: mark bridged: %w", p.ID, err)
+		}
+		rec.op("bpf/ports", "update", maps.U32KeyString(idx))
 	}
 	return nil
 }
@@ -224,6 +421,9 @@ func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 		Ttl:           64,
 		SrcPortMin:    32768,
 		SrcPortMax:    60999,
+	}
+	if !d.opts.Kernel {
+		c.Flags |= maps.ConfigForward
 	}
 	copy(c.UplinkMac[:], up.HardwareAddr)
 	if d.opts.TTL > 0 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -32,7 +33,7 @@ func removeBPF(opts Options, nl *netlink.Handle) error {
 		return fmt.Errorf("list links: %w", err)
 	}
 	for _, l := range links {
-		fs, _ := att.clsactFilters(l.Attrs().Index)
+		fs, _ := att.clsactFilters(l.Attrs().Index, "vxdp_")
 		for _, f := range fs {
 			if err := nl.FilterDel(f); err != nil {
 				return fmt.Errorf("remove clsact filter on %s: %w", l.Attrs().Name, err)
@@ -48,12 +49,15 @@ func removeBPF(opts Options, nl *netlink.Handle) error {
 // cutKind splits a link pin name "<kind>_<ifname>".
 func cutKind(pin string) (kind, ifname string, ok bool) {
 	kind, ifname, ok = strings.Cut(pin, "_")
-	return kind, ifname, ok && (kind == "tc" || kind == "xdp")
+	_, tc := hookOf(kind)
+	return kind, ifname, ok && (tc || kind == xdpKind)
 }
 
 // Cleanup removes everything this instance installed: programs, pins, the
-// bridges and vxlan devices it owns (taps are left to their owner, but
-// leave the deleted bridges), and its state directory.
+// bridges and vxlan devices it created (taps are left to their owner, but
+// leave the deleted bridges), and its state directory. Devices it adopted
+// (from Neutron's agent) are handed back as they were found, with their
+// bridge ports and FDB, so the kernel keeps forwarding.
 func Cleanup(opts Options) error {
 	nl, err := netlink.NewHandle()
 	if err != nil {
@@ -64,9 +68,19 @@ func Cleanup(opts Options) error {
 		return err
 	}
 	k := &kernel{nl: nl, owner: opts.Owner()}
+	if _, err := k.handBackAdopted(); err != nil {
+		return err
+	}
 	rec := &recorder{prov: map[string]string{}}
 	if err := k.removeStale(nil, rec); err != nil {
 		return err
+	}
+	// The tun_id rule serves every instance in this namespace: it goes
+	// with the last one.
+	if others, _ := os.ReadDir(filepath.Join(opts.BPFFS, "vxdp")); len(others) == 0 {
+		if err := removeTunnelMetadata(); err != nil {
+			return err
+		}
 	}
 	if opts.StateDir != "" {
 		if err := os.RemoveAll(opts.StateDir); err != nil {

@@ -26,17 +26,28 @@ type Options struct {
 	StateDir  string     // where applied.json is written
 	LocalIP   netip.Addr // the VTEP address; its interface is the uplink
 	VXLANPort uint16     // UDP destination port, 8472 like the seed
-	Kernel    bool       // kernel objects only, no BPF (--dataplane=kernel)
+	// Kernel leaves forwarding to the kernel bridge and vxlan device
+	// (--dataplane=kernel): the programs still filter (port security, the
+	// VTEP check of what the kernel decapsulates, nothing to the host),
+	// but redirect, encapsulate and decapsulate nothing, and no XDP
+	// program is attached.
+	Kernel bool
 	// ARPResponder makes the kernel vxlan device answer ARP for remote
 	// ports itself (Neutron's arp_responder). Off by default: ARP for an
 	// address l2pop does not know (an allowed address pair, a port not yet
 	// pushed) is then flooded to the VTEPs instead of dropped. The BPF port
 	// program answers known addresses either way.
 	ARPResponder bool
-	TTL          uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
-	XDPMode      string // auto, native or generic
-	TCMode       string // auto, tcx or clsact
-	Log          *slog.Logger
+	// SecurityGroups enforces the security groups of ports with port
+	// security (Neutron's [securitygroup] enable_security_group).
+	SecurityGroups bool
+	// MapSizes sizes the tracked-flow tables when the maps are created
+	// (maps.Resizable; default: the sizes in bpf/include/maps.h).
+	MapSizes maps.Sizes
+	TTL      uint8  // outer TTL; 0: the kernel's ip_default_ttl, like the vxlan device
+	XDPMode  string // auto, native or generic
+	TCMode   string // auto, tcx or clsact
+	Log      *slog.Logger
 }
 
 // PinDir is where this instance's maps and links are pinned.
@@ -55,22 +66,24 @@ type Dataplane struct {
 	log    *slog.Logger
 	nl     *netlink.Handle
 	kernel *kernel
-	set    *maps.Set // nil with Options.Kernel
+	set    *maps.Set
 	progs  *Programs
 	att    *attacher
 
 	mu        sync.Mutex
 	installed map[string]int // tap name -> ifindex with the port program
 	desired   map[string]bool
+	// attachments are the programs the last successful apply attached
+	// (CheckAttached).
+	attachments []Attachment
 }
 
 var _ state.Reconciler = (*Dataplane)(nil)
 
 // Open prepares the dataplane: finds the uplink, mounts bpffs if needed,
-// adopts pinned maps (or creates and pins them) and loads the programs.
-// Nothing is attached until the first Apply. With Options.Kernel any BPF
-// state a previous run left is removed, so the node runs the kernel path
-// only.
+// adopts pinned maps (or creates and pins them), loads the programs and
+// makes the kernel attach tunnel metadata to what it decapsulates (the
+// vxlan program needs it). Nothing is attached until the first Apply.
 func Open(opts Options) (*Dataplane, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
@@ -85,13 +98,10 @@ func Open(opts Options) (*Dataplane, error) {
 		nl.Close()
 		return nil, err
 	}
-	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder, ttl: opts.TTL}
-	if opts.Kernel {
-		if err := removeBPF(opts, nl); err != nil {
-			nl.Close()
-			return nil, fmt.Errorf("switch to kernel dataplane: %w", err)
-		}
-		return d, nil
+	d.kernel = &kernel{nl: nl, owner: opts.Owner(), uplink: uplink, localIP: opts.LocalIP, vxlanPort: int(opts.VXLANPort), arpProxy: opts.ARPResponder, ttl: opts.TTL, log: opts.Log}
+	if err := ensureTunnelMetadata(); err != nil {
+		nl.Close()
+		return nil, err
 	}
 	if err := d.openBPF(); err != nil {
 		d.Close()
@@ -107,7 +117,7 @@ func (d *Dataplane) openBPF() error {
 	set, err := maps.OpenPinned(d.opts.mapDir())
 	switch {
 	case errors.Is(err, maps.ErrNotPinned):
-		if set, err = maps.Create(); err != nil {
+		if set, err = maps.Create(d.opts.MapSizes); err != nil {
 			return err
 		}
 		if err := seedIPID(set); err != nil {
@@ -143,8 +153,8 @@ func (d *Dataplane) openBPF() error {
 	return nil
 }
 
-// layoutVersion is VXDP_LAYOUT of bpf/include/vxdp.h.
-const layoutVersion = 1
+// layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
+const layoutVersion = 3
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.
@@ -163,7 +173,7 @@ func seedIPID(set *maps.Set) error {
 	return nil
 }
 
-// Maps returns the BPF maps (nil with the kernel dataplane).
+// Maps returns the BPF maps.
 func (d *Dataplane) Maps() *maps.Set { return d.set }
 
 // Close releases file descriptors. Everything installed stays: pinned
@@ -179,20 +189,13 @@ func (d *Dataplane) Close() {
 }
 
 // AppliedRevision is the revision of the last state applied to the pinned
-// maps (or, with the kernel dataplane, recorded in the state directory).
+// maps.
 func (d *Dataplane) AppliedRevision() uint64 {
-	if d.set != nil {
-		var m maps.MetaValue
-		if err := d.set.Map(maps.Meta).Lookup(uint32(0), &m); err == nil {
-			return m.Revision
-		}
-		return 0
+	var m maps.MetaValue
+	if err := d.set.Map(maps.Meta).Lookup(uint32(0), &m); err == nil {
+		return m.Revision
 	}
-	a, err := ReadApplied(d.opts.StateDir)
-	if err != nil || a.Error != "" {
-		return 0
-	}
-	return a.Revision
+	return 0
 }
 
 // Apply makes the host match want. See state.Reconciler.
@@ -200,7 +203,7 @@ func (d *Dataplane) Apply(ctx context.Context, want *state.Desired) (state.Resul
 	rec := &recorder{prov: map[string]string{}}
 	err := d.apply(ctx, want, rec)
 	res := state.Result{Ops: rec.ops, Unchanged: rec.unchanged, Pending: rec.pending}
-	if werr := d.writeApplied(want, res, rec.prov, err); werr != nil && err == nil {
+	if werr := d.writeApplied(want, res, rec, err); werr != nil && err == nil {
 		err = werr
 	}
 	return res, err
@@ -251,29 +254,24 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 	}
 
 	// Port security first: a tap joins its bridge only once its program
-	// and map entries are in place, so no frame of it is bridged unchecked.
-	if d.set != nil {
-		if err := d.syncBPF(want, nets, present, rec); err != nil {
-			return err
-		}
+	// and map entries are in place, so no frame of it is bridged unchecked,
+	// and its frames reach the kernel only once it is on the bridge.
+	if err := d.syncBPF(want, nets, present, rec); err != nil {
+		return err
 	}
 	for _, p := range present {
 		if err := d.kernel.enslave(p.tap, p.net.bridge, p.net.mtu, rec); err != nil {
 			return fmt.Errorf("port %s: %w", p.ID, err)
 		}
 	}
-	// A tap left on one of our bridges without a port (unbound, deleted,
-	// moved to another network) would be bridged without port security.
-	released, err := d.kernel.releaseSlaves(nets, present, rec)
-	if err != nil {
+	if err := d.markBridged(present, rec); err != nil {
 		return err
 	}
-	for _, tap := range released {
-		if d.att != nil {
-			if err := d.att.detach("tc", tap); err != nil {
-				return err
-			}
-		}
+	// A tap left on one of our bridges without a port (unbound, deleted,
+	// moved to another network) would be bridged without port security;
+	// its program now drops everything it sends (see disabledTaps).
+	if _, err := d.kernel.releaseSlaves(nets, present, rec); err != nil {
+		return err
 	}
 
 	for _, n := range want.Networks {
@@ -289,11 +287,9 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 	if err := d.kernel.removeStale(keep, rec); err != nil {
 		return err
 	}
-	if d.set != nil {
-		meta := maps.MetaValue{Revision: want.Revision, AppliedAtNs: uint64(time.Now().UnixNano()), Layout: layoutVersion}
-		if err := d.set.Map(maps.Meta).Update(uint32(0), meta, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("record applied revision: %w", err)
-		}
+	meta := maps.MetaValue{Revision: want.Revision, AppliedAtNs: uint64(time.Now().UnixNano()), Layout: layoutVersion}
+	if err := d.set.Map(maps.Meta).Update(uint32(0), meta, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("record applied revision: %w", err)
 	}
 	installed := map[string]int{}
 	for _, p := range present {
@@ -354,6 +350,7 @@ type recorder struct {
 	unchanged int
 	pending   []string
 	prov      map[string]string // "object/key" -> source
+	policies  map[string]AppliedPolicy
 }
 
 func (r *recorder) op(object, action, key string) {
@@ -376,13 +373,128 @@ type Applied struct {
 	Unchanged  int               `json:"unchanged"`
 	Pending    []string          `json:"pending"`
 	Provenance map[string]string `json:"provenance"`
+	// Policies are the compiled security groups by policy id (what
+	// `vxdp dump policy` shows for a port).
+	Policies map[string]AppliedPolicy `json:"policies,omitempty"`
+	// What the apply installed, for `vxdp status` to find what changed
+	// since: the programs and where they run, and per network the l2pop
+	// entries the maps and the kernel hold.
+	Attachments []Attachment     `json:"attachments"`
+	Networks    []AppliedNetwork `json:"networks"`
 }
 
-func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, prov map[string]string, applyErr error) error {
+// AppliedNetwork is one network as applied: its devices, its flood list,
+// its local ports whose tap exists and its remote ports.
+type AppliedNetwork struct {
+	ID     string          `json:"id"`
+	VNI    uint32          `json:"vni"`
+	Bridge string          `json:"bridge"`
+	VXLAN  string          `json:"vxlan"`
+	VTEPs  []netip.Addr    `json:"vteps"`
+	Local  []AppliedPort   `json:"local_ports"`
+	Remote []AppliedRemote `json:"remote_ports"`
+}
+
+// AppliedPort is a local port as applied.
+type AppliedPort struct {
+	Tap string    `json:"tap"`
+	MAC state.MAC `json:"mac"`
+}
+
+// AppliedRemote is a remote port as applied.
+type AppliedRemote struct {
+	MAC  state.MAC    `json:"mac"`
+	VTEP netip.Addr   `json:"vtep"`
+	IPs  []netip.Addr `json:"ips"`
+}
+
+// appliedNetworks is the record of want's networks; ports in pending have
+// no tap. The flood list is FloodList's: the network's VTEPs, then those
+// of its remote ports.
+func appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
+	out := make([]AppliedNetwork, len(want.Networks))
+	byID := make(map[string]*AppliedNetwork, len(want.Networks))
+	flood := map[string]map[netip.Addr]bool{}
+	addVTEP := func(an *AppliedNetwork, ip netip.Addr) {
+		if !flood[an.ID][ip] {
+			flood[an.ID][ip] = true
+			an.VTEPs = append(an.VTEPs, ip)
+		}
+	}
+	for i, n := range want.Networks {
+		out[i] = AppliedNetwork{ID: n.ID, VNI: n.VNI, Bridge: state.BridgeName(n.ID), VXLAN: state.VXLANName(n.VNI),
+			VTEPs: []netip.Addr{}, Local: []AppliedPort{}, Remote: []AppliedRemote{}}
+		byID[n.ID], flood[n.ID] = &out[i], map[netip.Addr]bool{}
+		for _, v := range n.VTEPs {
+			addVTEP(&out[i], v.IP)
+		}
+	}
+	isPending := make(map[string]bool, len(pending))
+	for _, p := range pending {
+		isPending[p] = true
+	}
+	for _, p := range want.LocalPorts {
+		if an := byID[p.NetworkID]; an != nil && !isPending[portName(p)] {
+			an.Local = append(an.Local, AppliedPort{Tap: p.TapName(), MAC: p.MAC})
+		}
+	}
+	for _, p := range want.RemotePorts {
+		if an := byID[p.NetworkID]; an != nil {
+			an.Remote = append(an.Remote, AppliedRemote{MAC: p.MAC, VTEP: p.VTEP, IPs: p.IPs})
+			addVTEP(an, p.VTEP)
+		}
+	}
+	return out
+}
+
+// attachmentsFor lists the programs an apply of nets attaches: the uplink's
+// (when BPF forwards), each network's bridge and vxlan device, and each
+// local port's tap (both directions).
+func (d *Dataplane) attachmentsFor(nets []AppliedNetwork) []Attachment {
+	var out []Attachment
+	if !d.opts.Kernel {
+		out = append(out, Attachment{Kind: xdpKind, Device: d.kernel.uplink.Attrs().Name})
+	}
+	for _, n := range nets {
+		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge}, Attachment{Kind: vxlanHook.kind, Device: n.VXLAN})
+		for _, p := range n.Local {
+			out = append(out, Attachment{Kind: portHook.kind, Device: p.Tap}, Attachment{Kind: deliverHook.kind, Device: p.Tap})
+		}
+	}
+	return out
+}
+
+// AppliedPolicy is one distinct set of security groups as compiled.
+type AppliedPolicy struct {
+	Groups    []string      `json:"groups"`
+	Stateless bool          `json:"stateless,omitempty"`
+	Rules     []AppliedRule `json:"rules"`
+	Error     string        `json:"error,omitempty"` // why it allows nothing
+}
+
+// AppliedRule is one rule of a policy, with the record behind it.
+type AppliedRule struct {
+	Group     string `json:"group"`
+	ID        string `json:"id"`
+	Direction string `json:"direction"`
+	EtherType string `json:"ethertype"`
+	Match     string `json:"match"`  // protocol and ports or ICMP type/code
+	Remote    string `json:"remote"` // prefixes, or "any"
+	Source    string `json:"source"`
+}
+
+func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, rec *recorder, applyErr error) error {
 	a := Applied{Instance: d.opts.Instance, Dataplane: "bpf", Revision: want.Revision, AppliedAt: time.Now().UTC(),
-		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: prov}
-	if d.set == nil {
+		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: rec.prov, Policies: rec.policies}
+	if d.opts.Kernel {
 		a.Dataplane = "kernel"
+	}
+	a.Networks = appliedNetworks(want, res.Pending)
+	a.Attachments = d.attachmentsFor(a.Networks)
+	if applyErr == nil {
+		d.mu.Lock()
+		d.attachments = a.Attachments
+		d.mu.Unlock()
 	}
 	if a.Pending == nil {
 		a.Pending = []string{}

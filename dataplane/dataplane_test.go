@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdmaps "maps"
 	"net"
 	"net/netip"
 	"os"
@@ -259,13 +260,34 @@ func TestApplySeedNode(t *testing.T) {
 	}
 	var pi maps.PortInfo
 	if err := d.Maps().Map(maps.Ports).Lookup(uint32(tap.Attrs().Index), &pi); err != nil || pi.Vni != 100 ||
-		pi.Mtu != 1450 || pi.Flags&maps.PortSecurity == 0 || state.MAC(pi.Mac) != vm2MAC {
-		t.Errorf("port entry %+v (%v), want vni 100 mtu 1450 security on", pi, err)
+		pi.Mtu != 1450 || pi.Flags != maps.PortSecurity|maps.PortBridged || state.MAC(pi.Mac) != vm2MAC ||
+		maps.AddrBE32(pi.Ip4) != netip.MustParseAddr("172.16.100.19") {
+		t.Errorf("port entry %+v (%v), want vni 100 mtu 1450 security on, bridged, ip4 .19", pi, err)
 	}
-	addrs, err := maps.Entries[maps.PortAddrKey, maps.MACValue](d.Maps().Map(maps.PortAddrs))
-	if err != nil || len(addrs) != 1 ||
-		addrs[maps.NewPortAddrKey(uint32(tap.Attrs().Index), netip.MustParsePrefix("172.16.100.19/32"))] != (maps.MACValue{Mac: vm2MAC}) {
-		t.Errorf("port_addrs %v (%v), want vm2's fixed IP bound to its MAC", addrs, err)
+	// Port security: vm2's MAC, with its fixed IP and its EUI-64 link-local address.
+	idx := uint32(tap.Attrs().Index)
+	wantAddrs := map[maps.PortAddrKey]maps.PortAddrValue{
+		maps.NewPortMACKey(idx, vm2MAC):                                                          {Kind: maps.AddrMACOnly},
+		maps.NewPortAddrKey(idx, vm2MAC, netip.MustParsePrefix("172.16.100.19/32")):              {Kind: maps.AddrAllowed},
+		maps.NewPortAddrKey(idx, vm2MAC, netip.MustParsePrefix("fe80::f816:3eff:fecb:982c/128")): {Kind: maps.AddrAllowed},
+	}
+	addrs, err := maps.Entries[maps.PortAddrKey, maps.PortAddrValue](d.Maps().Map(maps.PortAddrs))
+	if err != nil || !stdmaps.Equal(addrs, wantAddrs) {
+		t.Errorf("port_addrs %v (%v), want %v", addrs, err, wantAddrs)
+	}
+
+	// Nothing of the tenant network reaches the host: IPv6 off on its
+	// devices, the bridge program on the bridge, the vxlan program (and
+	// the tunnel metadata it needs) on the vxlan device.
+	for _, dev := range []string{"brq85ae5035-20", "vxlan-100"} {
+		if v, _ := os.ReadFile("/proc/sys/net/ipv6/conf/" + dev + "/disable_ipv6"); string(v) != "1\n" {
+			t.Errorf("IPv6 on %s: disable_ipv6 = %q, want 1", dev, v)
+		}
+	}
+	assertPinnedLink(t, filepath.Join(h.opts.linkDir(), "bridge_brq85ae5035-20"), br.Attrs().Index)
+	assertPinnedLink(t, filepath.Join(h.opts.linkDir(), "vxlan_vxlan-100"), vx.Attrs().Index)
+	if !h.hasTunnelRule() {
+		t.Error("no tun_id rule: the kernel would not give the vxlan program tunnel metadata")
 	}
 	if d.AppliedRevision() != 7 {
 		t.Errorf("applied revision %d, want 7", d.AppliedRevision())
@@ -336,10 +358,11 @@ func TestApplyChanges(t *testing.T) {
 		t.Errorf("after the tap appeared: pending %v, tc ops %v", res.Pending, opsOf(res, "bpf/tc"))
 	}
 
-	// Ports removed: their entries and attachments go, and their tap
-	// leaves the bridge (it would be bridged without port security).
+	// Ports removed: their entries go, their tap leaves the bridge (it
+	// would be bridged without port security) and its program stays,
+	// dropping everything (see TestUnboundTapIsDisabled).
 	res = h.apply(d, seedNode3())
-	if !slices.Contains(opsOf(res, "bpf/tc"), "remove "+newPort.TapName()) ||
+	if slices.Contains(opsOf(res, "bpf/tc"), "remove "+newPort.TapName()) ||
 		!slices.Contains(opsOf(res, "bpf/fdb"), "remove 100/fa:16:3e:00:00:01") {
 		t.Errorf("removing a port: ops %v", res.Ops)
 	}
@@ -368,17 +391,27 @@ func TestApplyChanges(t *testing.T) {
 		t.Errorf("vxlan-200 with network MTU 9000 on a 1500 underlay: %v, want MTU 1450", err)
 	}
 
-	// The network goes: bridge, vxlan device and every map entry with it.
+	// The network goes: bridge, vxlan device and every map entry with it,
+	// but for the taps that still exist, now disabled.
 	res = h.apply(d, &state.Desired{})
 	for _, name := range []string{"brq85ae5035-20", "vxlan-100"} {
 		if _, err := h.nl.LinkByName(name); err == nil {
 			t.Errorf("%s still exists after its network was removed", name)
 		}
 	}
-	for _, m := range []string{maps.FDB, maps.Ports, maps.Networks, maps.VTEPs, maps.ARP, maps.TxPorts, maps.PortAddrs} {
+	for _, m := range []string{maps.FDB, maps.Networks, maps.VTEPs, maps.ARP, maps.TxPorts, maps.PortAddrs} {
 		tbl, err := d.Maps().Read(m, maps.DumpOptions{})
 		if err != nil || len(tbl.Rows) != 0 {
 			t.Errorf("map %s not empty after the network was removed: %v %v", m, tbl.Rows, err)
+		}
+	}
+	ports, err := maps.Entries[uint32, maps.PortInfo](d.Maps().Map(maps.Ports))
+	if err != nil || len(ports) != 2 {
+		t.Errorf("ports after the network was removed: %v (%v), want the two taps, disabled", ports, err)
+	}
+	for idx, p := range ports {
+		if p.Flags != maps.PortDisabled {
+			t.Errorf("ports[%d] = %+v, want disabled", idx, p)
 		}
 	}
 }
@@ -422,9 +455,11 @@ func TestCleanupRemovesEverything(t *testing.T) {
 			h := newHost(t)
 			d, tap, _ := h.seeded(func(o *Options) { o.TCMode = mode })
 			if mode == ModeClsact {
-				fs, _ := d.att.clsactFilters(tap.Attrs().Index)
-				if len(fs) != 1 {
-					t.Fatalf("clsact filters on the tap: %d, want 1", len(fs))
+				for dev, n := range map[string]int{tap.Attrs().Name: 2, "vxlan-100": 1, "brq85ae5035-20": 1} {
+					l, _ := h.nl.LinkByName(dev)
+					if fs, _ := d.att.clsactFilters(l.Attrs().Index, "vxdp_"); len(fs) != n {
+						t.Fatalf("clsact filters on %s: %d, want %d", dev, len(fs), n)
+					}
 				}
 			}
 			d.Close()
@@ -441,8 +476,11 @@ func TestCleanupRemovesEverything(t *testing.T) {
 				}
 			}
 			d2 := &attacher{nl: h.nl}
-			if fs, _ := d2.clsactFilters(tap.Attrs().Index); len(fs) != 0 {
+			if fs, _ := d2.clsactFilters(tap.Attrs().Index, "vxdp_"); len(fs) != 0 {
 				t.Errorf("clsact filter left on the tap")
+			}
+			if h.hasTunnelRule() {
+				t.Error("tun_id rule left behind")
 			}
 			if _, err := os.Stat(h.opts.PinDir()); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("pin dir left behind: %v", err)
@@ -454,27 +492,99 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	}
 }
 
-func TestKernelModeRemovesBPF(t *testing.T) {
+// The kernel dataplane forwards with the bridge and vxlan device only,
+// but keeps filtering: a node switched to it stays isolated.
+func TestKernelModeKeepsFiltering(t *testing.T) {
 	h := newHost(t)
-	d, _, _ := h.seeded(nil)
+	d, tap, _ := h.seeded(nil)
 	d.Close()
 
 	d = h.open(func(o *Options) { o.Kernel = true })
 	defer d.Close()
-	if _, err := os.Stat(h.opts.PinDir()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("switching to the kernel dataplane left pins: %v", err)
+	res := h.apply(d, seedNode3())
+	if got := opsOf(res, "bpf/xdp"); !slices.Equal(got, []string{"remove eth2"}) {
+		t.Errorf("xdp ops %v, want the uplink program removed", got)
 	}
 	eth2, _ := h.nl.LinkByName("eth2")
 	if x := eth2.Attrs().Xdp; x != nil && x.Attached {
-		t.Errorf("XDP still attached to the uplink after switching to the kernel dataplane")
+		t.Errorf("XDP still attached to the uplink on the kernel dataplane")
 	}
-	res := h.apply(d, seedNode3())
-	if len(opsOf(res, "bpf/fdb")) != 0 || d.Maps() != nil {
-		t.Errorf("kernel dataplane touched BPF: %v", res.Ops)
+	var cfg maps.ConfigValue
+	if err := d.Maps().Map(maps.Config).Lookup(uint32(0), &cfg); err != nil || cfg.Flags&maps.ConfigForward != 0 {
+		t.Errorf("config %+v (%v): forwarding still on", cfg, err)
 	}
+	assertPinnedLink(t, filepath.Join(h.opts.linkDir(), "tc_"+tap.Attrs().Name), tap.Attrs().Index)
+	vx, _ := h.nl.LinkByName("vxlan-100")
+	assertPinnedLink(t, filepath.Join(h.opts.linkDir(), "vxlan_vxlan-100"), vx.Attrs().Index)
 	if got := h.kernelFDB("vxlan-100"); len(got) != 4 {
 		t.Errorf("kernel fdb %v, want the 4 seed entries", got)
 	}
+	if res := h.apply(d, seedNode3()); len(res.Ops) != 0 {
+		t.Errorf("second apply changed %v", res.Ops)
+	}
+}
+
+// A tap whose port is unbound leaves the bridge but keeps its program,
+// which then drops everything (its frames would reach the host's stack
+// otherwise); once the tap goes, so do its entry and pin.
+func TestUnboundTapIsDisabled(t *testing.T) {
+	h := newHost(t)
+	d, tap, _ := h.seeded(nil)
+	defer d.Close()
+	unbound := seedNode3()
+	unbound.LocalPorts = nil
+	h.apply(d, unbound)
+
+	tap, _ = h.nl.LinkByName(tap.Attrs().Name)
+	if tap.Attrs().MasterIndex != 0 {
+		t.Errorf("unbound tap still on a bridge (master %d)", tap.Attrs().MasterIndex)
+	}
+	idx := uint32(tap.Attrs().Index)
+	var pi maps.PortInfo
+	if err := d.Maps().Map(maps.Ports).Lookup(idx, &pi); err != nil || pi.Flags != maps.PortDisabled {
+		t.Errorf("port entry of the unbound tap %+v (%v), want only the disabled flag", pi, err)
+	}
+	assertPinnedLink(t, filepath.Join(h.opts.linkDir(), "tc_"+tap.Attrs().Name), tap.Attrs().Index)
+	var e maps.FDBEntry
+	if err := d.Maps().Map(maps.FDB).Lookup(maps.NewFDBKey(100, vm2MAC), &e); err == nil {
+		t.Errorf("unbound port still in the fdb: %+v", e)
+	}
+	if res := h.apply(d, unbound); len(res.Ops) != 0 {
+		t.Errorf("second apply changed %v", res.Ops)
+	}
+
+	// Bound again: a normal port.
+	h.apply(d, seedNode3())
+	if err := d.Maps().Map(maps.Ports).Lookup(idx, &pi); err != nil || pi.Flags != maps.PortSecurity|maps.PortBridged {
+		t.Errorf("re-bound port entry %+v (%v), want security on and bridged", pi, err)
+	}
+
+	// Unbound, then the VM (and its tap) goes away.
+	h.apply(d, unbound)
+	if err := h.nl.LinkDel(tap); err != nil {
+		t.Fatal(err)
+	}
+	res := h.apply(d, unbound)
+	if got := opsOf(res, "bpf/ports"); !slices.Equal(got, []string{"remove " + maps.U32KeyString(idx)}) {
+		t.Errorf("ports ops %v, want the disabled entry removed", got)
+	}
+	if _, err := os.Stat(filepath.Join(h.opts.linkDir(), "tc_"+tap.Attrs().Name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pin of the deleted tap left: %v", err)
+	}
+}
+
+// hasTunnelRule reports whether the host has vxdp's tun_id rule.
+func (h *hostEnv) hasTunnelRule() bool {
+	rules, err := h.nl.RuleList(unix.AF_INET)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, r := range rules {
+		if r.Priority == tunnelRulePriority && r.Protocol == rtprotVXDP {
+			return true
+		}
+	}
+	return false
 }
 
 // kernelAtLeast reports whether the running kernel is major.minor or later.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -33,6 +34,7 @@ type kernel struct {
 	// entries, but drops every other ARP instead of flooding it.
 	arpProxy bool
 	ttl      uint8 // 0: the kernel default
+	log      *slog.Logger
 }
 
 // kernelNet is what the kernel needs to know of one network.
@@ -54,16 +56,17 @@ func (k *kernel) linkByName(name string) (netlink.Link, error) {
 }
 
 // ensureNetwork creates or adopts the bridge and vxlan device of a network.
-// Existing objects with the right names are adopted (marked as ours), so a
-// node migrating from Neutron's agent keeps its bridges; a vxlan device
-// whose parameters differ is recreated, since vxlan parameters are fixed at
-// creation.
+// Existing objects with the right names are adopted, so a node migrating
+// from Neutron's agent keeps its bridges and vxlan devices and loses no
+// packet; a vxlan device is recreated only when it cannot carry the
+// network (see reuseVXLAN).
 func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 	brName := state.BridgeName(n.id)
 	br, err := k.linkByName(brName)
 	if err != nil {
 		return fmt.Errorf("look up bridge %s: %w", brName, err)
 	}
+	madeBridge := br == nil
 	if br == nil {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = brName
@@ -77,7 +80,10 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 	} else if _, ok := br.(*netlink.Bridge); !ok {
 		return fmt.Errorf("%s exists but is a %s, not a bridge: rename or remove it", brName, br.Type())
 	}
-	if err := k.own(br); err != nil {
+	if err := k.claim(br, madeBridge, adoption{}, rec); err != nil {
+		return err
+	}
+	if err := disableIPv6(brName); err != nil {
 		return err
 	}
 
@@ -86,13 +92,22 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 	if err != nil {
 		return fmt.Errorf("look up %s: %w", vxName, err)
 	}
-	if vx != nil && !k.vxlanMatches(vx, n.vni) {
-		if err := k.nl.LinkDel(vx); err != nil {
-			return fmt.Errorf("replace %s: %w", vxName, err)
+	if vx != nil {
+		reuse, err := k.reuseVXLAN(vx, n.vni, rec)
+		if err != nil {
+			return err
 		}
-		rec.op("kernel/vxlan", "remove", vxName)
-		vx = nil
+		if !reuse {
+			if err := k.nl.LinkDel(vx); err != nil {
+				return fmt.Errorf("replace %s: %w", vxName, err)
+			}
+			rec.op("kernel/vxlan", "remove", vxName)
+			vx = nil
+		} else if vx, err = k.nl.LinkByName(vxName); err != nil {
+			return fmt.Errorf("look up %s: %w", vxName, err)
+		}
 	}
+	madeVXLAN := vx == nil
 	if vx == nil {
 		if err := k.addVXLAN(vxName, n.vni, n.mtu); err != nil {
 			return fmt.Errorf("create %s: %w", vxName, err)
@@ -102,7 +117,10 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 		}
 		rec.op("kernel/vxlan", "add", vxName)
 	}
-	if err := k.own(vx); err != nil {
+	if err := k.claim(vx, madeVXLAN, adoption{}, rec); err != nil {
+		return err
+	}
+	if err := disableIPv6(vxName); err != nil {
 		return err
 	}
 	if vx.Attrs().MTU != n.mtu {
@@ -169,31 +187,11 @@ func (k *kernel) addVXLAN(name string, vni uint32, mtu int) error {
 	return err
 }
 
-// vxlanMatches reports whether an existing vxlan device has the
-// parameters addVXLAN would give it.
-func (k *kernel) vxlanMatches(l netlink.Link, vni uint32) bool {
-	vx, ok := l.(*netlink.Vxlan)
-	return ok && vx.VxlanId == int(vni) && vx.VtepDevIndex == k.uplink.Attrs().Index &&
-		vx.SrcAddr.Equal(net.IP(k.localIP.AsSlice())) && vx.Port == k.vxlanPort &&
-		!vx.Learning && vx.Proxy == k.arpProxy && !vx.UDPCSum && vx.TTL == int(k.ttl)
-}
-
 func boolByte(b bool) []byte {
 	if b {
 		return []byte{1}
 	}
 	return []byte{0}
-}
-
-// own marks a link as managed by this agent instance.
-func (k *kernel) own(l netlink.Link) error {
-	if l.Attrs().Alias == k.owner {
-		return nil
-	}
-	if err := k.nl.LinkSetAlias(l, k.owner); err != nil {
-		return fmt.Errorf("mark %s as owned: %w", l.Attrs().Name, err)
-	}
-	return nil
 }
 
 func (k *kernel) up(l netlink.Link) error {
@@ -401,7 +399,7 @@ func (k *kernel) ownedLinks() ([]netlink.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	return slices.DeleteFunc(all, func(l netlink.Link) bool { return l.Attrs().Alias != k.owner }), nil
+	return slices.DeleteFunc(all, func(l netlink.Link) bool { return !k.isOwned(l) }), nil
 }
 
 // removeStale deletes owned bridges and vxlan devices not in keep (names).

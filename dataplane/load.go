@@ -16,23 +16,42 @@ import (
 
 // Programs are the loaded vxdp programs, sharing one map set.
 type Programs struct {
-	Port   *ebpf.Program
-	Uplink *ebpf.Program
+	Port    *ebpf.Program // TC ingress of taps
+	Uplink  *ebpf.Program // XDP on the VTEP interface
+	VXLAN   *ebpf.Program // TC ingress of vxlan-<VNI>
+	Bridge  *ebpf.Program // TC ingress of brq… bridges
+	Deliver *ebpf.Program // TC egress of taps
 }
 
-// LoadPrograms loads both programs against the maps of set.
+// LoadPrograms loads every program against the maps of set.
 func LoadPrograms(set *maps.Set) (*Programs, error) {
 	opts := &ebpf.CollectionOptions{MapReplacements: set.All()}
-	var port bpf.PortPrograms
-	if err := loadAssign(bpf.LoadPort, &port, opts); err != nil {
-		return nil, fmt.Errorf("load port program: %w", err)
+	var (
+		p       Programs
+		port    bpf.PortPrograms
+		uplink  bpf.UplinkPrograms
+		vxlan   bpf.VxlanPrograms
+		bridge  bpf.BridgePrograms
+		deliver bpf.DeliverPrograms
+	)
+	for _, l := range []struct {
+		name string
+		load func() (*ebpf.CollectionSpec, error)
+		obj  any
+	}{
+		{"port", bpf.LoadPort, &port},
+		{"uplink", bpf.LoadUplink, &uplink},
+		{"vxlan", bpf.LoadVxlan, &vxlan},
+		{"bridge", bpf.LoadBridge, &bridge},
+		{"deliver", bpf.LoadDeliver, &deliver},
+	} {
+		if err := loadAssign(l.load, l.obj, opts); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("load %s program: %w", l.name, err)
+		}
+		p.Port, p.Uplink, p.VXLAN, p.Bridge, p.Deliver = port.VxdpPort, uplink.VxdpUplink, vxlan.VxdpVxlan, bridge.VxdpBridge, deliver.VxdpDeliver
 	}
-	var uplink bpf.UplinkPrograms
-	if err := loadAssign(bpf.LoadUplink, &uplink, opts); err != nil {
-		port.Close()
-		return nil, fmt.Errorf("load uplink program: %w", err)
-	}
-	return &Programs{Port: port.VxdpPort, Uplink: uplink.VxdpUplink}, nil
+	return &p, nil
 }
 
 func loadAssign(load func() (*ebpf.CollectionSpec, error), obj any, opts *ebpf.CollectionOptions) error {
@@ -50,6 +69,9 @@ func loadAssign(load func() (*ebpf.CollectionSpec, error), obj any, opts *ebpf.C
 
 // Close releases the program file descriptors (attached programs stay).
 func (p *Programs) Close() {
-	p.Port.Close()
-	p.Uplink.Close()
+	for _, prog := range []*ebpf.Program{p.Port, p.Uplink, p.VXLAN, p.Bridge, p.Deliver} {
+		if prog != nil {
+			prog.Close()
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +18,9 @@ type Metrics struct {
 	duration prometheus.Histogram
 	pending  prometheus.Gauge
 	revision prometheus.Gauge
+	expired  *prometheus.CounterVec
+	evicted  *prometheus.CounterVec
+	stats    *statsCollector
 }
 
 // NewMetrics registers the dataplane's metrics on reg.
@@ -37,11 +42,19 @@ func NewMetrics(reg prometheus.Registerer, d *Dataplane) (*Metrics, error) {
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vxdp_applied_revision", Help: "Control-plane revision of the last applied state.",
 		}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vxdp_ct_expired_total", Help: "Tracked flows removed by the sweeper because they expired.",
+		}, []string{"table"}),
+		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vxdp_ct_evicted_total", Help: "Tracked flows evicted by the sweeper because their table was over 90 % full (closest to expiring first).",
+		}, []string{"table"}),
+		stats: &statsCollector{set: d.set, ctEntries: map[string]int{}},
 	}
-	cs := []prometheus.Collector{m.applies, m.ops, m.duration, m.pending, m.revision}
-	if d.set != nil {
-		cs = append(cs, &statsCollector{set: d.set})
+	for _, t := range []string{maps.CTTCP, maps.CTOther} {
+		m.expired.WithLabelValues(t)
+		m.evicted.WithLabelValues(t)
 	}
+	cs := []prometheus.Collector{m.applies, m.ops, m.duration, m.pending, m.revision, m.expired, m.evicted, m.stats}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -65,6 +78,17 @@ func (m *Metrics) ObserveApply(d *state.Desired, res state.Result, err error, to
 	m.revision.Set(float64(d.Revision))
 }
 
+// ObserveSweep records a conntrack sweep.
+func (m *Metrics) ObserveSweep(sweeps []CTSweep) {
+	m.stats.mu.Lock()
+	defer m.stats.mu.Unlock()
+	for _, s := range sweeps {
+		m.expired.WithLabelValues(s.Table).Add(float64(s.Expired))
+		m.evicted.WithLabelValues(s.Table).Add(float64(s.Evicted))
+		m.stats.ctEntries[s.Table] = s.Entries
+	}
+}
+
 var (
 	packetsDesc = prometheus.NewDesc("vxdp_packets_total",
 		"Packets seen by a vxdp BPF program, by verdict reason (docs/reasons.md).",
@@ -73,16 +97,31 @@ var (
 		"Bytes seen by a vxdp BPF program, by verdict reason.",
 		[]string{"program", "reason", "verdict"}, nil)
 	entriesDesc = prometheus.NewDesc("vxdp_map_entries",
-		"Entries in a vxdp BPF map.", []string{"map"}, nil)
+		"Entries in a vxdp BPF map (tracked-flow tables: as of the last sweep).", []string{"map"}, nil)
+	capacityDesc = prometheus.NewDesc("vxdp_map_capacity",
+		"Entries a vxdp BPF map can hold.", []string{"map"}, nil)
+	sgDesc = prometheus.NewDesc("vxdp_sg_events_total",
+		"Security-group decisions by direction and kind: established, new, related, always, stateless, denied, rechecked, cut, ct_full.",
+		[]string{"direction", "event"}, nil)
 )
 
-// statsCollector reads the per-CPU stats map at scrape time.
-type statsCollector struct{ set *maps.Set }
+// statsCollector reads the per-CPU counters and map fill at scrape time.
+type statsCollector struct {
+	set       *maps.Set
+	mu        sync.Mutex
+	ctEntries map[string]int // from the last sweep: too large to count per scrape
+}
+
+// filledMaps are the maps with a fill worth watching (not the arrays).
+var filledMaps = []string{maps.Networks, maps.Ports, maps.PortAddrs, maps.FDB, maps.VTEPs, maps.ARP, maps.TxPorts,
+	maps.PolicyRemote, maps.PolicyL4, maps.CTTCP, maps.CTOther}
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- packetsDesc
 	ch <- bytesDesc
 	ch <- entriesDesc
+	ch <- capacityDesc
+	ch <- sgDesc
 }
 
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -95,12 +134,30 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(packetsDesc, prometheus.CounterValue, float64(s.Packets), s.Prog, s.Reason, s.Verdict)
 		ch <- prometheus.MustNewConstMetric(bytesDesc, prometheus.CounterValue, float64(s.Bytes), s.Prog, s.Reason, s.Verdict)
 	}
-	for _, name := range []string{maps.Networks, maps.Ports, maps.PortAddrs, maps.FDB, maps.VTEPs, maps.ARP, maps.TxPorts} {
-		t, err := c.set.Read(name, maps.DumpOptions{})
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(entriesDesc, err)
-			continue
+	for _, name := range filledMaps {
+		m := c.set.Map(name)
+		ch <- prometheus.MustNewConstMetric(capacityDesc, prometheus.GaugeValue, float64(m.MaxEntries()), name)
+		n := 0
+		if slices.Contains([]string{maps.CTTCP, maps.CTOther}, name) {
+			c.mu.Lock()
+			n = c.ctEntries[name]
+			c.mu.Unlock()
+		} else {
+			t, err := c.set.Read(name, maps.DumpOptions{})
+			if err != nil {
+				ch <- prometheus.NewInvalidMetric(entriesDesc, err)
+				continue
+			}
+			n = len(t.Rows)
 		}
-		ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(len(t.Rows)), name)
+		ch <- prometheus.MustNewConstMetric(entriesDesc, prometheus.GaugeValue, float64(n), name)
+	}
+	t, err := c.set.Read(maps.SGStats, maps.DumpOptions{})
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(sgDesc, err)
+		return
+	}
+	for _, r := range t.Rows {
+		ch <- prometheus.MustNewConstMetric(sgDesc, prometheus.CounterValue, float64(r.Values[2].(uint64)), r.Values[0].(string), r.Values[1].(string))
 	}
 }

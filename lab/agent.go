@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +47,10 @@ func (f *FileControl) Publish(context.Context) error {
 		if err := d.Validate(); err != nil {
 			return fmt.Errorf("state of %s: %w", n, err)
 		}
+		l.recordPaths(l.StateFile(n), l.StateFile(n)+".tmp")
+		if err := l.writeManifest(); err != nil {
+			return err
+		}
 		if err := writeJSON(l.StateFile(n), d); err != nil {
 			return err
 		}
@@ -63,6 +69,7 @@ type agent struct {
 	err  error // exit status once done is closed
 
 	pid     int
+	start   uint64 // start time of pid (clock ticks since boot)
 	proc    *os.Process
 	started time.Time
 }
@@ -110,9 +117,6 @@ func (l *Lab) StartAgents() error {
 // StartAgent starts node's agent, logging (appending) to LogFile(node). It
 // runs in its own session so it outlives `vxdp lab up`.
 func (l *Lab) StartAgent(node string) error {
-	if err := os.MkdirAll(l.StateDir(node), 0o755); err != nil {
-		return err
-	}
 	a, err := l.spawn(node, l.AgentCommand(node), l.LogFile(node))
 	if err != nil {
 		return fmt.Errorf("start agent of %s: %w", node, err)
@@ -122,24 +126,47 @@ func (l *Lab) StartAgent(node string) error {
 }
 
 // spawn starts `vxdp args...` as process key (a node's agent, or the NATS
-// server), in its own session, appending its output to logPath.
+// server), in its own session, appending its output to logPath. What the
+// process will make (processPaths) is recorded first, the process once it
+// runs.
 func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
+	if l.Binary == "" {
+		return nil, errors.New("lab: no vxdp binary to run")
+	}
+	return l.spawnExec(key, l.Binary, args, logPath)
+}
+
+// spawnExec starts exe as process key (see spawn).
+func (l *Lab) spawnExec(key, exe string, args []string, logPath string) (*agent, error) {
 	l.mu.Lock()
 	running := l.agents[key].running()
 	l.mu.Unlock()
 	if running {
 		return nil, fmt.Errorf("%s is already running", key)
 	}
-	if l.Binary == "" {
-		return nil, errors.New("lab: no vxdp binary to run")
+	if vxdpDir := filepath.Join(l.BPFFS, "vxdp"); slices.Contains(Nodes, key) && !exists(vxdpDir) {
+		l.record(func(m *Manifest) {
+			if !slices.Contains(m.EmptyDirs, vxdpDir) {
+				m.EmptyDirs = append(m.EmptyDirs, vxdpDir)
+			}
+		})
+	}
+	l.recordPaths(l.processPaths(key)...)
+	if err := l.writeManifest(); err != nil {
+		return nil, err
+	}
+	if slices.Contains(Nodes, key) {
+		if err := os.MkdirAll(l.StateDir(key), 0o755); err != nil {
+			return nil, err
+		}
 	}
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "=== %s lab: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), l.Binary, strings.Join(args, " "))
-	cmd := exec.Command(l.Binary, args...)
+	fmt.Fprintf(logf, "=== %s lab: %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), exe, strings.Join(args, " "))
+	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Taken before the start: a fast agent may apply before Start returns.
@@ -148,6 +175,7 @@ func (l *Lab) spawn(key string, args []string, logPath string) (*agent, error) {
 		return nil, err
 	}
 	a := &agent{cmd: cmd, done: make(chan struct{}), pid: cmd.Process.Pid, proc: cmd.Process, started: started}
+	a.start, _ = procStart(a.pid)
 	go func() {
 		a.err = cmd.Wait()
 		close(a.done)
@@ -258,6 +286,43 @@ func isAlive(pid int) bool {
 		return raw[i+2] != 'Z' && raw[i+2] != 'X'
 	}
 	return true
+}
+
+// procStart returns the start time of pid in clock ticks since boot
+// (field 22 of /proc/PID/stat): with the pid, it names one process.
+func procStart(pid int) (uint64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(raw, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	// Fields after the name start at 3 (state); starttime is field 22.
+	fields := strings.Fields(string(raw[i+1:]))
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields)+2)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// cmdlineValue returns the value of flag in pid's command line ("" if none).
+func cmdlineValue(pid int, flag string) string {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // isAgentOf reports whether pid is a running vxdp agent of instance.
@@ -415,4 +480,14 @@ func (l *Lab) LogTail(node string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// AgentPID returns the pid of node's running agent, 0 if it does not run.
+func (l *Lab) AgentPID(node string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.agents[node]; a.running() {
+		return a.pid
+	}
+	return 0
 }

@@ -1,4 +1,4 @@
-// Package lab builds the seed topology of docs (../shared/seed/DIGEST.md) on
+// Package lab builds the seed topology (docs/seed.md) on
 // one machine out of network namespaces: an underlay bridge joining node1,
 // node3 and node4 by their tunnel NIC eth2, VMs and the DHCP port as
 // namespaces whose eth0 is a veth peered with a Neutron-named tap inside
@@ -8,9 +8,10 @@
 //
 // Every name the lab makes in the host (namespaces, agent instances, pin
 // directories) starts with a prefix, so several labs can coexist; links
-// live inside the lab's namespaces only, so their names never collide.
-// What a lab makes is recorded in its directory before it is made, so
-// Teardown can remove it even after a crash.
+// live inside the lab's namespaces only, so their names never collide. A
+// lab refuses a prefix or directory in use, records what it makes in its
+// directory's manifest as it makes it, and Teardown removes exactly that,
+// after a crash too.
 package lab
 
 import (
@@ -18,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/vxdp/vxdp/state"
@@ -65,6 +67,14 @@ type Config struct {
 	// NoPublish leaves the networks and ports to the caller (e.g. the
 	// controller CLI in NATS mode); the topology still has their taps.
 	NoPublish bool
+	// SecurityGroups are groups besides the default one (file control);
+	// PortGroups puts a port (by name) in groups other than the default.
+	SecurityGroups []state.SecurityGroup
+	PortGroups     map[string][]string
+	// Guest makes a VM (by port name, e.g. "vm1") a real guest: qemu with
+	// virtio-net on a tap of the port's name in its node, as Nova/libvirt
+	// creates it, instead of a namespace on a veth.
+	Guest string
 }
 
 // Control planes of a lab.
@@ -97,6 +107,9 @@ func (c Config) withDefaults() (Config, error) {
 	case ControlFile, ControlNATS:
 	default:
 		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
+	}
+	if _, ok := c.GuestPort(); c.Guest != "" && !ok {
+		return c, fmt.Errorf("lab: guest %q is not a port of the lab (vm1, vm2, ...)", c.Guest)
 	}
 	for node, dp := range c.Dataplane {
 		if _, ok := nodeIPs[node]; !ok {
@@ -235,11 +248,45 @@ func (c Config) networks() []state.Network {
 
 // localPort is the local_ports entry of p.
 func (c Config) localPort(p Port) state.LocalPort {
-	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap()}
+	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap(),
+		SecurityGroups: c.groupsOf(p)}
 	if c.VIP && p.ID == VM1.ID {
 		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
 	}
 	return lp
+}
+
+// DefaultGroupID is the lab's "default" security group: every port is in
+// it, as Neutron puts a port created without groups in its project's.
+const DefaultGroupID = "0d7d1f3c-5e1a-4c7b-9a24-6f3e2b1d8c50"
+
+// groupsOf is the groups a port is in: PortGroups, or the default.
+func (c Config) groupsOf(p Port) []string {
+	if gs, ok := c.PortGroups[p.Name]; ok {
+		return gs
+	}
+	return []string{DefaultGroupID}
+}
+
+// defaultGroup is Neutron's default group: everything out, and in from
+// the group's own members (here, every lab port).
+func (c Config) defaultGroup() state.SecurityGroup {
+	g := state.SecurityGroup{ID: DefaultGroupID, Name: "default", Rules: []state.Rule{
+		{ID: "egress-v4", Direction: state.Egress, EtherType: state.IPv4},
+		{ID: "egress-v6", Direction: state.Egress, EtherType: state.IPv6},
+		{ID: "ingress-default-v4", Direction: state.Ingress, EtherType: state.IPv4, RemoteGroup: DefaultGroupID},
+		{ID: "ingress-default-v6", Direction: state.Ingress, EtherType: state.IPv6, RemoteGroup: DefaultGroupID},
+	}}
+	for _, p := range c.Ports() {
+		if !slices.Contains(c.groupsOf(p), DefaultGroupID) {
+			continue
+		}
+		g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(p.IP, 32))
+		if c.VIP && p.ID == VM1.ID {
+			g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(VIP, 32))
+		}
+	}
+	return g
 }
 
 // DesiredState is what l2population pushes to node: every network with a
@@ -266,6 +313,9 @@ func (c Config) DesiredState(node string) *state.Desired {
 			}
 		}
 		d.Networks = append(d.Networks, n)
+		if len(d.SecurityGroups) == 0 {
+			d.SecurityGroups = append([]state.SecurityGroup{c.defaultGroup()}, c.SecurityGroups...)
+		}
 		for _, p := range ports {
 			switch {
 			case p.NetworkID != n.ID:
@@ -316,6 +366,19 @@ func (c Config) NATSLog() string { return filepath.Join(c.Dir, "nats.log") }
 // LogFile is the agent's log.
 func (c Config) LogFile(node string) string { return filepath.Join(c.Dir, node+".log") }
 
+// processPaths are what a lab process makes: a node's agent its state
+// directory, log and pins; the NATS server (key "nats") its store, log and
+// ready file.
+func (c Config) processPaths(key string) []string {
+	if key == natsKey {
+		return []string{c.NATSStore(), c.NATSLog(), filepath.Join(c.Dir, "nats.ready")}
+	}
+	if key == guestKey {
+		return []string{c.GuestLog(), c.GuestLog() + ".qemu"}
+	}
+	return []string{c.StateDir(key), c.LogFile(key), c.PinDir(key)}
+}
+
 // Namespaces lists every namespace of the lab, in build order.
 func (c Config) Namespaces() []string {
 	out := []string{c.NS("underlay")}
@@ -326,10 +389,29 @@ func (c Config) Namespaces() []string {
 		out = append(out, c.NS("rogue"))
 	}
 	for _, p := range c.Ports() {
-		out = append(out, c.PortNS(p))
+		if p.Name != c.Guest {
+			out = append(out, c.PortNS(p))
+		}
 	}
 	return out
 }
+
+// GuestPort is the port the guest is (ok false without a guest).
+func (c Config) GuestPort() (Port, bool) {
+	for _, p := range c.Ports() {
+		if c.Guest != "" && p.Name == c.Guest {
+			return p, true
+		}
+	}
+	return Port{}, false
+}
+
+// GuestLog is the guest's console.
+func (c Config) GuestLog() string { return filepath.Join(c.Dir, "guest-"+c.Guest+".console") }
+
+// GuestImageDir caches the guest image (kernel package, initramfs) across
+// labs: assembling it downloads a Debian kernel package once.
+const GuestImageDir = "/var/cache/vxdp/guest"
 
 func exists(path string) bool {
 	_, err := os.Stat(path)

@@ -4,24 +4,20 @@ import (
 	"fmt"
 	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
-// prepareVMNIC makes a VM-side veth behave like a VM's NIC for the vxdp
-// uplink program, in the calling thread's namespace.
+// prepareVMNIC makes a VM-side veth behave like a VM's NIC, in the calling
+// thread's namespace: GRO on, as a virtio guest's driver has it.
 //
 // XDP_REDIRECT into a veth (the uplink program redirecting a decapsulated
-// frame to a tap) only delivers if the tap's peer, the VM's eth0, runs an
-// XDP program or has GRO on; otherwise the frame is dropped. A real tap's
-// reader is the VM, so this is a lab-only need: attach a program that
-// passes everything. The VM keeps TSO and checksum offload on, like a
-// virtio guest, so its TSO super-frames exercise encapsulation.
+// frame to a tap) only delivers if the tap's peer, the VM's eth0, runs
+// NAPI, which a veth does when it has GRO on (or an XDP program, which
+// would disable GRO and make every frame cost the VM a full trip through
+// its stack). The VM keeps TSO and checksum offload on, like a virtio
+// guest, so its TSO super-frames exercise encapsulation.
 func prepareVMNIC(dev string) error {
-	return attachXDPPass(dev)
+	return ethtoolSet(dev, ethtoolSGRO, true)
 }
 
 // prepareWire makes an underlay bridge port behave like a physical wire:
@@ -37,40 +33,35 @@ func prepareWire(dev string) error {
 	return setTxChecksum(dev, false)
 }
 
-// attachXDPPass attaches a program returning XDP_PASS to dev (native mode).
-// The attachment lives as long as the device.
-func attachXDPPass(dev string) error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:    "lab_xdp_pass",
-		Type:    ebpf.XDP,
-		License: "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 2), // XDP_PASS
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("load XDP_PASS program: %w", err)
+// Legacy ethtool feature commands (linux/ethtool.h).
+const (
+	ethtoolSTXCSUM = 0x17 // ethtool -K dev tx
+	ethtoolGGRO    = 0x2b // ethtool -k dev: gro
+	ethtoolSGRO    = 0x2c // ethtool -K dev gro
+)
+
+// setTxChecksum switches TX checksum offload of dev (ethtool -K dev tx on|off).
+func setTxChecksum(dev string, on bool) error { return ethtoolSet(dev, ethtoolSTXCSUM, on) }
+
+// ethtoolSet switches one feature of dev with a legacy ethtool ioctl.
+func ethtoolSet(dev string, cmd uint32, on bool) error {
+	var data uint32
+	if on {
+		data = 1
 	}
-	defer prog.Close()
-	l, err := netlink.LinkByName(dev)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", dev, err)
-	}
-	if err := netlink.LinkSetXdpFdWithFlags(l, prog.FD(), nl.XDP_FLAGS_DRV_MODE); err != nil {
-		return fmt.Errorf("attach XDP_PASS to %s: %w", dev, err)
-	}
-	return nil
+	_, err := ethtoolValue(dev, cmd, data)
+	return err
 }
 
-// setTxChecksum switches TX checksum offload of dev (ethtool -K dev tx on|off)
-// with the legacy ETHTOOL_STXCSUM ioctl.
-func setTxChecksum(dev string, on bool) error {
-	const ethtoolSTXCSUM = 0x17
-	val := struct{ cmd, data uint32 }{cmd: ethtoolSTXCSUM}
-	if on {
-		val.data = 1
-	}
+// ethtoolGet reads one feature of dev with a legacy ethtool ioctl.
+func ethtoolGet(dev string, cmd uint32) (bool, error) {
+	v, err := ethtoolValue(dev, cmd, 0)
+	return v != 0, err
+}
+
+// ethtoolValue issues a legacy ethtool_value ioctl and returns its data.
+func ethtoolValue(dev string, cmd, data uint32) (uint32, error) {
+	val := struct{ cmd, data uint32 }{cmd: cmd, data: data}
 	var ifr struct {
 		name [unix.IFNAMSIZ]byte
 		data unsafe.Pointer
@@ -80,11 +71,11 @@ func setTxChecksum(dev string, on bool) error {
 	ifr.data = unsafe.Pointer(&val)
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer unix.Close(fd)
 	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); errno != 0 {
-		return fmt.Errorf("ethtool -K %s tx %v: %w", dev, on, errno)
+		return 0, fmt.Errorf("ethtool %#x %s: %w", cmd, dev, errno)
 	}
-	return nil
+	return val.data, nil
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -23,16 +25,14 @@ const (
 	VMDev = "eth0"
 )
 
-// buildTopology makes the namespaces and links of c. It is not atomic: on
-// error the caller tears down what exists.
+// buildTopology makes the links of c in its namespaces (Lab.Build creates
+// them). It is not atomic: on error the caller tears down what it made.
 func buildTopology(c Config) error {
-	for _, ns := range c.Namespaces() {
-		if NSExists(ns) {
-			return fmt.Errorf("namespace %s already exists: another lab with prefix %q is up (tear it down with `vxdp lab down`, or choose another prefix)", ns, c.Prefix)
-		}
-	}
-	for _, ns := range c.Namespaces() {
-		if err := createNS(ns); err != nil {
+	// The hypervisors run with a distribution's defaults, so the lab does
+	// not hide what a real host would let through (IPv6 on, loose reverse
+	// path filtering as systemd sets it).
+	for _, n := range Nodes {
+		if err := Do(c.NS(n), func() error { return HostDefaults(DefaultRPFilter) }); err != nil {
 			return err
 		}
 	}
@@ -67,8 +67,46 @@ func buildTopology(c Config) error {
 			return err
 		}
 	}
+	// The rogue host also sits on the management network, to send VXLAN
+	// to a node's other address, past the uplink's XDP program.
+	if c.Rogue {
+		if err := plug(c, "rogue", "m-rogue", mgmtBridge, MgmtDev, RogueMgmtIP, false); err != nil {
+			return err
+		}
+	}
 	for _, p := range c.Ports() {
+		if p.Name == c.Guest {
+			continue // qemu makes its tap
+		}
 		if err := addPort(c, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RogueMgmtIP is the rogue host's address on the management network.
+var RogueMgmtIP = netip.MustParseAddr("10.30.1.9")
+
+// DefaultRPFilter is the reverse path filtering a distribution sets
+// (systemd's 50-default.conf: loose).
+const DefaultRPFilter = 2
+
+// HostDefaults gives the calling thread's namespace a distribution's
+// defaults: IPv6 on and rp_filter at mode (0 off, 1 strict, 2 loose) on
+// every interface, present and future.
+func HostDefaults(rpFilter int) error {
+	for _, k := range []string{"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"} {
+		if err := writeSysctl(k, "0"); err != nil {
+			return err
+		}
+	}
+	ifaces, err := os.ReadDir("/proc/sys/net/ipv4/conf")
+	if err != nil {
+		return err
+	}
+	for _, i := range ifaces {
+		if err := writeSysctl("net/ipv4/conf/"+i.Name()+"/rp_filter", strconv.Itoa(rpFilter)); err != nil {
 			return err
 		}
 	}
@@ -164,10 +202,11 @@ func addPort(c Config, p Port) error {
 				return err
 			}
 		}
-		if err := prepareVMNIC(VMDev); err != nil {
+		// GRO only enables XDP redirects into the NIC once it is up.
+		if err := setUp(VMDev); err != nil {
 			return err
 		}
-		return setUp(VMDev)
+		return prepareVMNIC(VMDev)
 	})
 }
 

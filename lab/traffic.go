@@ -134,6 +134,8 @@ type TCPOptions struct {
 	Rate int64
 	// Timeout bounds the whole transfer (default 60 s).
 	Timeout time.Duration
+	// Port the receiver listens on (0: any free one).
+	Port int
 }
 
 // StartTCP starts sending size bytes of pseudo-random data over TCP from
@@ -145,7 +147,7 @@ func StartTCP(src, dst string, dstIP netip.Addr, size int64, o TCPOptions) (*Tra
 	}
 	var ln net.Listener
 	if err := Do(dst, func() (err error) {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(dstIP.String(), "0"))
+		ln, err = net.Listen("tcp4", net.JoinHostPort(dstIP.String(), fmt.Sprint(o.Port)))
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("listen in %s: %w", dst, err)

@@ -9,32 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/vxdp/vxdp/bpf"
 )
-
-// Map names, as in bpf/include/maps.h; also their pin file names.
-const (
-	Config    = "config"
-	Meta      = "meta"
-	Stats     = "stats"
-	IPID      = "ip_id"
-	Ports     = "ports"
-	Networks  = "networks"
-	FDB       = "fdb"
-	VTEPs     = "vteps"
-	ARP       = "arp"
-	PortAddrs = "port_addrs"
-	TxPorts   = "tx_ports"
-)
-
-// Names lists every map in dump order.
-var names = []string{Config, Meta, Networks, Ports, PortAddrs, FDB, VTEPs, ARP, TxPorts, Stats, IPID}
-
-// Names returns every map name, in dump order.
-func Names() []string { return append([]string(nil), names...) }
 
 // Set holds one instance of every vxdp map.
 type Set struct {
@@ -60,15 +40,30 @@ func (s *Set) All() map[string]*ebpf.Map {
 	return out
 }
 
+// Sizes overrides the number of entries of some maps (by name), e.g. the
+// tracked-flow tables ([dataplane] ct_tcp_max, ct_other_max).
+type Sizes map[string]uint32
+
+// Resizable lists the maps whose size the agent may set.
+var Resizable = []string{CTTCP, CTOther}
+
 // Create makes a fresh, unpinned instance of every map from the embedded
-// object, for tests and for a first start.
-func Create() (*Set, error) {
+// object, for tests and for a first start, with the sizes given.
+func Create(sizes ...Sizes) (*Set, error) {
 	spec, err := bpf.LoadPort()
 	if err != nil {
 		return nil, err
 	}
+	for _, sz := range sizes {
+		for n, v := range sz {
+			if spec.Maps[n] == nil || v == 0 {
+				return nil, fmt.Errorf("map %s: cannot be sized %d", n, v)
+			}
+			spec.Maps[n].MaxEntries = v
+		}
+	}
 	s := &Set{m: map[string]*ebpf.Map{}}
-	for _, n := range names {
+	for _, n := range Names() {
 		m, err := ebpf.NewMap(spec.Maps[n])
 		if err != nil {
 			s.Close()
@@ -94,7 +89,7 @@ func OpenPinned(dir string) (*Set, error) {
 		return nil, err
 	}
 	s := &Set{m: map[string]*ebpf.Map{}}
-	for _, n := range names {
+	for _, n := range Names() {
 		path := filepath.Join(dir, n)
 		m, err := ebpf.LoadPinnedMap(path, nil)
 		if err != nil {
@@ -102,7 +97,11 @@ func OpenPinned(dir string) (*Set, error) {
 			return nil, fmt.Errorf("open pinned map %s: %w (remove the pins with `vxdp agent --cleanup`)", path, err)
 		}
 		s.m[n] = m
-		if err := spec.Maps[n].Compatible(m); err != nil {
+		want := spec.Maps[n].Copy()
+		if slices.Contains(Resizable, n) {
+			want.MaxEntries = m.MaxEntries() // sized by the agent that made it
+		}
+		if err := want.Compatible(m); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("pinned map %s was made by an incompatible vxdp version: %w (run `vxdp agent --cleanup` and restart)", path, err)
 		}
@@ -115,7 +114,7 @@ func (s *Set) Pin(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("pin maps: %w", err)
 	}
-	for _, n := range names {
+	for _, n := range Names() {
 		if err := s.m[n].Pin(filepath.Join(dir, n)); err != nil {
 			return fmt.Errorf("pin map %s: %w", n, err)
 		}

@@ -1,26 +1,73 @@
 #!/bin/sh
 # Installs the Debian packages vxdp's build and tests need, only when
-# something is missing: clang/llvm/libbpf-dev/bpftool to rebuild the BPF
-# objects, iproute2, ethtool and ping to look at and poke the lab.
+# something is missing: the pinned clang (scripts/bpf-clang.env: Debian 12's
+# clang-14 and llvm-14, by their versioned package names, whatever the
+# unversioned `clang` is), libbpf-dev and bpftool to rebuild the BPF objects,
+# iproute2, ethtool and ping to look at and poke the lab, tshark (the tests
+# read vxdp monitor's captures with it), and prometheus for promtool (the
+# tests check the shipped alert rules with it). The lab's real guest
+# (--guest) installs qemu, busybox and iperf3 itself.
 set -eu
+cd "$(dirname "$0")/.."
+. ./scripts/bpf-clang.env
 missing=""
-command -v clang >/dev/null 2>&1 || missing="$missing clang"
-command -v llvm-strip >/dev/null 2>&1 || missing="$missing llvm"
+command -v "clang-$BPF_LLVM_MAJOR" >/dev/null 2>&1 || missing="$missing clang-$BPF_LLVM_MAJOR"
+command -v "llvm-strip-$BPF_LLVM_MAJOR" >/dev/null 2>&1 || missing="$missing llvm-$BPF_LLVM_MAJOR"
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing="$missing libbpf-dev"
 command -v bpftool >/dev/null 2>&1 || missing="$missing bpftool"
 command -v bridge >/dev/null 2>&1 || missing="$missing iproute2"
 command -v ethtool >/dev/null 2>&1 || missing="$missing ethtool"
 command -v ping >/dev/null 2>&1 || missing="$missing iputils-ping"
 [ -f /usr/include/linux/bpf.h ] || missing="$missing linux-libc-dev"
-if [ -z "$missing" ]; then
+command -v tshark >/dev/null 2>&1 || missing="$missing tshark"
+prom=""
+command -v promtool >/dev/null 2>&1 || prom="prometheus"
+if [ -z "$missing" ] && [ -z "$prom" ]; then
 	exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing$missing; run as root (or: sudo apt-get install$missing)" >&2
+	echo "deps: missing$missing $prom; run as root (or: sudo apt-get install$missing $prom)" >&2
 	exit 1
 fi
-echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# shellcheck disable=SC2086
-apt-get install -y -q --no-install-recommends $missing
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing"
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing
+	if ! "clang-$BPF_LLVM_MAJOR" --version | grep -q "clang version $BPF_CLANG_VERSION"; then
+		echo "deps: installed $("clang-$BPF_LLVM_MAJOR" --version | head -n 1), but the BPF objects are built with $BPF_CLANG_VERSION (scripts/bpf-clang.env): make check-generate will fail" >&2
+	fi
+fi
+if [ -n "$prom" ]; then
+	# Only promtool is wanted: the package must not leave a Prometheus
+	# server running. policy-rc.d (added only if the machine has none)
+	# forbids starting services during the install; a server started
+	# anyway is stopped, and one that runs already is left alone.
+	echo "deps: installing prometheus (for promtool; its server is not started)"
+	before=$(pgrep -x prometheus || true)
+	policy=""
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		policy=yes
+	fi
+	status=0
+	apt-get install -y -q --no-install-recommends prometheus || status=$?
+	if [ -n "$policy" ]; then
+		rm -f /usr/sbin/policy-rc.d
+	fi
+	if [ -d /run/systemd/system ]; then
+		systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+	fi
+	for pid in $(pgrep -x prometheus || true); do
+		case " $before " in
+		*" $pid "*) ;;
+		*)
+			echo "deps: stopping the prometheus server the install started (pid $pid)"
+			kill "$pid"
+			;;
+		esac
+	done
+	exit "$status"
+fi

@@ -19,6 +19,8 @@ type Desired struct {
 	Networks    []Network    `json:"networks"`
 	LocalPorts  []LocalPort  `json:"local_ports"`
 	RemotePorts []RemotePort `json:"remote_ports"`
+	// SecurityGroups are the groups of the local ports, resolved.
+	SecurityGroups []SecurityGroup `json:"security_groups,omitempty"`
 	// Revision identifies the input this state was built from (a KV
 	// revision, or 0 for a file); reconcilers record it with what they apply.
 	Revision uint64 `json:"revision,omitempty"`
@@ -52,8 +54,11 @@ type Network struct {
 	// VTEPs are the other hosts serving this network: the l2pop flood
 	// list, and the only sources whose VXLAN of this VNI is accepted.
 	// VTEPs of remote ports are added implicitly.
-	VTEPs  []VTEP `json:"vteps,omitempty"`
-	Source Source `json:"source,omitzero"`
+	VTEPs []VTEP `json:"vteps,omitempty"`
+	// VLANTransparent lets VMs send VLAN-tagged frames (Neutron's
+	// vlan_transparent); otherwise port security drops them.
+	VLANTransparent bool   `json:"vlan_transparent,omitempty"`
+	Source          Source `json:"source,omitzero"`
 }
 
 // VTEP is a remote tunnel endpoint of a network.
@@ -75,8 +80,12 @@ type LocalPort struct {
 	// value in JSON means on.
 	PortSecurity        *bool         `json:"port_security,omitempty"`
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
-	SecurityGroups      []string      `json:"security_groups,omitempty"`
-	Source              Source        `json:"source,omitzero"`
+	// SecurityGroups are the ids of the port's groups (in
+	// Desired.SecurityGroups). With port security on, the union of their
+	// rules is what the port allows besides what is always allowed: no
+	// group, nothing else.
+	SecurityGroups []string `json:"security_groups,omitempty"`
+	Source         Source   `json:"source,omitzero"`
 }
 
 // RemotePort is a port of a served network bound to another host.

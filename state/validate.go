@@ -102,6 +102,37 @@ func (d *Desired) Validate() error {
 			bad("%s: %v", where, err)
 		}
 	}
+	groups := map[string]*SecurityGroup{}
+	for i := range d.SecurityGroups {
+		g := &d.SecurityGroups[i]
+		where := fmt.Sprintf("security_groups[%d] (%s)", i, g.ID)
+		if g.ID == "" || groups[g.ID] != nil {
+			bad("%s: empty or duplicate id", where)
+		}
+		groups[g.ID] = g
+		for j, r := range g.Rules {
+			if err := r.Validate(); err != nil {
+				bad("%s: rules[%d] (%s): %v", where, j, r.ID, err)
+			}
+		}
+	}
+	for i, p := range d.LocalPorts {
+		var stateless []bool
+		for _, id := range p.SecurityGroups {
+			g := groups[id]
+			if g == nil {
+				bad("local_ports[%d] (%s): security group %q is not in security_groups", i, p.ID, id)
+				continue
+			}
+			stateless = append(stateless, g.Stateless)
+		}
+		for _, s := range stateless {
+			if s != stateless[0] {
+				bad("local_ports[%d] (%s): stateful and stateless security groups mixed", i, p.ID)
+				break
+			}
+		}
+	}
 	for i, p := range d.RemotePorts {
 		where := fmt.Sprintf("remote_ports[%d] (%s)", i, p.ID)
 		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)

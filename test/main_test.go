@@ -180,6 +180,16 @@ func grown(before, after counters, node, prog string, reasons ...string) (packet
 	return packets, bytes
 }
 
+// deliveredByBPF is what node delivered to its taps in BPF between two
+// snapshots: decapsulated and redirected by the uplink program, or
+// redirected by the vxlan program after the kernel's GRO and decap
+// (TCP; a GRO packet carries up to 64 KB, so packets count aggregates).
+func deliveredByBPF(before, after counters, node string) (packets, bytes uint64) {
+	p1, b1 := grown(before, after, node, "uplink", "REDIRECT_LOCAL")
+	p2, b2 := grown(before, after, node, "vxlan", "REDIRECT_LOCAL")
+	return p1 + p2, b1 + b2
+}
+
 // nonZeroGrowth lists every counter of node that grew, for failure messages.
 func nonZeroGrowth(before, after counters, node string) string {
 	s := ""

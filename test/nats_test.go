@@ -138,9 +138,19 @@ func TestNATSSeedDrivenByCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer set.Close()
-	for _, m := range []string{maps.FDB, maps.Networks, maps.VTEPs, maps.ARP, maps.Ports} {
+	for _, m := range []string{maps.FDB, maps.Networks, maps.VTEPs, maps.ARP} {
 		if tbl, err := set.Read(m, maps.DumpOptions{}); err != nil || len(tbl.Rows) > 0 {
 			t.Errorf("node1 map %s after its last port went: %v %v", m, tbl.Rows, err)
+		}
+	}
+	// The DHCP port's tap still exists: it stays, disabled.
+	if ports, err := maps.Entries[uint32, maps.PortInfo](set.Map(maps.Ports)); err != nil || len(ports) != 1 {
+		t.Errorf("node1 ports after its last port went: %v %v, want the tap, disabled", ports, err)
+	} else {
+		for _, p := range ports {
+			if p.Flags != maps.PortDisabled {
+				t.Errorf("node1's deleted DHCP port: %+v, want disabled", p)
+			}
 		}
 	}
 

@@ -21,6 +21,7 @@ import (
 	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/control/config"
 	"github.com/vxdp/vxdp/dataplane"
+	"github.com/vxdp/vxdp/maps"
 	"github.com/vxdp/vxdp/state"
 )
 
@@ -69,10 +70,18 @@ bridges, vxlan-<VNI> devices and l2pop FDB/ARP entries correct.
 
 The desired state comes from the NATS control plane (default; --nats, or
 [nats] servers in the config) or from a JSON file (--state FILE, re-read on
-change and SIGHUP). Settings come from --config files — vxdp's own ini and/or
+change). Settings come from --config files — vxdp's own ini and/or
 Neutron's linuxbridge_agent.ini, later files overriding earlier ones — and
 flags override both. A config error names the file, line and fix, and the
-agent exits before touching the kernel.
+agent exits before touching the kernel; --check-config checks the files
+against this host (the interface of local_ip, the files they name) and
+changes nothing.
+
+SIGHUP (systemctl reload) re-reads the config files (and the state file),
+applies the log level at once, logs every other changed setting as waiting
+for a restart, and re-applies the desired state. The metrics listener
+serves /metrics, /healthz (the process runs) and /readyz (connected, applied
+at least once, programs attached).
 
 Stopping the agent leaves everything installed and forwarding; a restarted
 agent adopts what it finds. --cleanup removes it all.`,
@@ -90,6 +99,7 @@ agent adopts what it finds. --cleanup removes it all.`,
 			&cli.DurationFlag{Name: "resync", Value: time.Minute, Usage: "re-apply the desired state this often to repair drift"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			&cli.BoolFlag{Name: "cleanup", Usage: "remove everything this instance installed and exit"},
+			&cli.BoolFlag{Name: "check-config", Usage: "validate the configuration (files, flags, the interface of local_ip, files it names) without touching anything, and exit"},
 			instanceFlag, bpffsFlag, stateDirFlag, netnsFlag,
 		}, natsFlags()...),
 		Action:      runAgent,
@@ -197,6 +207,7 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 			Instance: instance, BPFFS: cfg.Dataplane.BPFFS, StateDir: dir, LocalIP: cfg.LocalIP,
 			VXLANPort: cfg.VXLANPort, Kernel: !cfg.Dataplane.EnableBPF, ARPResponder: cfg.Dataplane.ARPResponder,
 			TTL: uint8(cfg.TTL), XDPMode: cfg.Dataplane.XDPMode, TCMode: cfg.Dataplane.TCMode, Log: log,
+			SecurityGroups: cfg.EnableSecurityGroup, MapSizes: mapSizes(cfg.Dataplane),
 		},
 	}
 	base := cfg.ConnectOptions()
@@ -215,15 +226,32 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 }
 
 func newLogger(level string) (*slog.Logger, error) {
+	log, _, err := newLeveledLogger(level)
+	return log, err
+}
+
+// newLeveledLogger is newLogger with a level that can change while it runs.
+func newLeveledLogger(level string) (*slog.Logger, *slog.LevelVar, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+		return nil, nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+	v := new(slog.LevelVar)
+	v.Set(l)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: v})), v, nil
 }
 
 func runAgent(c *cli.Context) error {
-	log, err := newLogger(c.String("log-level"))
+	if c.Args().Present() {
+		// The agent takes no arguments: this is a mistyped subcommand.
+		return unknownCommand(c, c.Args().First())
+	}
+	// A reload (SIGHUP) while starting is taken once running, rather than
+	// ending the process (SIGHUP's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	log, level, err := newLeveledLogger(c.String("log-level"))
 	if err != nil {
 		return err
 	}
@@ -231,12 +259,14 @@ func runAgent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.cfg.Debug && !c.IsSet("log-level") {
-		log, _ = newLogger("debug")
-		s.dp.Log = log
+	if l, err := logLevel(c, s); err == nil {
+		level.Set(l)
 	}
 	if err := enterNetns(c); err != nil {
 		return err
+	}
+	if c.Bool("check-config") {
+		return checkConfig(c, s)
 	}
 	if c.Bool("cleanup") {
 		if err := dataplane.Cleanup(s.dp); err != nil {
@@ -246,11 +276,13 @@ func runAgent(c *cli.Context) error {
 		return nil
 	}
 
-	// The desired-state source must be usable before the kernel is touched.
+	// The desired-state source and the metrics listener must be usable
+	// before the kernel is touched.
 	var first *state.Desired
 	var producer state.Producer
 	var nc *nats.Conn
 	reload := make(chan struct{}, 1)
+	h := &health{}
 	if s.stateFile != "" {
 		if first, err = state.LoadFile(s.stateFile); err != nil {
 			return err
@@ -261,6 +293,16 @@ func runAgent(c *cli.Context) error {
 			return fmt.Errorf("nats: %w", err)
 		}
 		defer nc.Close()
+		h.connected = nc.IsConnected
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
+	if addr := s.metrics; addr != "" {
+		srv, err := serveMetrics(addr, "[agent] metrics_listen / --metrics-addr", metricsHandler(reg, h), log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
 	}
 
 	dp, err := dataplane.Open(s.dp)
@@ -268,13 +310,14 @@ func runAgent(c *cli.Context) error {
 		return err
 	}
 	defer dp.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if ac, ok := any(dp).(attachmentChecker); ok {
+		h.attached = ac
+	}
 	metrics, err := dataplane.NewMetrics(reg, dp)
 	if err != nil {
 		return err
 	}
+	go dp.RunSweeper(c.Context, dataplane.DefaultSweepInterval, metrics.ObserveSweep)
 	var observer state.Observer
 	if nc != nil {
 		ao := s.cfg.AgentOptions()
@@ -291,23 +334,44 @@ func runAgent(c *cli.Context) error {
 	}
 	log.Info("agent started", "host", s.cfg.Host, "instance", s.dp.Instance, "local_ip", s.dp.LocalIP,
 		"dataplane", map[bool]string{true: "kernel", false: "bpf"}[s.dp.Kernel], "state", source,
-		"pins", s.dp.PinDir(), "applied_revision", dp.AppliedRevision())
+		"pins", s.dp.PinDir(), "applied_revision", dp.AppliedRevision(), "metrics", s.metrics)
 
-	defer serveMetrics(s.metrics, reg, log)()
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// SIGHUP: re-read the configuration, and the state file in file mode;
+	// re-apply the desired state either way.
+	reapply := make(chan struct{}, 1)
 	go func() {
+		running := s
 		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
+			running = reloadSettings(c, running, level, log)
+			if s.stateFile != "" {
+				poke(reload)
+			} else {
+				poke(reapply)
 			}
 		}
 	}()
 
-	return runLoop(c.Context, log, dp, metrics, producer, observer, first, c.Duration("resync"))
+	return runLoop(c.Context, log, dp, metrics, producer, observer, first, c.Duration("resync"), h, reapply)
+}
+
+// mapSizes are the tracked-flow table sizes the configuration sets.
+func mapSizes(c config.DataplaneConfig) maps.Sizes {
+	sz := maps.Sizes{}
+	if c.CTTCPMax > 0 {
+		sz[maps.CTTCP] = uint32(c.CTTCPMax)
+	}
+	if c.CTOtherMax > 0 {
+		sz[maps.CTOther] = uint32(c.CTOtherMax)
+	}
+	return sz
+}
+
+// poke wakes a loop waiting on ch without blocking.
+func poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // runLoop applies every desired state the producer sends, re-applies the
@@ -317,7 +381,8 @@ func runAgent(c *cli.Context) error {
 // NATS is away keeps what is installed. Failed applies are retried with
 // backoff; the agent never exits on a bad state.
 func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *dataplane.Metrics,
-	producer state.Producer, observer state.Observer, current *state.Desired, resync time.Duration) error {
+	producer state.Producer, observer state.Observer, current *state.Desired, resync time.Duration,
+	h *health, reapply <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	updates := make(chan *state.Desired)
@@ -345,6 +410,7 @@ func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *
 		case <-taps:
 		case <-tick.C:
 		case <-retry.C:
+		case <-reapply:
 		}
 		if current == nil {
 			continue
@@ -363,6 +429,7 @@ func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *
 			continue
 		}
 		backoff = time.Second
+		h.applied.Store(true)
 		logApply(log, current, res, took)
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,11 +26,10 @@ local_ip differs from its host's registration.`,
 				Name:      "add",
 				Usage:     "register a host's VTEP address",
 				ArgsUsage: "HOST",
-				Flags: append(controllerFlags(),
+				Flags: slices.Concat(controllerFlags(), []cli.Flag{
 					&cli.StringFlag{Name: "vtep", Usage: "the host's VTEP `IP` ([vxlan] local_ip of its agent)"},
 					&cli.BoolFlag{Name: "replace", Usage: "change the VTEP of a host registered with another one"},
-					jsonFlag,
-				),
+				}, outputFlags(hostView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					host, err := oneArg(c, "host name")
 					if err != nil {
@@ -45,25 +46,19 @@ local_ip differs from its host's registration.`,
 					if err != nil {
 						return err
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, h)
-					}
-					return writeHostTable(c, []control.HostInfo{h})
+					return printOne(c, hostView, h)
 				}),
 			},
 			{
 				Name:  "list",
 				Usage: "list registered hosts and the VTEP their agents claim",
-				Flags: append(controllerFlags(), jsonFlag),
+				Flags: slices.Concat(controllerFlags(), outputFlags(hostView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					hosts, err := ctl.ListHosts(c.Context)
 					if err != nil {
 						return err
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, hosts)
-					}
-					return writeHostTable(c, hosts)
+					return printList(c, hostView, hosts)
 				}),
 			},
 			{
@@ -83,28 +78,41 @@ local_ip differs from its host's registration.`,
 	}
 }
 
-// writeHostTable prints hosts:
-//
-//	| Host | VTEP | Registered By | Agent VTEP | State |
-func writeHostTable(c *cli.Context, hosts []control.HostInfo) error {
-	rows := make([][]string, len(hosts))
-	for i, h := range hosts {
-		vtep, by, agent, st := "-", "-", "-", "ok"
-		if h.Registration != nil {
-			vtep, by = h.Registration.VTEP.String(), h.Registration.RegisteredBy
-		}
-		if h.AgentVTEP.IsValid() {
-			agent = h.AgentVTEP.String()
-		}
-		switch {
-		case h.Registration == nil:
-			st = "UNREGISTERED"
-		case h.Mismatch():
-			st = "MISMATCH"
-		case !h.AgentVTEP.IsValid():
-			st = "no agent"
-		}
-		rows[i] = []string{h.Host, vtep, by, agent, st}
+// hostView is how hosts print (docs/cli.md).
+var hostView = view[control.HostInfo]{
+	kind: "host",
+	columns: []column[control.HostInfo]{
+		{key: "host", header: "Host", value: func(h control.HostInfo) any { return h.Host }},
+		{key: "vtep_ip", header: "VTEP", value: func(h control.HostInfo) any { return addrOrNil(registration(h).VTEP) },
+			text: func(h control.HostInfo) string { return cmp.Or(cellText(addrOrNil(registration(h).VTEP)), "-") }},
+		{key: "registered_by", header: "Registered By", value: func(h control.HostInfo) any { return stringOrNil(registration(h).RegisteredBy) },
+			text: func(h control.HostInfo) string { return cmp.Or(registration(h).RegisteredBy, "-") }},
+		{key: "agent_vtep_ip", header: "Agent VTEP", value: func(h control.HostInfo) any { return addrOrNil(h.AgentVTEP) },
+			text: func(h control.HostInfo) string { return cmp.Or(cellText(addrOrNil(h.AgentVTEP)), "-") }},
+		{key: "state", header: "State", value: func(h control.HostInfo) any { return hostState(h) }},
+		{key: "registered_at", header: "Registered At", value: func(h control.HostInfo) any { return timeOrNil(registration(h).CreatedAt) }},
+		{key: "revision", header: "Revision", value: func(h control.HostInfo) any { return h.Revision }},
+	},
+	list: []string{"host", "vtep_ip", "registered_by", "agent_vtep_ip", "state"},
+}
+
+// registration is h's registration, zero when it has none.
+func registration(h control.HostInfo) control.RegistrationRecord {
+	if h.Registration == nil {
+		return control.RegistrationRecord{}
 	}
-	return writeTable(c.App.Writer, []string{"Host", "VTEP", "Registered By", "Agent VTEP", "State"}, rows)
+	return *h.Registration
+}
+
+// hostState says whether other hosts use what the host's agent claims.
+func hostState(h control.HostInfo) string {
+	switch {
+	case h.Registration == nil:
+		return "UNREGISTERED"
+	case h.Mismatch():
+		return "MISMATCH"
+	case !h.AgentVTEP.IsValid():
+		return "no agent"
+	}
+	return "ok"
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,7 +21,7 @@ import (
 
 var labDirFlag = &cli.StringFlag{
 	Name:  "dir",
-	Value: "lab",
+	Value: "vxdp-lab",
 	Usage: "lab `DIR`: manifest, state files, agent state and logs",
 }
 
@@ -44,6 +45,7 @@ func labUpCommand() *cli.Command {
 		&cli.StringFlag{Name: "bpffs", Value: "/sys/fs/bpf", Usage: "bpffs the agents pin under"},
 		&cli.BoolFlag{Name: "second-network", Usage: "add vxlan200_net (VNI 200, same subnet and IPs) with vm3 on node3 and vm4 on node4"},
 		&cli.BoolFlag{Name: "rogue", Usage: "add an underlay host 192.168.248.9 that is no VTEP"},
+		&cli.StringFlag{Name: "guest", Usage: "make `VM` (e.g. vm1) a real guest: qemu with virtio-net on its tap (KVM where it boots a stock kernel, software emulation otherwise; the image is assembled from Debian packages)"},
 		&cli.BoolFlag{Name: "vip", Usage: "give vm1 172.16.100.112 as an allowed address pair (ARP for it floods)"},
 		&cli.BoolFlag{Name: "no-smoke", Usage: "skip the vm2 -> vm1 ping"},
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long the agents may take to apply"},
@@ -69,6 +71,7 @@ func labUpCommand() *cli.Command {
 				Dataplane:     map[string]string{},
 				SecondNetwork: c.Bool("second-network"),
 				Rogue:         c.Bool("rogue"),
+				Guest:         c.String("guest"),
 				VIP:           c.Bool("vip"),
 				Control:       c.String("control"),
 			}
@@ -92,7 +95,7 @@ func labUpCommand() *cli.Command {
 					return fmt.Errorf("smoke ping vm2 -> vm1 got no reply: the lab is up (see `vxdp lab status --dir %s` and the agent logs), tear it down with `vxdp lab down --dir %s`", l.Dir, l.Dir)
 				}
 			}
-			printLab(out, l)
+			printLab(out, readLabStatus(l))
 			return nil
 		},
 	}
@@ -123,9 +126,17 @@ func labMigrateCommand() *cli.Command {
 		Name:      "migrate",
 		Usage:     "live-migrate a VM of a NATS lab: move its NIC to NODE, re-bind its port, report when each agent had it",
 		ArgsUsage: "PORT NODE   (e.g. vm1 node3)",
-		Flags:     []cli.Flag{labDirFlag},
+		Flags:     append([]cli.Flag{labDirFlag}, outputFlags(migrationView)...),
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 2 {
+			args, err := positional(c)
+			if err != nil {
+				return err
+			}
+			p, err := printerOf(c)
+			if err != nil {
+				return err
+			}
+			if len(args) != 2 {
 				return errors.New("want PORT NODE, e.g. `vxdp lab migrate vm1 node3`")
 			}
 			l, err := lab.Attach(c.String(labDirFlag.Name), nil)
@@ -135,7 +146,7 @@ func labMigrateCommand() *cli.Command {
 			if l.Control != lab.ControlNATS {
 				return errors.New("migrate needs a lab with the NATS control plane (`vxdp lab up --control nats`)")
 			}
-			name, node := c.Args().Get(0), c.Args().Get(1)
+			name, node := args[0], args[1]
 			i := slices.IndexFunc(l.Ports(), func(p lab.Port) bool { return p.Name == name })
 			if i < 0 {
 				return fmt.Errorf("no port %q in the lab", name)
@@ -149,6 +160,9 @@ func labMigrateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if p.format != formatTable || len(p.columns) > 0 {
+				return printRecord(p, migrationView, res)
+			}
 			fmt.Fprintf(c.App.Writer, "%s: %s -> %s; ACTIVE after %v; every agent had it after %v\n", name, res.From, res.To,
 				res.Active.Round(time.Microsecond), res.Converged.Round(time.Microsecond))
 			fmt.Fprintln(c.App.Writer, "(`lab status` still lists the port where the lab built it)")
@@ -160,8 +174,8 @@ func labMigrateCommand() *cli.Command {
 func labStatusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show the lab's nodes, agents, applied revisions and counters",
-		Flags: []cli.Flag{labDirFlag},
+		Usage: "show the lab's nodes, agents, applied revisions, counters and ports",
+		Flags: append([]cli.Flag{labDirFlag}, outputFlags(labView)...),
 		Action: func(c *cli.Context) error {
 			l, err := lab.Attach(c.String(labDirFlag.Name), nil)
 			if errors.Is(err, os.ErrNotExist) {
@@ -170,41 +184,167 @@ func labStatusCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			printLab(c.App.Writer, l)
-			return nil
+			p, err := printerOf(c)
+			if err != nil {
+				return err
+			}
+			st := readLabStatus(l)
+			if p.format == formatTable && len(p.columns) == 0 {
+				printLab(c.App.Writer, st)
+				return nil
+			}
+			return printRecord(p, labView, st)
 		},
 	}
 }
 
+// labStatus is what `lab status` reports, read once.
+type labStatus struct {
+	lab   *lab.Lab
+	nodes []labNode
+}
+
+// labNode is one node of a lab: its agent and what it applied.
+type labNode struct {
+	Name        string
+	NS          string
+	VTEP        netip.Addr
+	Dataplane   string
+	PID         int // 0: the agent is not running
+	Applied     *lab.Applied
+	Counters    []maps.Counter // those that counted something
+	CountersErr error          // nil also when the node has no pins (kernel dataplane)
+}
+
+func readLabStatus(l *lab.Lab) labStatus {
+	st := labStatus{lab: l}
+	for _, n := range lab.Nodes {
+		node := labNode{Name: n, NS: l.NS(n), VTEP: lab.NodeIP(n), Dataplane: l.DataplaneOf(n), PID: l.AgentPID(n)}
+		if a, err := l.ReadApplied(n); err == nil {
+			node.Applied = a
+		}
+		cs, err := l.Counters(n)
+		for _, ctr := range cs {
+			if ctr.Packets > 0 {
+				node.Counters = append(node.Counters, ctr)
+			}
+		}
+		if err != nil && !errors.Is(err, maps.ErrNotPinned) {
+			node.CountersErr = err
+		}
+		st.nodes = append(st.nodes, node)
+	}
+	return st
+}
+
+// labView is how `lab status` prints in a typed format (docs/cli.md).
+var labView = view[labStatus]{
+	kind: "lab",
+	columns: []column[labStatus]{
+		{key: "prefix", header: "Prefix", value: func(s labStatus) any { return s.lab.Prefix }},
+		{key: "dir", header: "Dir", value: func(s labStatus) any { return s.lab.Dir }},
+		{key: "control", header: "Control", value: func(s labStatus) any { return s.lab.Control }},
+		{key: "nats_url", header: "NATS URL", value: func(s labStatus) any {
+			if s.lab.Control != lab.ControlNATS {
+				return nil
+			}
+			return lab.NATSURL()
+		}},
+		{key: "bpffs", header: "bpffs", value: func(s labStatus) any { return s.lab.BPFFS }},
+		{key: "nodes", header: "Nodes", value: func(s labStatus) any { return labNodeView.objects(s.nodes) }},
+		{key: "ports", header: "Ports", value: func(s labStatus) any {
+			out := make([]object, 0, len(s.lab.Ports()))
+			for _, p := range s.lab.Ports() {
+				out = append(out, object{{"name", p.Name}, {"netns", s.lab.PortNS(p)}, {"node", p.Node}, {"tap", p.Tap()},
+					{"mac_address", p.MAC.String()}, {"ip_address", p.IP.String()}, {"vni", p.VNI}})
+			}
+			return out
+		}},
+		{key: "rogue_ip", header: "Rogue IP", value: func(s labStatus) any {
+			if !s.lab.Rogue {
+				return nil
+			}
+			return lab.RogueIP.String()
+		}},
+	},
+}
+
+var labNodeView = view[labNode]{
+	kind: "lab node",
+	columns: []column[labNode]{
+		{key: "node", value: func(n labNode) any { return n.Name }},
+		{key: "netns", value: func(n labNode) any { return n.NS }},
+		{key: "vtep_ip", value: func(n labNode) any { return n.VTEP.String() }},
+		{key: "dataplane", value: func(n labNode) any { return n.Dataplane }},
+		{key: "agent_running", value: func(n labNode) any { return n.PID != 0 }},
+		{key: "agent_pid", value: func(n labNode) any { return intOrNil(n.PID) }},
+		{key: "applied_revision", value: func(n labNode) any {
+			if n.Applied == nil {
+				return nil
+			}
+			return n.Applied.Revision
+		}},
+		{key: "applied_at", value: func(n labNode) any {
+			if n.Applied == nil {
+				return nil
+			}
+			return timeOrNil(n.Applied.AppliedAt)
+		}},
+		{key: "apply_error", value: func(n labNode) any {
+			if n.Applied == nil {
+				return nil
+			}
+			return stringOrNil(n.Applied.Error)
+		}},
+		{key: "counters", value: func(n labNode) any {
+			out := make([]object, len(n.Counters))
+			for i, c := range n.Counters {
+				out[i] = object{{"program", c.Prog}, {"reason", c.Reason}, {"verdict", c.Verdict}, {"packets", c.Packets}, {"bytes", c.Bytes}}
+			}
+			return out
+		}},
+		{key: "counters_error", value: func(n labNode) any {
+			if n.CountersErr == nil {
+				return nil
+			}
+			return n.CountersErr.Error()
+		}},
+	},
+}
+
+func intOrNil(n int) any {
+	if n == 0 {
+		return nil
+	}
+	return n
+}
+
 // printLab prints what exists and how to poke at it.
-func printLab(out io.Writer, l *lab.Lab) {
+func printLab(out io.Writer, st labStatus) {
+	l := st.lab
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "\nNODE\tNETNS\tVTEP (eth2)\tDATAPLANE\tAGENT\tAPPLIED\tCOUNTERS\n")
-	for _, n := range lab.Nodes {
+	for _, n := range st.nodes {
 		agent := "stopped"
-		if l.AgentRunning(n) {
-			agent = "running"
+		if n.PID != 0 {
+			agent = fmt.Sprintf("running (pid %d)", n.PID)
 		}
 		applied := "-"
-		if a, err := l.ReadApplied(n); err == nil {
+		if a := n.Applied; a != nil {
 			applied = fmt.Sprintf("rev %d at %s", a.Revision, a.AppliedAt.Local().Format(time.TimeOnly))
 			if a.Error != "" {
 				applied += " ERROR: " + a.Error
 			}
 		}
-		counters := "-"
-		if cs, err := l.Counters(n); err == nil {
-			var parts []string
-			for _, ctr := range cs {
-				if ctr.Packets > 0 {
-					parts = append(parts, fmt.Sprintf("%s/%s=%d", ctr.Prog, ctr.Reason, ctr.Packets))
-				}
-			}
-			counters = strings.Join(parts, " ")
-		} else if !errors.Is(err, maps.ErrNotPinned) {
-			counters = err.Error()
+		var parts []string
+		for _, ctr := range n.Counters {
+			parts = append(parts, fmt.Sprintf("%s/%s=%d", ctr.Prog, ctr.Reason, ctr.Packets))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, l.NS(n), lab.NodeIP(n), l.DataplaneOf(n), agent, applied, counters)
+		counters := cmp.Or(strings.Join(parts, " "), "-")
+		if n.CountersErr != nil {
+			counters = n.CountersErr.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.NS, n.VTEP, n.Dataplane, agent, applied, counters)
 	}
 	fmt.Fprintf(tw, "\nPORT\tNETNS (eth0)\tNODE\tTAP\tMAC\tIP\tVNI\n")
 	for _, p := range l.Ports() {

@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,14 +93,29 @@ func withJetStream(f func(c *cli.Context, ctx context.Context, js jetstream.JetS
 	}
 }
 
-// controllerFlags are natsFlags plus what controller commands need.
+// controllerFlags are the flags of controller commands that read or
+// change existing records: the connection and --netns.
 func controllerFlags() []cli.Flag {
-	return append(natsFlags(), netnsFlag,
-		&cli.IntFlag{Name: "replicas", Value: 1, EnvVars: []string{"VXDP_REPLICAS"},
-			Usage: "replicas of the bucket if it must be created (3 on a three-node cluster)"},
-		&cli.StringFlag{Name: "vni-ranges", Value: "1001:2000", EnvVars: []string{"VXDP_VNI_RANGES"},
-			Usage: "`MIN:MAX[,MIN:MAX]` VNIs allocated to networks created without --vni (ml2 vni_ranges)"},
-	)
+	return append(natsFlags(), netnsFlag)
+}
+
+// creatorFlags are controllerFlags plus --replicas: commands that can write
+// the first record (a network, a security group) create the bucket too
+// when it is missing.
+func creatorFlags() []cli.Flag {
+	return append(controllerFlags(), &cli.IntFlag{Name: "replicas", Value: 1, EnvVars: []string{"VXDP_REPLICAS"},
+		Usage: "replicas of the bucket if it must be created (3 on a three-node cluster)"})
+}
+
+// vniRangesFlag is for commands that allocate VNIs.
+func vniRangesFlag() cli.Flag {
+	return &cli.StringFlag{Name: "vni-ranges", Value: "1001:2000", EnvVars: []string{"VXDP_VNI_RANGES"},
+		Usage: "`MIN:MAX[,MIN:MAX]` VNIs allocated to networks created without --vni (ml2 vni_ranges)"}
+}
+
+// hasFlag reports whether the running command defines flag name.
+func hasFlag(c *cli.Context, name string) bool {
+	return slices.ContainsFunc(c.Command.Flags, func(f cli.Flag) bool { return slices.Contains(f.Names(), name) })
 }
 
 // cliLogger logs warnings of CLI commands to stderr.
@@ -113,9 +127,13 @@ func cliLogger() *slog.Logger {
 // created with --replicas.
 func openController(c *cli.Context) (*control.Controller, func(), error) {
 	log := cliLogger()
-	ranges, err := control.ParseVNIRanges(c.String("vni-ranges"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("--vni-ranges: %w", err)
+	var ranges []control.VNIRange
+	if hasFlag(c, "vni-ranges") {
+		r, err := control.ParseVNIRanges(c.String("vni-ranges"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("--vni-ranges: %w", err)
+		}
+		ranges = r
 	}
 	nc, err := natsConnect(c, "vxdp-cli", log)
 	if err != nil {
@@ -128,7 +146,7 @@ func openController(c *cli.Context) (*control.Controller, func(), error) {
 		nc.Close()
 		return nil, nil, fmt.Errorf("jetstream: %w", err)
 	}
-	if _, err := js.KeyValue(ctx, c.String("bucket")); errors.Is(err, jetstream.ErrBucketNotFound) {
+	if _, err := js.KeyValue(ctx, c.String("bucket")); errors.Is(err, jetstream.ErrBucketNotFound) && hasFlag(c, "replicas") {
 		if _, err := control.EnsureBucket(ctx, js, control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas")}); err != nil {
 			nc.Close()
 			return nil, nil, err
@@ -160,8 +178,6 @@ func withController(f func(c *cli.Context, ctl *control.Controller) error) cli.A
 	}
 }
 
-var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON"}
-
 // repeatable is a flag value collecting every occurrence as is; unlike
 // cli.StringSliceFlag it does not split on commas ("IP,MAC" is one value).
 type repeatable struct{ values []string }
@@ -184,70 +200,6 @@ func repeated(c *cli.Context, name string) []string {
 	return nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// writeTable prints rows the way the openstack client does:
-//
-//	+------+------+
-//	| ID   | Name |
-//	+------+------+
-//	| ...  | ...  |
-//	+------+------+
-func writeTable(w io.Writer, header []string, rows [][]string) error {
-	widths := make([]int, len(header))
-	for i, h := range header {
-		widths[i] = len(h)
-	}
-	for _, r := range rows {
-		for i, cell := range r {
-			for _, line := range strings.Split(cell, "\n") {
-				widths[i] = max(widths[i], len([]rune(line)))
-			}
-		}
-	}
-	var b strings.Builder
-	sep := func() {
-		b.WriteString("+")
-		for _, wd := range widths {
-			b.WriteString(strings.Repeat("-", wd+2) + "+")
-		}
-		b.WriteString("\n")
-	}
-	row := func(cells []string) {
-		lines := 1
-		for _, c := range cells {
-			lines = max(lines, strings.Count(c, "\n")+1)
-		}
-		for l := range lines {
-			b.WriteString("|")
-			for i, c := range cells {
-				parts := strings.Split(c, "\n")
-				s := ""
-				if l < len(parts) {
-					s = parts[l]
-				}
-				b.WriteString(" " + s + strings.Repeat(" ", widths[i]-len([]rune(s))) + " |")
-			}
-			b.WriteString("\n")
-		}
-	}
-	sep()
-	row(header)
-	sep()
-	for _, r := range rows {
-		row(r)
-	}
-	if len(rows) > 0 {
-		sep()
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
 // positional returns the positional arguments and applies the flags that
 // follow them: urfave/cli stops parsing flags at the first argument, and
 // operators write `network create NAME --vni 100` as often as the reverse.
@@ -267,6 +219,7 @@ type positionalKey struct{}
 
 func applyTrailingFlags(c *cli.Context) ([]string, error) {
 	var pos []string
+	var trailing []cli.Flag
 	args := c.Args().Slice()
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -301,6 +254,15 @@ func applyTrailingFlags(c *cli.Context) ([]string, error) {
 		}
 		if err := c.Set(flag.Names()[0], val); err != nil {
 			return nil, fmt.Errorf("%s: %s %q: %w", c.Command.FullName(), a, val, err)
+		}
+		trailing = append(trailing, flag)
+	}
+	// urfave/cli ran the actions (checks) of the leading flags only.
+	for _, f := range trailing {
+		if af, ok := f.(cli.ActionableFlag); ok {
+			if err := af.RunAction(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return pos, nil

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -23,13 +24,12 @@ func networkCommand() *cli.Command {
 default 1001:2000), as for a regular Neutron user; an administrator may pick
 any VNI with --vni. Either way the VNI is reserved atomically: two concurrent
 creates never share one.`,
-				Flags: append(controllerFlags(),
+				Flags: slices.Concat(creatorFlags(), []cli.Flag{vniRangesFlag(),
 					&cli.UintFlag{Name: "vni", Usage: "VXLAN network identifier 1-16777215 (administrators)"},
 					&cli.IntFlag{Name: "mtu", Value: control.DefaultMTU, Usage: "tenant MTU"},
 					&cli.StringSliceFlag{Name: "subnet", Usage: "`CIDR` the ports' fixed IPs must be in (repeatable)"},
 					&cli.StringFlag{Name: "id", Usage: "network `UUID` (default: a new one)"},
-					jsonFlag,
-				),
+				}, outputFlags(networkView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					name, err := oneArg(c, "network name")
 					if err != nil {
@@ -56,80 +56,49 @@ creates never share one.`,
 					if err != nil {
 						return err
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, n)
-					}
-					return writeTable(c.App.Writer, []string{"Field", "Value"}, networkFields(n))
+					return printOne(c, networkView, n)
 				}),
 			},
-			{
-				Name:  "list",
-				Usage: "list networks",
-				Flags: append(controllerFlags(), jsonFlag),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					nets, err := ctl.ListNetworks(c.Context)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, nets)
-					}
-					rows := make([][]string, len(nets))
-					for i, n := range nets {
-						rows[i] = []string{n.ID, n.Name, prefixes(n.Subnets), fmt.Sprint(n.VNI), fmt.Sprint(n.MTU)}
-					}
-					return writeTable(c.App.Writer, []string{"ID", "Name", "Subnets", "VNI", "MTU"}, rows)
-				}),
-			},
-			{
-				Name:      "show",
-				Usage:     "show a network",
-				ArgsUsage: "NAME|ID",
-				Flags:     append(controllerFlags(), jsonFlag),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "network")
-					if err != nil {
-						return err
-					}
-					n, err := ctl.GetNetwork(c.Context, ref)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, n)
-					}
-					return writeTable(c.App.Writer, []string{"Field", "Value"}, networkFields(n))
-				}),
-			},
+			listCommand("list networks", networkView, (*control.Controller).ListNetworks),
+			showCommand("show a network", "network", networkView, (*control.Controller).GetNetwork),
 			{
 				Name:      "delete",
 				Usage:     "delete a network without ports and release its VNI",
 				ArgsUsage: "NAME|ID",
-				Flags:     controllerFlags(),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "network")
-					if err != nil {
+				Flags:     append(controllerFlags(), outputFlags(deletedView)...),
+				Action: withRecord("network", (*control.Controller).GetNetwork, func(c *cli.Context, ctl *control.Controller, n control.Network) error {
+					if err := ctl.DeleteNetwork(c.Context, n.ID); err != nil {
 						return err
 					}
-					return ctl.DeleteNetwork(c.Context, ref)
+					return printDeleted(c, deleted{Kind: "network", ID: n.ID, Name: n.Name})
 				}),
 			},
 		},
 	}
 }
 
-func networkFields(n control.Network) [][]string {
-	return [][]string{
-		{"id", n.ID}, {"name", n.Name}, {"provider:network_type", "vxlan"},
-		{"provider:segmentation_id", fmt.Sprint(n.VNI)}, {"mtu", fmt.Sprint(n.MTU)},
-		{"subnets", prefixes(n.Subnets)}, {"revision", fmt.Sprint(n.Revision)},
-	}
+// networkView is how networks print (docs/cli.md).
+var networkView = view[control.Network]{
+	kind: "network",
+	columns: []column[control.Network]{
+		{key: "id", header: "ID", value: func(n control.Network) any { return n.ID }},
+		{key: "name", header: "Name", value: func(n control.Network) any { return n.Name }},
+		{key: "subnets", header: "Subnets", value: func(n control.Network) any { return prefixStrings(n.Subnets) },
+			text: func(n control.Network) string { return strings.Join(prefixStrings(n.Subnets), ", ") }},
+		{key: "network_type", header: "Network Type", value: func(control.Network) any { return "vxlan" }},
+		{key: "vni", header: "VNI", value: func(n control.Network) any { return n.VNI }},
+		{key: "mtu", header: "MTU", value: func(n control.Network) any { return n.MTU }},
+		{key: "created_at", header: "Created At", value: func(n control.Network) any { return timeOrNil(n.CreatedAt) }},
+		{key: "revision", header: "Revision", value: func(n control.Network) any { return n.Revision }},
+	},
+	list: []string{"id", "name", "subnets", "vni", "mtu"},
 }
 
-func prefixes(ps []netip.Prefix) string {
+// prefixStrings is never nil, so JSON shows [] for none.
+func prefixStrings(ps []netip.Prefix) []string {
 	s := make([]string, len(ps))
 	for i, p := range ps {
 		s[i] = p.String()
 	}
-	return strings.Join(s, ", ")
+	return s
 }

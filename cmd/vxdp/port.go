@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -28,7 +30,7 @@ func portCommand() *cli.Command {
 the id, as Neutron names it. Without --mac a MAC fa:16:3e:xx:xx:xx is drawn.
 MAC and fixed IPs are unique per network; a bad MAC, IP, CIDR or an unknown
 network or security group is refused and nothing is written.`,
-				Flags: append(controllerFlags(),
+				Flags: slices.Concat(controllerFlags(), []cli.Flag{
 					&cli.StringFlag{Name: "network", Usage: "network `NAME|ID` (required)"},
 					&cli.StringFlag{Name: "mac", Aliases: []string{"mac-address"}, Usage: "`MAC` address (default fa:16:3e:xx:xx:xx)"},
 					&cli.StringSliceFlag{Name: "fixed-ip", Usage: "fixed `IP` (or ip-address=IP; repeatable)"},
@@ -38,8 +40,7 @@ network or security group is refused and nothing is written.`,
 					&cli.StringFlag{Name: "host", Usage: "bind the port to `HOST` at once"},
 					&cli.StringFlag{Name: "device-owner", Usage: "device owner (e.g. compute:nova, network:dhcp)"},
 					&cli.StringFlag{Name: "id", Usage: "port `UUID` (default: a new one)"},
-					jsonFlag,
-				),
+				}, outputFlags(portView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					spec, err := portSpec(c)
 					if err != nil {
@@ -56,10 +57,10 @@ network or security group is refused and nothing is written.`,
 				Name:      "bind",
 				Usage:     "bind a port to a host (live migration: compare-and-set on the port's revision)",
 				ArgsUsage: "PORT",
-				Flags: append(controllerFlags(), revisionFlag,
+				Flags: slices.Concat(controllerFlags(), []cli.Flag{revisionFlag,
 					&cli.StringFlag{Name: "host", Usage: "`HOST` the port is bound to (required)"},
 					&cli.DurationFlag{Name: "wait", Usage: "wait up to `DURATION` until every agent hosting the network applied the move, and print how long it took"},
-					jsonFlag),
+				}, outputFlags(portView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					ref, err := oneArg(c, "port")
 					if err != nil {
@@ -82,7 +83,7 @@ network or security group is refused and nothing is written.`,
 				Name:      "unbind",
 				Usage:     "unbind a port from its host",
 				ArgsUsage: "PORT",
-				Flags:     append(controllerFlags(), revisionFlag, jsonFlag),
+				Flags:     slices.Concat(controllerFlags(), []cli.Flag{revisionFlag}, outputFlags(portView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					ref, err := oneArg(c, "port")
 					if err != nil {
@@ -99,52 +100,28 @@ network or security group is refused and nothing is written.`,
 				Name:      "delete",
 				Usage:     "delete a port",
 				ArgsUsage: "PORT",
-				Flags:     append(controllerFlags(), revisionFlag),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "port")
-					if err != nil {
+				Flags:     slices.Concat(controllerFlags(), []cli.Flag{revisionFlag}, outputFlags(deletedView)),
+				Action: withRecord("port", (*control.Controller).GetPort, func(c *cli.Context, ctl *control.Controller, p control.Port) error {
+					if err := ctl.DeletePort(c.Context, p.ID, c.Uint64("revision")); err != nil {
 						return err
 					}
-					return ctl.DeletePort(c.Context, ref, c.Uint64("revision"))
+					return printDeleted(c, deleted{Kind: "port", ID: p.ID, Name: p.Name})
 				}),
 			},
-			{
-				Name:      "show",
-				Usage:     "show a port",
-				ArgsUsage: "PORT",
-				Flags:     append(controllerFlags(), jsonFlag),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "port")
-					if err != nil {
-						return err
-					}
-					p, err := ctl.GetPort(c.Context, ref)
-					if err != nil {
-						return err
-					}
-					return printPort(c, p)
-				}),
-			},
+			showCommand("show a port", "port", portView, (*control.Controller).GetPort),
 			{
 				Name:  "list",
 				Usage: "list ports with their status",
-				Flags: append(controllerFlags(),
+				Flags: slices.Concat(controllerFlags(), []cli.Flag{
 					&cli.StringFlag{Name: "network", Usage: "only ports of network `NAME|ID`"},
 					&cli.StringFlag{Name: "host", Usage: "only ports bound to `HOST`"},
-					jsonFlag),
+				}, outputFlags(portView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					ports, err := ctl.ListPorts(c.Context, control.PortFilter{Network: c.String("network"), Host: c.String("host")})
 					if err != nil {
 						return err
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, ports)
-					}
-					rows := make([][]string, len(ports))
-					for i, p := range ports {
-						rows[i] = []string{p.ID, p.Name, p.MAC.String(), fixedIPs(p.FixedIPs), p.Status, p.Host, p.Tap()}
-					}
-					return writeTable(c.App.Writer, []string{"ID", "Name", "MAC Address", "Fixed IP Addresses", "Status", "Host", "Tap"}, rows)
+					return printList(c, portView, ports)
 				}),
 			},
 		},
@@ -249,11 +226,13 @@ func bindAndWait(c *cli.Context, ctl *control.Controller, ref string) error {
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("wait"))
 	defer cancel()
 	res, err := ctl.MigratePort(ctx, w, ref, c.String("host"))
-	if c.Bool("json") {
-		if perr := printJSON(c.App.Writer, res); perr != nil {
-			return perr
-		}
-		return err
+	p, perr := printerOf(c)
+	if perr != nil {
+		return perr
+	}
+	if p.format != formatTable || len(p.columns) > 0 {
+		// Partial results (e.g. an agent that never applied) print too.
+		return errors.Join(printRecord(p, migrationView, res), err)
 	}
 	if res.FlipRevision != 0 {
 		fmt.Fprintf(c.App.Writer, "port %s: %s -> %s at revision %d\n", res.Port, orNone(res.From), res.To, res.FlipRevision)
@@ -261,12 +240,7 @@ func bindAndWait(c *cli.Context, ctl *control.Controller, ref string) error {
 	if res.ActiveRevision != 0 {
 		fmt.Fprintf(c.App.Writer, "ACTIVE on %s after %v (revision %d)\n", res.To, res.Active.Round(time.Microsecond), res.ActiveRevision)
 	}
-	hosts := make([]string, 0, len(res.PerHost))
-	for h := range res.PerHost {
-		hosts = append(hosts, h)
-	}
-	slices.Sort(hosts)
-	for _, h := range hosts {
+	for _, h := range slices.Sorted(maps.Keys(res.PerHost)) {
 		fmt.Fprintf(c.App.Writer, "  %-20s applied after %v\n", h, res.PerHost[h].Round(time.Microsecond))
 	}
 	if err != nil {
@@ -276,6 +250,27 @@ func bindAndWait(c *cli.Context, ctl *control.Controller, ref string) error {
 	return nil
 }
 
+// migrationView is how `port bind --wait` prints its result.
+var migrationView = view[control.MigrationResult]{
+	kind: "migration",
+	columns: []column[control.MigrationResult]{
+		{key: "port", header: "Port", value: func(r control.MigrationResult) any { return r.Port }},
+		{key: "from", header: "From", value: func(r control.MigrationResult) any { return stringOrNil(r.From) }},
+		{key: "to", header: "To", value: func(r control.MigrationResult) any { return r.To }},
+		{key: "flip_revision", header: "Flip Revision", value: func(r control.MigrationResult) any { return r.FlipRevision }},
+		{key: "active_revision", header: "Active Revision", value: func(r control.MigrationResult) any { return r.ActiveRevision }},
+		{key: "active_seconds", header: "Active After", value: func(r control.MigrationResult) any { return r.Active.Seconds() }},
+		{key: "converged_seconds", header: "Converged After", value: func(r control.MigrationResult) any { return r.Converged.Seconds() }},
+		{key: "per_host_seconds", header: "Applied After", value: func(r control.MigrationResult) any {
+			o := object{}
+			for _, h := range slices.Sorted(maps.Keys(r.PerHost)) {
+				o = append(o, pair{h, r.PerHost[h].Seconds()})
+			}
+			return o
+		}},
+	},
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "(unbound)"
@@ -283,24 +278,59 @@ func orNone(s string) string {
 	return s
 }
 
-func printPort(c *cli.Context, p control.Port) error {
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, p)
+func printPort(c *cli.Context, p control.Port) error { return printOne(c, portView, p) }
+
+// portView is how ports print (docs/cli.md).
+var portView = view[control.Port]{
+	kind: "port",
+	columns: []column[control.Port]{
+		{key: "id", header: "ID", value: func(p control.Port) any { return p.ID }},
+		{key: "name", header: "Name", value: func(p control.Port) any { return p.Name }},
+		{key: "network_id", header: "Network ID", value: func(p control.Port) any { return p.NetworkID }},
+		{key: "mac_address", header: "MAC Address", value: func(p control.Port) any { return p.MAC.String() }},
+		{key: "fixed_ips", header: "Fixed IP Addresses", value: func(p control.Port) any { return addrStrings(p.FixedIPs) },
+			text: func(p control.Port) string { return fixedIPs(p.FixedIPs) }},
+		{key: "port_security_enabled", header: "Port Security", value: func(p control.Port) any { return p.PortSecurity }},
+		{key: "allowed_address_pairs", header: "Allowed Address Pairs", value: func(p control.Port) any {
+			out := make([]object, len(p.AllowedAddressPairs))
+			for i, ap := range p.AllowedAddressPairs {
+				var mac any
+				if !ap.MAC.IsZero() {
+					mac = ap.MAC.String()
+				}
+				out[i] = object{{"ip_address", ap.IP.String()}, {"mac_address", mac}}
+			}
+			return out
+		}, text: func(p control.Port) string {
+			pairs := make([]string, len(p.AllowedAddressPairs))
+			for i, ap := range p.AllowedAddressPairs {
+				pairs[i] = ap.IP.String()
+				if !ap.MAC.IsZero() {
+					pairs[i] += "," + ap.MAC.String()
+				}
+			}
+			return strings.Join(pairs, "\n")
+		}},
+		{key: "security_groups", header: "Security Groups", value: func(p control.Port) any { return append([]string{}, p.SecurityGroups...) }},
+		{key: "binding_host_id", header: "Host", value: func(p control.Port) any { return stringOrNil(p.Host) }},
+		{key: "device_owner", header: "Device Owner", value: func(p control.Port) any { return p.DeviceOwner }},
+		{key: "status", header: "Status", value: func(p control.Port) any { return p.Status }},
+		{key: "tap", header: "Tap", value: func(p control.Port) any { return p.Tap() }},
+		{key: "binding_generation", header: "Binding Generation", value: func(p control.Port) any { return p.Generation }},
+		{key: "created_at", header: "Created At", value: func(p control.Port) any { return timeOrNil(p.CreatedAt) }},
+		{key: "updated_at", header: "Updated At", value: func(p control.Port) any { return timeOrNil(p.UpdatedAt) }},
+		{key: "revision", header: "Revision", value: func(p control.Port) any { return p.Revision }},
+	},
+	list: []string{"id", "name", "mac_address", "fixed_ips", "status", "binding_host_id", "tap"},
+}
+
+// addrStrings is never nil, so JSON shows [] for none.
+func addrStrings(ips []netip.Addr) []string {
+	s := make([]string, len(ips))
+	for i, ip := range ips {
+		s[i] = ip.String()
 	}
-	pairs := make([]string, len(p.AllowedAddressPairs))
-	for i, ap := range p.AllowedAddressPairs {
-		pairs[i] = ap.IP.String()
-		if !ap.MAC.IsZero() {
-			pairs[i] += "," + ap.MAC.String()
-		}
-	}
-	return writeTable(c.App.Writer, []string{"Field", "Value"}, [][]string{
-		{"id", p.ID}, {"name", p.Name}, {"network_id", p.NetworkID}, {"mac_address", p.MAC.String()},
-		{"fixed_ips", fixedIPs(p.FixedIPs)}, {"port_security_enabled", fmt.Sprint(p.PortSecurity)},
-		{"allowed_address_pairs", strings.Join(pairs, "\n")}, {"security_group_ids", strings.Join(p.SecurityGroups, "\n")},
-		{"binding:host_id", p.Host}, {"device_owner", p.DeviceOwner}, {"status", p.Status}, {"tap", p.Tap()},
-		{"revision", fmt.Sprint(p.Revision)},
-	})
+	return s
 }
 
 func fixedIPs(ips []netip.Addr) string {

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
@@ -123,6 +121,9 @@ FILE" prints the same rules for a cluster configured by hand.`,
 }
 
 func runServer(c *cli.Context) error {
+	if c.Args().Present() {
+		return unknownCommand(c, c.Args().First())
+	}
 	log, err := newLogger(c.String("log-level"))
 	if err != nil {
 		return err
@@ -155,7 +156,11 @@ func runServer(c *cli.Context) error {
 	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
 		return fmt.Errorf("--store: %w", err)
 	}
-	defer serveMetrics(c.String("metrics-addr"), reg, log)()
+	stop, err := serveBrokerMetrics(c.String("metrics-addr"), reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return serve(c.Context, o, bo, c.String("ready-file"), log)
 }
 
@@ -281,21 +286,23 @@ func runBroker(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer serveMetrics(c.String("metrics-addr"), reg, log)()
+	stop, err := serveBrokerMetrics(c.String("metrics-addr"), reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	return b.Run(c.Context)
 }
 
-// serveMetrics serves reg's metrics on addr ("" serves nothing) until the
-// returned function is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) func() {
+// serveBrokerMetrics serves reg's metrics on addr ("" serves nothing) until
+// the returned function is called.
+func serveBrokerMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
 	if addr == "" {
-		return func() {}
+		return func() {}, nil
 	}
-	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", "addr", addr, "err", err)
-		}
-	}()
-	return func() { _ = srv.Close() }
+	srv, err := serveMetrics(addr, "--metrics-addr", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = srv.Close() }, nil
 }

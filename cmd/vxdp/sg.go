@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,10 +23,10 @@ func sgCommand() *cli.Command {
 				Name:      "create",
 				Usage:     "create a security group (no rules: ingress is denied, as in Neutron)",
 				ArgsUsage: "NAME",
-				Flags: append(controllerFlags(),
+				Flags: slices.Concat(creatorFlags(), []cli.Flag{
 					&cli.StringFlag{Name: "description", Usage: "free text"},
 					&cli.StringFlag{Name: "id", Usage: "group `UUID` (default: a new one)"},
-					jsonFlag),
+				}, outputFlags(sgView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					name, err := oneArg(c, "group name")
 					if err != nil {
@@ -34,32 +36,21 @@ func sgCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return printGroups(c, []control.SecurityGroup{sg})
+					return printOne(c, sgView, sg)
 				}),
 			},
-			{
-				Name:  "list",
-				Usage: "list security groups with their rules",
-				Flags: append(controllerFlags(), jsonFlag),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					sgs, err := ctl.ListSecurityGroups(c.Context)
-					if err != nil {
-						return err
-					}
-					return printGroups(c, sgs)
-				}),
-			},
+			listCommand("list security groups with their rules", sgView, (*control.Controller).ListSecurityGroups),
+			showCommand("show a security group and its rules", "group", sgView, (*control.Controller).GetSecurityGroup),
 			{
 				Name:      "delete",
 				Usage:     "delete a security group no port uses",
 				ArgsUsage: "NAME|ID",
-				Flags:     controllerFlags(),
-				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
-					ref, err := oneArg(c, "group")
-					if err != nil {
+				Flags:     append(controllerFlags(), outputFlags(deletedView)...),
+				Action: withRecord("group", (*control.Controller).GetSecurityGroup, func(c *cli.Context, ctl *control.Controller, sg control.SecurityGroup) error {
+					if err := ctl.DeleteSecurityGroup(c.Context, sg.ID); err != nil {
 						return err
 					}
-					return ctl.DeleteSecurityGroup(c.Context, ref)
+					return printDeleted(c, deleted{Kind: "security_group", ID: sg.ID, Name: sg.Name})
 				}),
 			},
 			{
@@ -72,14 +63,14 @@ func sgCommand() *cli.Command {
 						ArgsUsage: "GROUP",
 						Description: `For example the seed's fix for ping between vm1 and vm2:
    vxdp sg rule add default --direction ingress --protocol icmp`,
-						Flags: append(controllerFlags(),
+						Flags: slices.Concat(controllerFlags(), []cli.Flag{
 							&cli.StringFlag{Name: "direction", Value: "ingress", Usage: "ingress or egress"},
 							&cli.StringFlag{Name: "ethertype", Usage: "IPv4 or IPv6 (default: from --remote-ip, else IPv4)"},
 							&cli.StringFlag{Name: "protocol", Usage: "tcp, udp, icmp, icmpv6, sctp, a number, or any"},
 							&cli.StringFlag{Name: "port-range", Aliases: []string{"dst-port"}, Usage: "`MIN[:MAX]` ports (tcp/udp/sctp) or TYPE[:CODE] (icmp)"},
 							&cli.StringFlag{Name: "remote-ip", Usage: "remote `CIDR`"},
 							&cli.StringFlag{Name: "remote-group", Usage: "remote security group `NAME|ID`"},
-							jsonFlag),
+						}, outputFlags(ruleView)),
 						Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 							ref, err := oneArg(c, "group")
 							if err != nil {
@@ -93,23 +84,23 @@ func sgCommand() *cli.Command {
 							if err != nil {
 								return err
 							}
-							if c.Bool("json") {
-								return printJSON(c.App.Writer, r)
-							}
-							return writeTable(c.App.Writer, ruleHeader, [][]string{ruleRow(r)})
+							return printOne(c, ruleView, r)
 						}),
 					},
 					{
 						Name:      "delete",
 						Usage:     "delete a rule",
 						ArgsUsage: "RULE_ID",
-						Flags:     controllerFlags(),
+						Flags:     append(controllerFlags(), outputFlags(deletedView)...),
 						Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 							id, err := oneArg(c, "rule id")
 							if err != nil {
 								return err
 							}
-							return ctl.DeleteSecurityGroupRule(c.Context, id)
+							if err := ctl.DeleteSecurityGroupRule(c.Context, id); err != nil {
+								return err
+							}
+							return printDeleted(c, deleted{Kind: "security_group_rule", ID: id})
 						}),
 					},
 				},
@@ -150,39 +141,67 @@ func ruleSpec(c *cli.Context) (control.SGRule, error) {
 	return r, nil
 }
 
-var ruleHeader = []string{"ID", "Direction", "Ethertype", "Protocol", "Port Range", "Remote"}
-
-func ruleRow(r control.SGRule) []string {
-	proto := r.Protocol
-	if proto == "" {
-		proto = "any"
-	}
-	ports := ""
-	if r.PortRangeMin != 0 || r.PortRangeMax != 0 {
-		ports = fmt.Sprintf("%d:%d", r.PortRangeMin, r.PortRangeMax)
-	}
-	remote := ""
-	switch {
-	case r.RemoteIPPrefix.IsValid():
-		remote = r.RemoteIPPrefix.String()
-	case r.RemoteGroupID != "":
-		remote = "group " + r.RemoteGroupID
-	}
-	return []string{r.ID, r.Direction, r.Ethertype, proto, ports, remote}
+// ruleView is how security group rules print (docs/cli.md).
+var ruleView = view[control.SGRule]{
+	kind: "security_group_rule",
+	columns: []column[control.SGRule]{
+		{key: "id", header: "ID", value: func(r control.SGRule) any { return r.ID }},
+		{key: "direction", header: "Direction", value: func(r control.SGRule) any { return r.Direction }},
+		{key: "ethertype", header: "Ethertype", value: func(r control.SGRule) any { return r.Ethertype }},
+		{key: "protocol", header: "Protocol", value: func(r control.SGRule) any { return stringOrNil(r.Protocol) },
+			text: func(r control.SGRule) string { return cmp.Or(r.Protocol, "any") }},
+		{key: "port_range_min", header: "Port Range Min", value: func(r control.SGRule) any { return portBound(r, r.PortRangeMin) }},
+		{key: "port_range_max", header: "Port Range Max", value: func(r control.SGRule) any { return portBound(r, r.PortRangeMax) }},
+		{key: "remote_ip_prefix", header: "Remote IP Prefix", value: func(r control.SGRule) any {
+			if !r.RemoteIPPrefix.IsValid() {
+				return nil
+			}
+			return r.RemoteIPPrefix.String()
+		}},
+		{key: "remote_group_id", header: "Remote Group", value: func(r control.SGRule) any { return stringOrNil(r.RemoteGroupID) }},
+	},
 }
 
-func printGroups(c *cli.Context, sgs []control.SecurityGroup) error {
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, sgs)
+// portBound is a port range bound, null when the rule has no range.
+func portBound(r control.SGRule, v int) any {
+	if r.PortRangeMin == 0 && r.PortRangeMax == 0 {
+		return nil
 	}
-	rows := make([][]string, len(sgs))
-	for i, sg := range sgs {
-		rules := make([]string, len(sg.Rules))
-		for j, r := range sg.Rules {
-			cells := ruleRow(r)
-			rules[j] = strings.TrimSpace(strings.Join(cells[1:], " ")) + " (" + r.ID + ")"
-		}
-		rows[i] = []string{sg.ID, sg.Name, sg.Description, strings.Join(rules, "\n")}
+	return v
+}
+
+// ruleSummary is a rule on one line of a group's table.
+func ruleSummary(r control.SGRule) string {
+	parts := []string{r.Direction, r.Ethertype, cmp.Or(r.Protocol, "any")}
+	if r.PortRangeMin != 0 || r.PortRangeMax != 0 {
+		parts = append(parts, fmt.Sprintf("%d:%d", r.PortRangeMin, r.PortRangeMax))
 	}
-	return writeTable(c.App.Writer, []string{"ID", "Name", "Description", "Rules"}, rows)
+	switch {
+	case r.RemoteIPPrefix.IsValid():
+		parts = append(parts, r.RemoteIPPrefix.String())
+	case r.RemoteGroupID != "":
+		parts = append(parts, "group "+r.RemoteGroupID)
+	}
+	return strings.Join(parts, " ") + " (" + r.ID + ")"
+}
+
+// sgView is how security groups print (docs/cli.md).
+var sgView = view[control.SecurityGroup]{
+	kind: "security_group",
+	columns: []column[control.SecurityGroup]{
+		{key: "id", header: "ID", value: func(g control.SecurityGroup) any { return g.ID }},
+		{key: "name", header: "Name", value: func(g control.SecurityGroup) any { return g.Name }},
+		{key: "description", header: "Description", value: func(g control.SecurityGroup) any { return g.Description }},
+		{key: "rules", header: "Rules", value: func(g control.SecurityGroup) any { return ruleView.objects(g.Rules) },
+			text: func(g control.SecurityGroup) string {
+				lines := make([]string, len(g.Rules))
+				for i, r := range g.Rules {
+					lines[i] = ruleSummary(r)
+				}
+				return strings.Join(lines, "\n")
+			}},
+		{key: "created_at", header: "Created At", value: func(g control.SecurityGroup) any { return timeOrNil(g.CreatedAt) }},
+		{key: "revision", header: "Revision", value: func(g control.SecurityGroup) any { return g.Revision }},
+	},
+	list: []string{"id", "name", "description", "rules"},
 }

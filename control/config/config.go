@@ -67,7 +67,20 @@ type AgentConfig struct {
 	// Warnings are options read but ignored (Neutron options vxdp has no
 	// use for), each naming its file and line.
 	Warnings []string
+
+	// Sources says where each option set in a file was set, by
+	// "section.option" (e.g. "vxlan.local_ip"): the last file that set it.
+	Sources map[string]Source
 }
+
+// Source is where an option was set.
+type Source struct {
+	File string
+	Line int
+}
+
+// String is "file:line".
+func (s Source) String() string { return fmt.Sprintf("%s:%d", s.File, s.Line) }
 
 // NATSConfig is the [nats] section.
 type NATSConfig struct {
@@ -96,6 +109,10 @@ type DataplaneConfig struct {
 	// ARPResponder lets the kernel vxlan device answer ARP from the l2pop
 	// entries too ([vxlan] arp_responder, Neutron's option).
 	ARPResponder bool
+	// CTTCPMax and CTOtherMax size the tracked-flow tables of security
+	// groups when the maps are created (0: the built-in defaults,
+	// 524288 and 262144, Cilium's).
+	CTTCPMax, CTOtherMax int
 }
 
 // Defaults are the values of options not set in any file.
@@ -307,6 +324,12 @@ var schema = map[string]map[string]spec{
 			c.Dataplane.BPFFS = v
 			return "", ""
 		}},
+		"ct_tcp_max": {kInt, func(c *AgentConfig, v string) (string, string) {
+			return setRange(&c.Dataplane.CTTCPMax, "ct_tcp_max", v, 1024, 1<<24)
+		}},
+		"ct_other_max": {kInt, func(c *AgentConfig, v string) (string, string) {
+			return setRange(&c.Dataplane.CTOtherMax, "ct_other_max", v, 1024, 1<<24)
+		}},
 	},
 }
 
@@ -397,6 +420,10 @@ func parse(c *AgentConfig, files []file, hostname func() (string, error)) (*Agen
 		if msg, fix := sp.set(c, o.value); msg != "" {
 			errs = append(errs, &Error{File: o.file, Line: o.line, Msg: msg, Fix: fix})
 		}
+	}
+	c.Sources = make(map[string]Source, len(seen))
+	for id, o := range seen {
+		c.Sources[id] = Source{File: o.file, Line: o.line}
 	}
 	last := files[len(files)-1].name
 	if c.Host == "" && hostname != nil {

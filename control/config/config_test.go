@@ -9,19 +9,15 @@ import (
 	"time"
 )
 
-// The seed's /etc/neutron/plugins/ml2/linuxbridge_agent.ini on node3.
-const seedLinuxbridge = `[DEFAULT]
-[agent]
-[linux_bridge]
-physical_interface_mappings = default:eth1
-[securitygroup]
-firewall_driver = neutron.agent.linux.iptables_firewall.IptablesFirewallDriver
-enable_security_group = true
-[vxlan]
-enable_vxlan = true
-l2_population = true
-local_ip = 192.168.248.3
-`
+// seedLinuxbridge is the seed's /etc/neutron/plugins/ml2/linuxbridge_agent.ini
+// on node3 (testdata/linuxbridge_agent.ini; cmd/vxdp's tests use it too).
+var seedLinuxbridge = func() string {
+	raw, err := os.ReadFile("testdata/linuxbridge_agent.ini")
+	if err != nil {
+		panic(err)
+	}
+	return string(raw)
+}()
 
 func noHost() (string, error) { return "node3", nil }
 
