@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vxdp/vxdp/state"
@@ -89,10 +88,13 @@ type AgentStats struct {
 // the bucket its host needs (l2pop semantics), builds the host's
 // state.Desired and hands it to the dataplane (state.Producer), publishes
 // port status from the outcome of each apply (state.Observer), and writes
-// its agent record and heartbeats.
+// its agent record and heartbeats. It reads and writes the bucket only
+// through the broker (its consumers, its writes), so that it works with
+// an agent credential (AgentPermissions).
 type Agent struct {
 	nc     *nats.Conn
-	js     jetstream.JetStream
+	broker *brokerClient
+	reader bucketReader
 	opts   AgentOptions
 	bucket string
 	id     string
@@ -166,12 +168,8 @@ func NewAgent(nc *nats.Conn, opts AgentOptions) (*Agent, error) {
 	if err := ValidHost(opts.Host); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	if err := validVTEP(opts.VTEP); err != nil {
+	if err := ValidVTEP(opts.VTEP); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("agent: jetstream: %w", err)
 	}
 	if opts.Bucket == "" {
 		opts.Bucket = DefaultBucket
@@ -193,9 +191,12 @@ func NewAgent(nc *nats.Conn, opts AgentOptions) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	log = log.With("host", opts.Host)
+	broker := &brokerClient{nc: nc, bucket: opts.Bucket, host: opts.Host}
 	return &Agent{
-		nc: nc, js: js, opts: opts, bucket: opts.Bucket, id: AgentID(opts.Host),
-		log: log.With("host", opts.Host), m: m, start: time.Now().UTC(),
+		nc: nc, broker: broker, reader: bucketReader{src: broker, nc: nc, bucket: opts.Bucket, log: log},
+		opts: opts, bucket: opts.Bucket, id: AgentID(opts.Host),
+		log: log, m: m, start: time.Now().UTC(),
 		reported: map[string]uint64{}, inflight: map[string]statusOp{},
 		captures: map[uint64]*snapshot{},
 		nextCh:   make(chan struct{}, 1), kick: make(chan struct{}, 1), statusKick: make(chan struct{}, 1),
@@ -258,7 +259,7 @@ func (a *Agent) Run(ctx context.Context, updates chan<- *state.Desired) error {
 	cancel()
 	wg.Wait()
 	if a.main != nil {
-		a.main.stop()
+		a.main.close()
 	}
 	if parent.Err() != nil {
 		return nil
@@ -300,6 +301,12 @@ func (a *Agent) syncLoop(ctx context.Context) error {
 			a.dropView()
 			continue
 		}
+		if errors.Is(err, errRefused) {
+			// The broker refused a filter of the view (a network no longer
+			// hosted): what the view says is stale; start from scratch.
+			a.log.Warn("control plane resync", "reason", err)
+			a.dropView()
+		}
 		a.log.Warn("control plane sync interrupted; retrying", "err", err, "in", wait)
 		select {
 		case <-ctx.Done():
@@ -312,7 +319,7 @@ func (a *Agent) syncLoop(ctx context.Context) error {
 
 func (a *Agent) dropView() {
 	if a.main != nil {
-		a.main.stop()
+		a.main.close()
 		a.main = nil
 	}
 	a.v = nil
@@ -321,12 +328,11 @@ func (a *Agent) dropView() {
 // session synchronises with the bucket and then follows it until an error.
 // The snapshot is tried once, at the first session that reaches the bucket.
 func (a *Agent) session(ctx context.Context) error {
-	stream, err := a.js.Stream(ctx, StreamName(a.bucket))
+	info, err := a.broker.info(ctx)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", a.bucket, err)
 	}
-	info := stream.CachedInfo()
-	created, lastSeq := info.Created, info.State.LastSeq
+	created, lastSeq := info.Created, info.LastRevision
 	a.reconnects = a.nc.Stats().Reconnects
 
 	switch {
@@ -335,7 +341,7 @@ func (a *Agent) session(ctx context.Context) error {
 		if err := a.restartMain(ctx); err != nil {
 			return err
 		}
-	case !a.snapshotTried && a.loadSnapshot(ctx, created, lastSeq):
+	case !a.snapshotTried && a.loadSnapshot(info):
 		if err := a.restartMain(ctx); err != nil {
 			return err // the next session carries on from the snapshot
 		}
@@ -378,7 +384,8 @@ func (a *Agent) fullSync(created time.Time, lastSeq uint64) {
 // loadSnapshot restores the view from the state dir when the snapshot is
 // exactly what the dataplane applied and the bucket still holds every
 // change since; otherwise it says why not and returns false.
-func (a *Agent) loadSnapshot(ctx context.Context, created time.Time, lastSeq uint64) bool {
+func (a *Agent) loadSnapshot(info bucketInfo) bool {
+	created, lastSeq := info.Created, info.LastRevision
 	a.snapshotTried = true
 	if a.opts.StateDir == "" {
 		return false
@@ -396,16 +403,8 @@ func (a *Agent) loadSnapshot(ctx context.Context, created time.Time, lastSeq uin
 		why = "the bucket was created again since the snapshot (history gone)"
 	case h.Watermark > lastSeq:
 		why = fmt.Sprintf("the bucket ends at revision %d, before the snapshot's %d (history gone)", lastSeq, h.Watermark)
-	}
-	if why == "" {
-		if e, gerr := a.js.KeyValue(ctx, a.bucket); gerr == nil {
-			if fe, ferr := e.Get(ctx, FloorKey); ferr == nil {
-				var f FloorRecord
-				if json.Unmarshal(fe.Value(), &f) == nil && f.Revision > h.Watermark {
-					why = fmt.Sprintf("deletions up to revision %d were compacted away (history gone)", f.Revision)
-				}
-			}
-		}
+	case info.Floor > h.Watermark:
+		why = fmt.Sprintf("deletions up to revision %d were compacted away (history gone)", info.Floor)
 	}
 	if why != "" {
 		a.log.Info("control plane snapshot not usable; full resync", "reason", why)
@@ -428,10 +427,10 @@ func (a *Agent) loadSnapshot(ctx context.Context, created time.Time, lastSeq uin
 // restartMain (re)creates the follower of the followed keys after the watermark.
 func (a *Agent) restartMain(ctx context.Context) error {
 	if a.main != nil {
-		a.main.stop()
+		a.main.close()
 		a.main = nil
 	}
-	f, err := follow(ctx, a.js, a.bucket, a.filters, followOptions{startRev: a.watermark + 1}, a.log)
+	f, err := a.reader.follow(ctx, a.filters, followOptions{startRev: a.watermark + 1, proofs: a.v.proofs(a.filters)})
 	if err != nil {
 		return err
 	}
@@ -480,13 +479,13 @@ func (a *Agent) reconfigure(ctx context.Context) error {
 		}
 		base := a.filters == nil
 		if base {
-			load = append(load, AgentsFilter, BindingsFilter(a.opts.Host))
+			load = append(load, baseFilters(a.opts.Host)...)
 		}
 		if len(load) == 0 {
 			break
 		}
 		changed = true
-		entries, err := loadLatest(ctx, a.js, a.bucket, load, a.log)
+		entries, err := a.reader.loadLatest(ctx, load, a.v.proofs(load))
 		if err != nil {
 			// Undo, so that the next attempt loads them again.
 			for _, id := range addedNets {
@@ -585,6 +584,8 @@ func (a *Agent) follow(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-a.main.failed:
+			return a.main.err
 		case e := <-a.main.ch:
 			lastMsg = time.Now()
 			a.advance(e)
@@ -688,14 +689,13 @@ func (a *Agent) advance(e kvEntry) {
 func (a *Agent) checkStream(ctx context.Context) (bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	s, err := a.js.Stream(cctx, StreamName(a.bucket))
+	info, err := a.broker.info(cctx)
 	if err != nil {
 		a.log.Debug("stream check after reconnect", "err", err)
 		return false, nil
 	}
-	info := s.CachedInfo()
-	if !info.Created.Equal(a.streamCreated) || info.State.LastSeq < a.watermark {
-		return true, fmt.Errorf("%w (bucket revision %d, agent at %d)", errResync, info.State.LastSeq, a.watermark)
+	if !info.Created.Equal(a.streamCreated) || info.LastRevision < a.watermark {
+		return true, fmt.Errorf("%w (bucket revision %d, agent at %d)", errResync, info.LastRevision, a.watermark)
 	}
 	return true, nil
 }
@@ -905,153 +905,6 @@ func (a *Agent) queueStatus(ops []statusOp) {
 	a.statusQ = append(a.statusQ, ops...)
 	a.mu.Unlock()
 	poke(a.statusKick)
-}
-
-// statusLoop performs status writes off the sync loop.
-func (a *Agent) statusLoop(ctx context.Context) {
-	var kv jetstream.KeyValue
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.statusKick:
-		}
-		a.mu.Lock()
-		ops := a.statusQ
-		a.statusQ = nil
-		a.mu.Unlock()
-		if len(ops) == 0 {
-			continue
-		}
-		var err error
-		if kv == nil {
-			kv, err = a.js.KeyValue(ctx, a.bucket)
-		}
-		for _, op := range ops {
-			if err == nil {
-				err = a.writeStatus(ctx, kv, op)
-			}
-			select {
-			case a.statusDone <- statusResult{op, err}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}
-}
-
-func (a *Agent) writeStatus(ctx context.Context, kv jetstream.KeyValue, op statusOp) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if op.rec == nil {
-		err := kv.Delete(ctx, op.key, jetstream.LastRevision(op.delRev))
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return nil // rewritten meanwhile; the next round decides again
-		}
-		return err
-	}
-	b, err := encodeRecord(op.rec)
-	if err == nil {
-		_, err = kv.Put(ctx, op.key, b)
-	}
-	result := "ok"
-	if err != nil {
-		result = "error"
-		a.log.Debug("port status write failed; will retry", "key", op.key, "err", err)
-	}
-	a.m.statusWrites.WithLabelValues(op.rec.Status, result).Inc()
-	return err
-}
-
-// heartbeatLoop registers the agent record and writes heartbeats.
-func (a *Agent) heartbeatLoop(ctx context.Context) {
-	registered := false
-	var kv jetstream.KeyValue
-	beat := func() {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if kv == nil {
-			var err error
-			if kv, err = a.js.KeyValue(ctx, a.bucket); err != nil {
-				a.m.heartbeats.WithLabelValues("error").Inc()
-				a.log.Debug("heartbeat: bucket not reachable", "err", err)
-				return
-			}
-		}
-		if !registered {
-			if err := a.register(ctx, kv); err != nil {
-				a.log.Warn("agent registration failed; will retry", "err", err)
-			} else {
-				registered = true
-			}
-		}
-		a.mu.Lock()
-		applied := a.appliedRev
-		a.mu.Unlock()
-		b, err := encodeRecord(&HeartbeatRecord{Host: a.opts.Host, AgentID: a.id, StartedAt: a.start, Time: now(), AppliedRevision: applied})
-		if err == nil {
-			_, err = kv.Put(ctx, HeartbeatKey(a.opts.Host), b)
-		}
-		if err != nil {
-			a.m.heartbeats.WithLabelValues("error").Inc()
-			a.log.Debug("heartbeat failed", "err", err)
-			return
-		}
-		a.m.heartbeats.WithLabelValues("ok").Inc()
-	}
-	// Until registered, retry sooner than the report interval: other
-	// agents cannot reach this host's ports before they know its VTEP.
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	backoff := time.Second
-	again := func() {
-		if !registered {
-			retry.Reset(backoff)
-			backoff = min(2*backoff, a.opts.ReportInterval)
-		} else {
-			backoff = time.Second
-		}
-	}
-	beat()
-	again()
-	t := time.NewTicker(a.opts.ReportInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			beat()
-		case <-retry.C:
-			beat()
-		case <-a.reregister:
-			registered = false
-			beat()
-		case <-a.beatNow:
-			beat()
-		}
-		again()
-	}
-}
-
-// register writes the agent record unless the bucket already holds the
-// same one (a restart then wakes no other agent).
-func (a *Agent) register(ctx context.Context, kv jetstream.KeyValue) error {
-	rec := a.agentRecord()
-	if e, err := kv.Get(ctx, AgentKey(a.opts.Host)); err == nil {
-		if _, cur, derr := DecodeRecord(e.Key(), e.Value()); derr == nil && sameRecord(cur, rec) {
-			return nil
-		}
-	}
-	b, err := encodeRecord(rec)
-	if err != nil {
-		return err
-	}
-	if _, err := kv.Put(ctx, AgentKey(a.opts.Host), b); err != nil {
-		return fmt.Errorf("register agent %s: %w", a.opts.Host, err)
-	}
-	a.log.Info("agent registered", "id", a.id, "vtep", a.opts.VTEP)
-	return nil
 }
 
 // persistLoop writes the snapshot of the last applied state.

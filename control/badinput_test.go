@@ -101,7 +101,7 @@ func TestMalformedRecords(t *testing.T) {
 			r["id"], r["mac_address"], r["fixed_ips"] = seedVM2ID, "fa:16:3e:cb:98:2c", []string{"300.1.1.1"}
 		})},
 		{control.StatusKey(seedNetID, "node4", seedVM1ID), "status/invalid", []byte(`{"schema":1,"port_id":"` + seedVM1ID + `","host":"node4","status":"MAYBE"}`)},
-		{control.AgentKey("node9"), "agent/invalid", []byte(`{"schema":1,"host":"node9","vtep_ip":"224.0.0.1"}`)},
+		{control.RegistrationKey("node9"), "registration/invalid", []byte(`{"schema":1,"host":"node9","vtep_ip":"224.0.0.1","registered_by":"controller"}`)},
 		{control.NetworkKey(seedNetID), "network/invalid", []byte(`{"schema":1,"id":"` + seedNetID + `","vni":16777216}`)},
 		{control.BindingKey("node3", idParse), "binding/parse", []byte(`[]`)},
 	}

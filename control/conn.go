@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -152,43 +153,53 @@ func Connect(ctx context.Context, o ConnectOptions) (*nats.Conn, error) {
 	}
 }
 
-// BucketOptions configure the control-plane bucket.
+// BucketOptions configure the control-plane bucket. Zero values take the
+// defaults, sized for a cloud of 10,000 hypervisors (docs/control-plane.md,
+// "Limits").
 type BucketOptions struct {
 	// Name of the bucket (default DefaultBucket).
 	Name string
 	// Replicas of the bucket's stream: 1 on one machine, 3 on a
 	// three-node cluster so that it survives the loss of a node.
 	Replicas int
-	// MaxValueSize bounds one record (default 64 KiB).
+	// MaxValueSize bounds one record (default 64 KiB: a security group
+	// with hundreds of rules).
 	MaxValueSize int32
+	// MaxBytes bounds the bucket (default 4 GiB); writes beyond it fail,
+	// nothing stored is dropped.
+	MaxBytes int64
+	// MaxKeys bounds the number of keys, delete markers included
+	// (default 10 million).
+	MaxKeys int64
+	// MaxConsumers bounds the consumers of the bucket's stream (default
+	// 100000). Every agent holds one, briefly two, and the broker at most
+	// MaxConsumersPerHost; nats-server's default limit of 1000 per stream
+	// applies when a stream sets none, which would stop a fleet at a
+	// thousand hosts.
+	MaxConsumers int
 	// Memory keeps the bucket in memory instead of on disk (tests).
 	Memory bool
-	// MaxConsumers bounds the consumers of the bucket's stream (default
-	// 100000). Every agent holds one, briefly two or three while it loads;
-	// nats-server's default limit of 1000 per stream applies when a
-	// stream sets none, which would stop a fleet at a thousand hosts.
-	MaxConsumers int
 }
 
+// Bucket limits by default.
+const (
+	DefaultMaxValueSize = 64 << 10
+	DefaultMaxBytes     = 4 << 30
+	DefaultMaxKeys      = 10_000_000
+	DefaultMaxConsumers = 100_000
+	// consumerMaxInactive bounds how long any consumer of the bucket
+	// outlives its reader, durable or not.
+	consumerMaxInactive = 5 * time.Minute
+)
+
 // EnsureBucket creates the control-plane bucket, or updates its replica
-// count, and returns it. The stream is the one a KV bucket has, except that
-// roll-up headers are refused: a KV purge is never used by vxdp, and an
-// agent allowed to write its own heartbeat could otherwise send a
+// count and limits, and returns it. The stream is the one a KV bucket has
+// (history 1), with limits, and roll-up headers are refused: a KV purge is
+// never used by vxdp, and a writer of one key could otherwise send a
 // "Nats-Rollup: all" message that wipes every key of the bucket.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, o BucketOptions) (jetstream.KeyValue, error) {
-	name := o.Name
-	if name == "" {
-		name = DefaultBucket
-	}
+	name := cmp.Or(o.Name, DefaultBucket)
 	replicas := max(o.Replicas, 1)
-	maxVal := o.MaxValueSize
-	if maxVal == 0 {
-		maxVal = 64 << 10
-	}
-	maxConsumers := o.MaxConsumers
-	if maxConsumers <= 0 {
-		maxConsumers = 100_000
-	}
 	storage := jetstream.FileStorage
 	if o.Memory {
 		storage = jetstream.MemoryStorage
@@ -198,10 +209,11 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, o BucketOptions) 
 		Description:       "vxdp control plane: networks, ports, security groups, agents",
 		Subjects:          []string{KeyPrefix(name) + ">"},
 		MaxMsgsPerSubject: 1,
-		MaxBytes:          -1,
-		MaxMsgs:           -1,
-		MaxMsgSize:        maxVal,
-		MaxConsumers:      maxConsumers,
+		MaxBytes:          cmp.Or(o.MaxBytes, DefaultMaxBytes),
+		MaxMsgs:           cmp.Or(o.MaxKeys, DefaultMaxKeys),
+		MaxMsgSize:        cmp.Or(o.MaxValueSize, DefaultMaxValueSize),
+		MaxConsumers:      cmp.Or(o.MaxConsumers, DefaultMaxConsumers),
+		ConsumerLimits:    jetstream.StreamConsumerLimits{InactiveThreshold: consumerMaxInactive},
 		Storage:           storage,
 		Replicas:          replicas,
 		AllowRollup:       false,

@@ -79,6 +79,7 @@ type ControllerOptions struct {
 type Controller struct {
 	js     jetstream.JetStream
 	kv     jetstream.KeyValue
+	reader bucketReader
 	bucket string
 	ranges []VNIRange
 	log    *slog.Logger
@@ -102,6 +103,7 @@ func NewController(ctx context.Context, nc *nats.Conn, o ControllerOptions) (*Co
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.reader = directReader(js, c.bucket, c.log)
 	return c, nil
 }
 
@@ -187,7 +189,7 @@ func (c *Controller) del(ctx context.Context, key string, rev uint64) error {
 }
 
 func (c *Controller) load(ctx context.Context, filters ...string) ([]loadedRecord, error) {
-	return loadRecords(ctx, c.js, c.bucket, filters, c.log, func(err error) {
+	return c.reader.loadRecords(ctx, filters, func(err error) {
 		c.log.Warn("skipping invalid record", "err", err)
 	})
 }
@@ -415,7 +417,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 		}
 	}
 	// Leftovers of ports deleted by a crashed controller.
-	left, err := loadLatest(ctx, c.js, c.bucket, []string{ReservationsOfNetworkFilter(n.ID), "nets." + n.ID + ".status.*.*"}, c.log)
+	left, err := c.reader.loadLatest(ctx, []string{ReservationsOfNetworkFilter(n.ID), "nets." + n.ID + ".status.*.*"}, nil)
 	if err == nil {
 		for _, e := range left {
 			if !e.Deleted {
@@ -731,7 +733,7 @@ func (c *Controller) DeletePort(ctx context.Context, ref string, expectRevision 
 	for _, ip := range p.FixedIPs {
 		c.dropReservation(ctx, IPResvKey(p.NetworkID, ip), p.ID)
 	}
-	if sts, err := loadLatest(ctx, c.js, c.bucket, []string{StatusesOfPortFilter(p.NetworkID, p.ID)}, c.log); err == nil {
+	if sts, err := c.reader.loadLatest(ctx, []string{StatusesOfPortFilter(p.NetworkID, p.ID)}, nil); err == nil {
 		for _, e := range sts {
 			if !e.Deleted {
 				_ = c.del(ctx, e.Key, e.Rev)
@@ -974,64 +976,6 @@ func (c *Controller) DeleteSecurityGroup(ctx context.Context, ref string) error 
 		}
 	}
 	return c.del(ctx, SecGroupKey(sg.ID), sg.Revision)
-}
-
-// ---- agents ----
-
-// AgentInfo is an agent with its liveness.
-type AgentInfo struct {
-	AgentRecord
-	// HeartbeatAt is when the server stored the last heartbeat (zero if none).
-	HeartbeatAt time.Time `json:"heartbeat_at"`
-	// AppliedRevision is the last revision the agent reported applied.
-	AppliedRevision uint64 `json:"applied_revision,omitempty"`
-	// Alive is a heartbeat younger than the down time.
-	Alive bool `json:"alive"`
-}
-
-// DefaultAgentDownTime is Neutron's agent_down_time.
-const DefaultAgentDownTime = 75 * time.Second
-
-// ListAgents returns every registered agent; an agent is alive when its
-// last heartbeat is younger than downTime (default DefaultAgentDownTime).
-// Heartbeat age uses the server's timestamp of the heartbeat message.
-func (c *Controller) ListAgents(ctx context.Context, downTime time.Duration) ([]AgentInfo, error) {
-	return ListAgents(ctx, c.js, c.bucket, downTime, c.log)
-}
-
-// ListAgents is Controller.ListAgents for any connection allowed to read
-// the bucket.
-func ListAgents(ctx context.Context, js jetstream.JetStream, bucket string, downTime time.Duration, log *slog.Logger) ([]AgentInfo, error) {
-	if downTime <= 0 {
-		downTime = DefaultAgentDownTime
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	recs, err := loadRecords(ctx, js, bucket, []string{AgentsFilter, HeartbeatsFilter}, log, nil)
-	if err != nil {
-		return nil, err
-	}
-	hb := map[string]loadedRecord{}
-	var out []AgentInfo
-	for _, r := range recs {
-		switch rec := r.Rec.(type) {
-		case *HeartbeatRecord:
-			hb[rec.Host] = r
-		case *AgentRecord:
-			out = append(out, AgentInfo{AgentRecord: *rec})
-		}
-	}
-	t := time.Now()
-	for i := range out {
-		if h, ok := hb[out[i].Host]; ok {
-			out[i].HeartbeatAt = h.Created
-			out[i].AppliedRevision = h.Rec.(*HeartbeatRecord).AppliedRevision
-			out[i].Alive = t.Sub(h.Created) < downTime
-		}
-	}
-	slices.SortFunc(out, func(a, b AgentInfo) int { return strings.Compare(a.ID, b.ID) })
-	return out, nil
 }
 
 // ---- maintenance ----

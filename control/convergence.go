@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,8 +34,11 @@ func WatchApplies(nc *nats.Conn, bucket string) (*ApplyWatcher, error) {
 	}
 	w := &ApplyWatcher{history: map[string][]appliedAt{}, changed: make(chan struct{})}
 	sub, err := nc.Subscribe(AppliedWildcard(bucket), func(m *nats.Msg) {
+		// Only the agent of a host may publish on its subject; a report
+		// that names another host is not believed.
 		var r ApplyReport
-		if json.Unmarshal(m.Data, &r) != nil || r.Error != "" {
+		tok := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+		if json.Unmarshal(m.Data, &r) != nil || r.Error != "" || HostToken(r.Host) != tok {
 			return
 		}
 		at := time.Now()
@@ -133,11 +137,11 @@ func (c *Controller) MigratePort(ctx context.Context, w *ApplyWatcher, ref, host
 		return MigrationResult{}, fmt.Errorf("migrate: %w", err)
 	}
 	from := stream.CachedInfo().State.LastSeq + 1
-	f, err := follow(ctx, c.js, c.bucket, []string{StatusKey(p.NetworkID, host, p.ID)}, followOptions{startRev: from, buffer: 16}, c.log)
+	f, err := c.reader.follow(ctx, []string{StatusKey(p.NetworkID, host, p.ID)}, followOptions{startRev: from, buffer: 16})
 	if err != nil {
 		return MigrationResult{}, err
 	}
-	defer f.stop()
+	defer f.close()
 
 	t0 := time.Now()
 	np, err := c.BindPort(ctx, p.ID, host, p.Revision)

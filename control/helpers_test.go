@@ -39,9 +39,20 @@ func startServer(t *testing.T, users ...natsd.User) *natsd.Server {
 // startServerAt is startServer listening on listen.
 func startServerAt(t *testing.T, listen string, users ...natsd.User) *natsd.Server {
 	t.Helper()
+	return startServerWith(t, natsd.Options{Listen: listen, Users: users})
+}
+
+// startServerWith is startServer with options (a temporary store, a quiet
+// log and a random port unless set).
+func startServerWith(t *testing.T, o natsd.Options) *natsd.Server {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := natsd.Start(ctx, natsd.Options{Listen: listen, StoreDir: t.TempDir(), Users: users, Log: testLog()})
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:0"
+	}
+	o.StoreDir, o.Log = t.TempDir(), testLog()
+	srv, err := natsd.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +68,11 @@ func startServerAt(t *testing.T, listen string, users ...natsd.User) *natsd.Serv
 	}
 	if _, err := control.EnsureBucket(ctx, js, control.BucketOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-srv.BrokerReady():
+	case <-ctx.Done():
+		t.Fatal("the broker does not serve")
 	}
 	return srv
 }

@@ -9,9 +9,10 @@ package control
 //
 //	nets.<net>.network                network record                     written by the controller
 //	nets.<net>.ports.<port>           port record (incl. bound host)     written by the controller
-//	nets.<net>.status.<host>.<port>   port status ACTIVE/DOWN            written by the agent of <host>
-//	hosts.<host>.agent                agent record (VTEP, version)       written by the agent of <host>
-//	hosts.<host>.heartbeat            liveness heartbeat                 written by the agent of <host>
+//	nets.<net>.status.<host>.<port>   port status ACTIVE/DOWN            for the agent of <host>, by the broker
+//	hosts.<host>.agent                agent record (claimed VTEP, ...)   for the agent of <host>, by the broker
+//	hosts.<host>.heartbeat            liveness heartbeat                 for the agent of <host>, by the broker
+//	hosts.<host>.registration         the host's VTEP other hosts use    written by the controller (first registration: the broker)
 //	bindings.<host>.<port>            "port is bound to host" index      written by the controller
 //	sgs.<sg>                          security group with its rules      written by the controller
 //	vnis.<vni>                        VNI allocation (create-only)       written by the controller
@@ -25,9 +26,14 @@ package control
 //     receives records of networks it does not host (l2pop semantics).
 //   - An agent learns which networks it hosts from "bindings.<host>.*"
 //     (one small record per port bound to it), not by reading every port.
-//   - Every key an agent may write contains its own host token at a fixed
-//     position, so NATS subject permissions can express "only its own
-//     heartbeat, agent record and port statuses" (see Permissions).
+//   - Agents write nothing themselves: the broker (broker.go) writes their
+//     agent record, heartbeat and port statuses after checking them. Its
+//     request subjects carry the host token at a fixed position, so NATS
+//     subject permissions tie each agent credential to its own host (see
+//     AgentPermissions).
+//   - A host's VTEP comes from its registration, which only the controller
+//     changes, not from the agent record the host's agent describes itself
+//     with.
 //   - Port status lives in its own key per host, separate from the
 //     controller-owned port record, so agents never write port records.
 //
@@ -53,24 +59,26 @@ type KeyKind int
 
 // Kinds of keys in the bucket.
 const (
-	KindUnknown   KeyKind = iota
-	KindNetwork           // nets.<net>.network
-	KindPort              // nets.<net>.ports.<port>
-	KindStatus            // nets.<net>.status.<host>.<port>
-	KindAgent             // hosts.<host>.agent
-	KindHeartbeat         // hosts.<host>.heartbeat
-	KindBinding           // bindings.<host>.<port>
-	KindSecGroup          // sgs.<sg>
-	KindVNI               // vnis.<vni>
-	KindMACResv           // resv.<net>.mac.<mac>
-	KindIPResv            // resv.<net>.ip.<hex>
-	KindFloor             // meta.compacted
+	KindUnknown      KeyKind = iota
+	KindNetwork              // nets.<net>.network
+	KindPort                 // nets.<net>.ports.<port>
+	KindStatus               // nets.<net>.status.<host>.<port>
+	KindAgent                // hosts.<host>.agent
+	KindHeartbeat            // hosts.<host>.heartbeat
+	KindBinding              // bindings.<host>.<port>
+	KindSecGroup             // sgs.<sg>
+	KindVNI                  // vnis.<vni>
+	KindMACResv              // resv.<net>.mac.<mac>
+	KindIPResv               // resv.<net>.ip.<hex>
+	KindFloor                // meta.compacted
+	KindRegistration         // hosts.<host>.registration
 )
 
 var kindNames = map[KeyKind]string{
 	KindUnknown: "unknown", KindNetwork: "network", KindPort: "port", KindStatus: "status",
 	KindAgent: "agent", KindHeartbeat: "heartbeat", KindBinding: "binding", KindSecGroup: "security_group",
 	KindVNI: "vni", KindMACResv: "mac_reservation", KindIPResv: "ip_reservation", KindFloor: "floor",
+	KindRegistration: "registration",
 }
 
 // String names the kind (the "kind" label of metrics).
@@ -81,7 +89,7 @@ type Key struct {
 	Kind    KeyKind
 	Network string // network id (network, port, status, reservations)
 	Port    string // port id (port, status, binding)
-	Host    string // host name, decoded (status, agent, heartbeat, binding)
+	Host    string // host name, decoded (status, agent, heartbeat, registration, binding)
 	SG      string // security group id
 	VNI     uint32
 }
@@ -102,6 +110,10 @@ func AgentKey(host string) string { return "hosts." + HostToken(host) + ".agent"
 
 // HeartbeatKey is the key of the heartbeat of the agent of host.
 func HeartbeatKey(host string) string { return "hosts." + HostToken(host) + ".heartbeat" }
+
+// RegistrationKey is the key of the registration of host: the VTEP address
+// every other host sends its traffic to.
+func RegistrationKey(host string) string { return "hosts." + HostToken(host) + ".registration" }
 
 // BindingKey is the key of the index entry saying port is bound to host.
 func BindingKey(host, portID string) string { return "bindings." + HostToken(host) + "." + portID }
@@ -137,6 +149,9 @@ func BindingsFilter(host string) string { return "bindings." + HostToken(host) +
 // AgentsFilter matches every agent record (not heartbeats).
 const AgentsFilter = "hosts.*.agent"
 
+// RegistrationsFilter matches every host registration.
+const RegistrationsFilter = "hosts.*.registration"
+
 // HeartbeatsFilter matches every heartbeat.
 const HeartbeatsFilter = "hosts.*.heartbeat"
 
@@ -159,6 +174,20 @@ func StatusesOfPortFilter(netID, portID string) string {
 
 // StatusesFilter matches every port status.
 const StatusesFilter = "nets.*.status.*.*"
+
+// parseEntitledFilter recognises a filter an agent may use only while it
+// hosts what the filter follows: a network's (NetworkFilter, kind
+// KindNetwork) or a security group's (SecGroupKey, kind KindSecGroup).
+func parseEntitledFilter(f string) (KeyKind, string, bool) {
+	if id, ok := strings.CutPrefix(f, "sgs."); ok && ValidID(id) == nil {
+		return KindSecGroup, id, true
+	}
+	rest, ok := strings.CutPrefix(f, "nets.")
+	if id, ok2 := strings.CutSuffix(rest, ".>"); ok && ok2 && ValidID(id) == nil {
+		return KindNetwork, id, true
+	}
+	return KindUnknown, "", false
+}
 
 // SecGroupsFilter matches every security group.
 const SecGroupsFilter = "sgs.*"
@@ -189,9 +218,35 @@ func AppliedSubject(bucket, host string) string {
 // AppliedWildcard matches the apply reports of every agent.
 func AppliedWildcard(bucket string) string { return "vxdp." + bucket + ".applied.*" }
 
-// InboxPrefix is the reply-inbox prefix of an agent's connection; agent
-// credentials may subscribe only below it.
+// InboxPrefix is the prefix of every subject an agent receives on: broker
+// replies and the messages of its consumers. Agent credentials may
+// subscribe only below it, and the broker answers and delivers nowhere else.
 func InboxPrefix(host string) string { return "_INBOX_" + HostToken(host) }
+
+// APISubject is the subject of the broker operation op requested by the
+// agent of host (see Broker).
+func APISubject(bucket, host, op string) string {
+	return "vxdp." + bucket + ".api." + HostToken(host) + "." + op
+}
+
+// APIWildcard matches the broker requests of every agent.
+func APIWildcard(bucket string) string { return "vxdp." + bucket + ".api.*.>" }
+
+// parseAPISubject returns the host and operation of a broker request subject.
+func parseAPISubject(bucket, subject string) (host, op string, ok bool) {
+	rest, ok := strings.CutPrefix(subject, "vxdp."+bucket+".api.")
+	if !ok {
+		return "", "", false
+	}
+	tok, op, ok := strings.Cut(rest, ".")
+	if !ok || tok == "" || op == "" {
+		return "", "", false
+	}
+	return HostFromToken(tok), op, true
+}
+
+// BrokerQueue is the queue group of the brokers: each request is served by one.
+const BrokerQueue = "vxdp-broker"
 
 // Names and tokens.
 
@@ -275,6 +330,8 @@ func ParseKey(key string) Key {
 		return Key{Kind: KindAgent, Host: HostFromToken(t[1])}
 	case len(t) == 3 && t[0] == "hosts" && t[2] == "heartbeat":
 		return Key{Kind: KindHeartbeat, Host: HostFromToken(t[1])}
+	case len(t) == 3 && t[0] == "hosts" && t[2] == "registration":
+		return Key{Kind: KindRegistration, Host: HostFromToken(t[1])}
 	case len(t) == 3 && t[0] == "bindings":
 		return Key{Kind: KindBinding, Host: HostFromToken(t[1]), Port: t[2]}
 	case len(t) == 2 && t[0] == "sgs":
@@ -300,41 +357,44 @@ func ParseKey(key string) Key {
 type Permissions struct {
 	Publish   []string `json:"publish"`
 	Subscribe []string `json:"subscribe"`
+	// AllowResponses lets the user answer requests it received (once each)
+	// on their reply subjects, whatever the publish list says.
+	AllowResponses bool `json:"allow_responses,omitempty"`
 }
 
-// AgentPermissions are what the agent of host needs, and no more: it writes
-// only its own agent record, heartbeat and port statuses (and its apply
-// reports); it reads the bucket through consumers and direct gets.
-// Everything else, in particular network, port and security-group records
-// and other hosts' keys, is denied by omission.
+// AgentPermissions are what the agent of host needs, and no more: it asks
+// the broker, on its own request subjects, to write its agent record,
+// heartbeat and port statuses and to make its consumers; it publishes its
+// apply reports and answers the flow control of its consumers. It receives
+// only below InboxPrefix(host): broker replies and its consumers' messages.
+//
+// It may publish nothing that the bucket's stream captures and no
+// JetStream API request: the server sends API responses (and pull
+// consumers their messages) to whatever reply subject the requester names,
+// without checking it against the requester's permissions, so an agent
+// allowed any of them could make the server write to any key of the bucket.
 func AgentPermissions(bucket, host string) Permissions {
 	stream := StreamName(bucket)
 	return Permissions{
 		Publish: []string{
-			KeySubject(bucket, AgentKey(host)),
-			KeySubject(bucket, HeartbeatKey(host)),
-			KeySubject(bucket, "nets.*.status."+HostToken(host)+".*"),
+			"vxdp." + bucket + ".api." + HostToken(host) + ".>",
 			AppliedSubject(bucket, host),
-			"$JS.API.INFO",
-			"$JS.API.STREAM.INFO." + stream,
-			"$JS.API.STREAM.MSG.GET." + stream,
-			"$JS.API.DIRECT.GET." + stream,
-			"$JS.API.DIRECT.GET." + stream + ".>",
-			"$JS.API.CONSUMER.CREATE." + stream,
-			"$JS.API.CONSUMER.CREATE." + stream + ".>",
-			"$JS.API.CONSUMER.INFO." + stream + ".*",
-			"$JS.API.CONSUMER.DELETE." + stream + ".*",
-			"$JS.API.CONSUMER.MSG.NEXT." + stream + ".*",
+			// Flow-control replies (v1 and v2 subject forms); the server
+			// answers none of them.
+			"$JS.FC." + stream + ".>",
+			"$JS.FC.*.*." + stream + ".>",
 		},
 		Subscribe: []string{InboxPrefix(host) + ".>"},
 	}
 }
 
 // ControllerPermissions are those of the controller (the neutron-server
-// role, and `vxdp network/port/sg` commands): it owns the bucket.
+// role, `vxdp network/port/sg/host` commands and the broker): it owns the
+// bucket, and answers the agents' requests.
 func ControllerPermissions(bucket string) Permissions {
 	return Permissions{
-		Publish:   []string{KeyPrefix(bucket) + ">", "$JS.API.>", "vxdp." + bucket + ".>"},
-		Subscribe: []string{"_INBOX.>", "vxdp." + bucket + ".>"},
+		Publish:        []string{KeyPrefix(bucket) + ">", "$JS.API.>", "$JS.FC.>", "vxdp." + bucket + ".>"},
+		Subscribe:      []string{"_INBOX.>", "vxdp." + bucket + ".>"},
+		AllowResponses: true,
 	}
 }

@@ -28,6 +28,46 @@ type agentMetrics struct {
 // MetricRejected is the name of the counter of rejected records.
 const MetricRejected = "vxdp_control_records_rejected_total"
 
+// brokerMetrics are the broker's Prometheus metrics.
+type brokerMetrics struct {
+	requests *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+}
+
+// MetricBrokerRefused is the name of the counter of refused agent requests.
+const MetricBrokerRefused = "vxdp_broker_refused_total"
+
+func newBrokerMetrics(reg prometheus.Registerer) (*brokerMetrics, error) {
+	m := &brokerMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vxdp_broker_requests_total",
+			Help: "Agent requests the broker answered, by operation and result (ok, refused, error).",
+		}, []string{"op", "result"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricBrokerRefused,
+			Help: "Agent requests the broker refused, by operation and reason (docs/control-plane.md).",
+		}, []string{"op", "reason"}),
+	}
+	return m, register(reg, "broker", m.requests, m.refused)
+}
+
+// register registers collectors on reg (a private registry when nil).
+func register(reg prometheus.Registerer, who string, cs ...prometheus.Collector) error {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return fmt.Errorf("register metrics: %w (one %s per registry)", err, who)
+			}
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // MetricNATSConnected is the gauge of the agent's NATS connection.
 const MetricNATSConnected = "vxdp_control_nats_connected"
 
@@ -36,7 +76,7 @@ const MetricNATSConnected = "vxdp_control_nats_connected"
 // (networks: VNI; ports: MAC, IP, tap), and what has no kind.
 func rejectSeries() [][2]string {
 	var out [][2]string
-	for _, k := range []KeyKind{KindNetwork, KindPort, KindStatus, KindAgent, KindBinding, KindSecGroup} {
+	for _, k := range []KeyKind{KindNetwork, KindPort, KindStatus, KindAgent, KindBinding, KindSecGroup, KindRegistration} {
 		for _, r := range []RejectReason{RejectParse, RejectSchema, RejectInvalid, RejectKey} {
 			out = append(out, [2]string{k.String(), string(r)})
 		}
@@ -114,18 +154,7 @@ func newAgentMetrics(reg prometheus.Registerer, nc *nats.Conn) (*agentMetrics, e
 		}
 		return 0
 	})
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	for _, c := range []prometheus.Collector{m.rejected, m.fetched, m.resyncs, m.sent, m.watermark,
-		m.applyErrors, m.statusWrites, m.heartbeats, m.networks, m.records, connected} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register metrics: %w (one agent per registry)", err)
-			}
-			return nil, fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	return m, nil
+	err := register(reg, "agent", m.rejected, m.fetched, m.resyncs, m.sent, m.watermark,
+		m.applyErrors, m.statusWrites, m.heartbeats, m.networks, m.records, connected)
+	return m, err
 }

@@ -76,8 +76,9 @@ type StatusRecord struct {
 	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 }
 
-// AgentRecord describes the agent of one host (key hosts.<host>.agent). It
-// changes rarely (start, VTEP change), so every agent may watch all of them.
+// AgentRecord describes the agent of one host (key hosts.<host>.agent), as
+// that agent reports it. Its VTEP is a claim: other hosts use the host's
+// registration (RegistrationRecord).
 type AgentRecord struct {
 	Schema           int            `json:"schema"`
 	ID               string         `json:"id"`
@@ -90,6 +91,26 @@ type AgentRecord struct {
 	AdminStateUp     bool           `json:"admin_state_up"`
 	Configurations   map[string]any `json:"configurations,omitempty"`
 }
+
+// RegistrationRecord is the VTEP address of a host as the control plane
+// knows it (key hosts.<host>.registration): other hosts send that host's
+// traffic there and accept VXLAN for its ports from there only. It is
+// written by the controller (`vxdp host add`), or, for a host without one,
+// created once from the host's first agent record by the broker; either
+// way only the controller can change it afterwards.
+type RegistrationRecord struct {
+	Schema       int        `json:"schema"`
+	Host         string     `json:"host"`
+	VTEP         netip.Addr `json:"vtep_ip"`
+	RegisteredBy string     `json:"registered_by"`
+	CreatedAt    time.Time  `json:"created_at,omitzero"`
+}
+
+// Who registered a host's VTEP.
+const (
+	RegisteredByController = "controller" // `vxdp host add`
+	RegisteredByAgent      = "agent"      // the first agent record of the host
+)
 
 // HeartbeatRecord is the periodic liveness report of an agent
 // (key hosts.<host>.heartbeat). Nobody watches it but `agent list`.
@@ -214,6 +235,8 @@ func DecodeRecord(key string, value []byte) (Key, any, error) {
 		rec = new(ReservationRecord)
 	case KindFloor:
 		rec = new(FloorRecord)
+	case KindRegistration:
+		rec = new(RegistrationRecord)
 	default:
 		return k, nil, &RecordError{Key: key, Reason: RejectUnknown, Err: errors.New("key does not match the bucket layout")}
 	}
@@ -274,6 +297,8 @@ func schemaOf(rec any) int {
 		return r.Schema
 	case *FloorRecord:
 		return r.Schema
+	case *RegistrationRecord:
+		return r.Schema
 	}
 	return 0
 }
@@ -302,14 +327,13 @@ func validateRecord(k Key, rec any) error {
 			return fmt.Errorf("status %q: want %s or %s", r.Status, StatusActive, StatusDown)
 		}
 	case *AgentRecord:
-		if r.Host != k.Host {
-			return keyMismatch("agent of host %q under the key of host %q", r.Host, k.Host)
-		}
-		if err := ValidHost(r.Host); err != nil {
+		return validHostVTEP("agent", r.Host, r.VTEP, k)
+	case *RegistrationRecord:
+		if err := validHostVTEP("registration", r.Host, r.VTEP, k); err != nil {
 			return err
 		}
-		if err := validVTEP(r.VTEP); err != nil {
-			return err
+		if r.RegisteredBy != RegisteredByController && r.RegisteredBy != RegisteredByAgent {
+			return fmt.Errorf("registered_by %q: want %s or %s", r.RegisteredBy, RegisteredByController, RegisteredByAgent)
 		}
 	case *HeartbeatRecord:
 		if r.Host != k.Host {
@@ -335,9 +359,24 @@ func validateRecord(k Key, rec any) error {
 	return nil
 }
 
-func validVTEP(ip netip.Addr) error {
-	if !ip.Is4() || ip.IsUnspecified() || ip.IsMulticast() || ip.IsLoopback() {
-		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 address, e.g. 192.168.248.3", ip)
+// validHostVTEP checks the host and VTEP of a record of kind what under key k.
+func validHostVTEP(what, host string, vtep netip.Addr, k Key) error {
+	if host != k.Host {
+		return keyMismatch("%s of host %q under the key of host %q", what, host, k.Host)
+	}
+	if err := ValidHost(host); err != nil {
+		return err
+	}
+	return ValidVTEP(vtep)
+}
+
+// ValidVTEP checks that ip can be a host's tunnel endpoint: a unicast IPv4
+// address that is not unspecified, loopback, link-local, multicast,
+// broadcast or otherwise reserved ("this network" 0/8, class E 240/4).
+func ValidVTEP(ip netip.Addr) error {
+	if !ip.Is4() || ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() ||
+		ip.As4()[0] == 0 || ip.As4()[0] >= 240 {
+		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 address (not loopback, link-local, multicast, broadcast or reserved), e.g. 192.168.248.3", ip)
 	}
 	return nil
 }
@@ -536,6 +575,8 @@ func encodeRecord(rec any) ([]byte, error) {
 	case *ReservationRecord:
 		r.Schema = SchemaVersion
 	case *FloorRecord:
+		r.Schema = SchemaVersion
+	case *RegistrationRecord:
 		r.Schema = SchemaVersion
 	default:
 		return nil, fmt.Errorf("encode record: unsupported type %T", rec)

@@ -107,8 +107,8 @@ func TestSeedL2Population(t *testing.T) {
 		}
 	}
 	for _, v := range d1.Networks[0].VTEPs {
-		if v.Source.Key != control.AgentKey("node3") && v.Source.Key != control.AgentKey("node4") || v.Source.Revision == 0 {
-			t.Errorf("vtep %s source %v, want an agent record", v.IP, v.Source)
+		if v.Source.Key != control.RegistrationKey("node3") && v.Source.Key != control.RegistrationKey("node4") || v.Source.Revision == 0 {
+			t.Errorf("vtep %s source %v, want a host registration", v.IP, v.Source)
 		}
 	}
 	if d1.Revision == 0 {

@@ -18,7 +18,7 @@ import (
 const SnapshotFile = "control-snapshot.json"
 
 // snapshotSchema versions the snapshot file format.
-const snapshotSchema = 1
+const snapshotSchema = 2
 
 // snapshotHeader identifies what a snapshot belongs to. A snapshot is used
 // for a delta resync only if every field matches the present.

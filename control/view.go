@@ -34,14 +34,16 @@ func newNetView() *netView {
 }
 
 // view is an agent's copy of the part of the bucket it follows: its
-// bindings, every agent record, the networks it hosts and the security
-// groups of its ports. Records are immutable once stored.
+// bindings and agent record, every host registration (VTEPs), the networks
+// it hosts and the security groups of its ports. Records are immutable
+// once stored.
 type view struct {
-	host     string
-	bindings map[string]rev[BindingRecord] // by port id
-	agents   map[string]rev[AgentRecord]   // by host
-	nets     map[string]*netView           // followed networks, by id
-	sgs      map[string]rev[SecurityGroupRecord]
+	host          string
+	bindings      map[string]rev[BindingRecord]      // by port id
+	agents        map[string]rev[AgentRecord]        // by host: its own only
+	registrations map[string]rev[RegistrationRecord] // by host
+	nets          map[string]*netView                // followed networks, by id
+	sgs           map[string]rev[SecurityGroupRecord]
 	// local indexes the ports bound to this host: port id -> network id.
 	local map[string]string
 	// seen holds the revision of deletions and rejected updates per key,
@@ -52,13 +54,14 @@ type view struct {
 
 func newView(host string) *view {
 	return &view{
-		host:     host,
-		bindings: map[string]rev[BindingRecord]{},
-		agents:   map[string]rev[AgentRecord]{},
-		nets:     map[string]*netView{},
-		sgs:      map[string]rev[SecurityGroupRecord]{},
-		local:    map[string]string{},
-		seen:     map[string]uint64{},
+		host:          host,
+		bindings:      map[string]rev[BindingRecord]{},
+		agents:        map[string]rev[AgentRecord]{},
+		registrations: map[string]rev[RegistrationRecord]{},
+		nets:          map[string]*netView{},
+		sgs:           map[string]rev[SecurityGroupRecord]{},
+		local:         map[string]string{},
+		seen:          map[string]uint64{},
 	}
 }
 
@@ -67,10 +70,10 @@ func (v *view) follows(k Key) bool {
 	switch k.Kind {
 	case KindNetwork, KindPort, KindStatus:
 		return v.nets[k.Network] != nil
-	case KindAgent:
-		return true
-	case KindBinding:
+	case KindAgent, KindBinding:
 		return k.Host == v.host
+	case KindRegistration:
+		return true
 	case KindSecGroup:
 		return true
 	}
@@ -94,6 +97,8 @@ func (v *view) storedRev(k Key) uint64 {
 		}
 	case KindAgent:
 		return v.agents[k.Host].Rev
+	case KindRegistration:
+		return v.registrations[k.Host].Rev
 	case KindBinding:
 		return v.bindings[k.Port].Rev
 	case KindSecGroup:
@@ -104,8 +109,8 @@ func (v *view) storedRev(k Key) uint64 {
 
 // apply folds one message into the view. It reports whether the change
 // can alter the host's Desired (a rewrite of a status with the same
-// meaning, a security group's rules or another field of an agent record
-// than its VTEP cannot), and returns the rejection of an invalid record,
+// meaning, a security group's rules, the agent record or another field of
+// a registration than its VTEP cannot), and returns the rejection of an invalid record,
 // which leaves the last valid version of the key in place.
 func (v *view) apply(e kvEntry) (bool, error) {
 	k := ParseKey(e.Key)
@@ -133,8 +138,8 @@ func (v *view) apply(e kvEntry) (bool, error) {
 
 // meaning is what a key contributes to the Desired, for change detection:
 // the record itself for networks, bindings, local ports and ACTIVE remote
-// ports; the effective status for statuses; the VTEP for agent records; nothing for security
-// groups (Desired carries their ids, not their rules).
+// ports; the effective status for statuses; the VTEP for registrations; nothing for security
+// groups (Desired carries their ids, not their rules) and the agent record.
 func (v *view) meaning(k Key) any {
 	switch k.Kind {
 	case KindNetwork:
@@ -168,9 +173,9 @@ func (v *view) meaning(k Key) any {
 			return StatusDown
 		}
 		return effectiveStatus(p.Rec, st.Rec)
-	case KindAgent:
-		if a, ok := v.agents[k.Host]; ok {
-			return a.Rec.VTEP
+	case KindRegistration:
+		if r, ok := v.registrations[k.Host]; ok {
+			return r.Rec.VTEP
 		}
 	case KindBinding:
 		if b, ok := v.bindings[k.Port]; ok {
@@ -187,8 +192,8 @@ func (v *view) store(k Key, r uint64, rec any) {
 	case *PortRecord:
 		// Share the network id string of the key: 100k ports, one string.
 		rec.NetworkID = k.Network
-		if a, ok := v.agents[rec.Host]; ok {
-			rec.Host = a.Rec.Host
+		if r, ok := v.registrations[rec.Host]; ok {
+			rec.Host = r.Rec.Host
 		}
 		v.nets[k.Network].ports[k.Port] = rev[PortRecord]{r, rec, PortKey(k.Network, k.Port)}
 		if rec.Host == v.host {
@@ -204,6 +209,8 @@ func (v *view) store(k Key, r uint64, rec any) {
 		}
 	case *AgentRecord:
 		v.agents[k.Host] = rev[AgentRecord]{Rev: r, Rec: rec}
+	case *RegistrationRecord:
+		v.registrations[k.Host] = rev[RegistrationRecord]{Rev: r, Rec: rec}
 	case *BindingRecord:
 		v.bindings[k.Port] = rev[BindingRecord]{Rev: r, Rec: rec}
 	case *SecurityGroupRecord:
@@ -238,6 +245,10 @@ func (v *view) remove(k Key) bool {
 	case KindAgent:
 		_, had := v.agents[k.Host]
 		delete(v.agents, k.Host)
+		return had
+	case KindRegistration:
+		_, had := v.registrations[k.Host]
+		delete(v.registrations, k.Host)
 		return had
 	case KindBinding:
 		_, had := v.bindings[k.Port]
@@ -313,9 +324,14 @@ func (v *view) dropSG(id string) {
 	delete(v.seen, SecGroupKey(id))
 }
 
+// baseFilters are followed by every agent, whatever it hosts.
+func baseFilters(host string) []string {
+	return []string{RegistrationsFilter, AgentKey(host), BindingsFilter(host)}
+}
+
 // filters are the watch filters of the followed part, sorted.
 func (v *view) filters(sgs map[string]bool) []string {
-	out := []string{AgentsFilter, BindingsFilter(v.host)}
+	out := baseFilters(v.host)
 	for id := range v.nets {
 		out = append(out, NetworkFilter(id))
 	}
@@ -323,6 +339,31 @@ func (v *view) filters(sgs map[string]bool) []string {
 		out = append(out, SecGroupKey(id))
 	}
 	slices.Sort(out)
+	return out
+}
+
+// proofs name, for each network and security group filter, the record
+// that entitles this host to it (see consumerSpec.Proofs): a binding of a
+// port on the network, a local port in the group. A filter without one is
+// left out; the broker refuses it.
+func (v *view) proofs(filters []string) map[string]string {
+	need := map[string]bool{}
+	for _, f := range filters {
+		need[f] = true
+	}
+	out := map[string]string{}
+	for portID, b := range v.bindings {
+		if f := NetworkFilter(b.Rec.NetworkID); need[f] {
+			out[f] = BindingKey(v.host, portID)
+		}
+	}
+	for portID, netID := range v.local {
+		for _, sg := range v.nets[netID].ports[portID].Rec.SecurityGroups {
+			if f := SecGroupKey(sg); need[f] {
+				out[f] = PortKey(netID, portID)
+			}
+		}
+	}
 	return out
 }
 
@@ -339,7 +380,7 @@ type buildResult struct {
 //     their VTEPs being the other hosts with an ACTIVE port on them;
 //   - LocalPorts: the ports bound here (tap "tap"+id[:11]);
 //   - RemotePorts: the ACTIVE ports of those networks bound elsewhere, at
-//     their host's VTEP (from its agent record).
+//     their host's registered VTEP (never the VTEP an agent record claims).
 //
 // Records that clash with an older one (a second network with the same
 // VNI, a second port with the same MAC on a network, a tap name used
@@ -446,18 +487,18 @@ func (v *view) build(ownVTEP netip.Addr) buildResult {
 				})
 				continue
 			}
-			ag, ok := v.agents[p.Rec.Host]
-			if !ok || ag.Rec.VTEP == ownVTEP {
-				// No agent record yet (or a host claiming our VTEP): the
-				// port cannot be reached; it comes in with the record.
+			reg, ok := v.registrations[p.Rec.Host]
+			if !ok || reg.Rec.VTEP == ownVTEP {
+				// Not registered yet (or registered at our VTEP): the
+				// port cannot be reached; it comes in with the registration.
 				continue
 			}
 			remotes = append(remotes, state.RemotePort{
-				ID: p.Rec.ID, NetworkID: c.id, MAC: p.Rec.MAC, IPs: p.Rec.FixedIPs, VTEP: ag.Rec.VTEP,
+				ID: p.Rec.ID, NetworkID: c.id, MAC: p.Rec.MAC, IPs: p.Rec.FixedIPs, VTEP: reg.Rec.VTEP,
 				Source: v.source(key, p.Rev),
 			})
-			if _, ok := vteps[ag.Rec.VTEP]; !ok {
-				vteps[ag.Rec.VTEP] = state.VTEP{IP: ag.Rec.VTEP, Source: v.source(AgentKey(p.Rec.Host), ag.Rev)}
+			if _, ok := vteps[reg.Rec.VTEP]; !ok {
+				vteps[reg.Rec.VTEP] = state.VTEP{IP: reg.Rec.VTEP, Source: v.source(RegistrationKey(p.Rec.Host), reg.Rev)}
 			}
 		}
 		if len(locals) == 0 {
@@ -492,6 +533,9 @@ func (v *view) records() []snapshotRecord {
 	for h, a := range v.agents {
 		out = append(out, snapshotRecord{AgentKey(h), a.Rev, a.Rec})
 	}
+	for h, r := range v.registrations {
+		out = append(out, snapshotRecord{RegistrationKey(h), r.Rev, r.Rec})
+	}
 	for id, sg := range v.sgs {
 		out = append(out, snapshotRecord{SecGroupKey(id), sg.Rev, sg.Rec})
 	}
@@ -511,7 +555,7 @@ func (v *view) records() []snapshotRecord {
 
 // size counts the records held.
 func (v *view) size() int {
-	n := len(v.bindings) + len(v.agents) + len(v.sgs)
+	n := len(v.bindings) + len(v.agents) + len(v.registrations) + len(v.sgs)
 	for _, nv := range v.nets {
 		n += len(nv.ports) + len(nv.status)
 		if nv.net != nil {

@@ -298,7 +298,7 @@ func runAgent(c *cli.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoMetric())
 	if addr := s.metrics; addr != "" {
-		srv, err := serveMetrics(addr, reg, h, log)
+		srv, err := serveMetrics(addr, "[agent] metrics_listen / --metrics-addr", metricsHandler(reg, h), log)
 		if err != nil {
 			return err
 		}

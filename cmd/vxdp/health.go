@@ -71,13 +71,14 @@ func metricsHandler(reg *prometheus.Registry, h *health) http.Handler {
 }
 
 // serveMetrics listens on addr at once (a busy port is an error before the
-// agent touches the kernel) and serves in the background until closed.
-func serveMetrics(addr string, reg *prometheus.Registry, h *health, log *slog.Logger) (*http.Server, error) {
+// agent touches the kernel, or the server starts) and serves handler in the
+// background until closed; setting names the option that set addr.
+func serveMetrics(addr, setting string, handler http.Handler, log *slog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics listener ([agent] metrics_listen / --metrics-addr): %w", err)
+		return nil, fmt.Errorf("metrics listener (%s): %w", setting, err)
 	}
-	srv := &http.Server{Handler: metricsHandler(reg, h), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("metrics server", "addr", addr, "err", err)

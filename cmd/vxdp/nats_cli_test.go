@@ -169,6 +169,42 @@ func TestCLI(t *testing.T) {
 		t.Errorf("agent list:\n%s\nwant the row\n%s", out, want)
 	}
 
+	// Hosts registered themselves with their first agent record; only
+	// `host add` changes a registration, and agent list shows an agent
+	// whose VTEP is not its host's registered one.
+	out = mustVxdp(t, "host", "list")
+	if !strings.Contains(out, "| node3 | 192.168.248.3 | agent         | 192.168.248.3 | ok    |") {
+		t.Errorf("host list:\n%s", out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"host", "add", "node3", "--vtep", "192.168.248.33"}, "registered with VTEP 192.168.248.3 (by agent): already exists; add --replace"},
+		{[]string{"host", "add", "node5", "--vtep", "169.254.0.5"}, "want a unicast IPv4 address"},
+		{[]string{"host", "add", "node5", "--vtep", "node5"}, `--vtep "node5": not an IPv4 address`},
+		{[]string{"host", "add", "node5"}, "--vtep is required"},
+		{[]string{"host", "delete", "node5"}, "host node5: not found"},
+	} {
+		if out, err := vxdp(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("vxdp %s: %v\n%s\nwant an error with %q", strings.Join(tc.args, " "), err, out, tc.want)
+		}
+	}
+	mustVxdp(t, "host", "add", "node4", "--vtep", "192.168.248.44", "--replace")
+	mustVxdp(t, "host", "add", "node5", "--vtep", "192.168.248.5")
+	out = mustVxdp(t, "host", "list")
+	for _, want := range []string{"| node4 | 192.168.248.44 | controller    | 192.168.248.4 | MISMATCH |", "| node5 | 192.168.248.5  | controller    | -             | no agent |"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("host list:\n%s\nwant the row\n%s", out, want)
+		}
+	}
+	if out = mustVxdp(t, "agent", "list"); !strings.Contains(out, "VTEP mismatch: the agent of node4 reports 192.168.248.4, its host is registered with 192.168.248.44") ||
+		strings.Contains(out, "agent of node3") {
+		t.Errorf("agent list:\n%s", out)
+	}
+	mustVxdp(t, "host", "delete", "node5")
+	mustVxdp(t, "host", "add", "node4", "--vtep", "192.168.248.4", "--replace")
+
 	// Live migration from the CLI, with the convergence time.
 	out = mustVxdp(t, "port", "bind", "centos7.6-vm2", "--host", "node4", "--wait", "10s")
 	if !strings.Contains(out, "ACTIVE on node4 after") || !strings.Contains(out, "all 1 agents converged after") {
@@ -218,10 +254,13 @@ func TestServerPermissionsCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := mustVxdp(t, "server", "permissions", "--users", f)
-	for _, want := range []string{`"$KV.vxdp.hosts.node3.heartbeat"`, `"$KV.vxdp.nets.*.status.node3.*"`, `{ user: "controller"`, `"$KV.vxdp.>"`} {
+	for _, want := range []string{`"vxdp.vxdp.api.node3.>"`, `"_INBOX_node3.>"`, `{ user: "controller"`, `"$KV.vxdp.>"`, "allow_responses: true"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("permissions lack %s:\n%s", want, out)
 		}
+	}
+	if _, agent, _ := strings.Cut(out, `user: "node3"`); strings.Contains(agent, "$KV.") || strings.Contains(agent, "$JS.API") {
+		t.Errorf("an agent may write the bucket or use the JetStream API:\n%s", out)
 	}
 	if err := writeFile(f, `{"users":[{"user":"x","password":"p","role":"agent","host":"node_3"}]}`); err != nil {
 		t.Fatal(err)
@@ -258,6 +297,14 @@ func TestServerCommand(t *testing.T) {
 	}
 	t.Setenv("VXDP_NATS", info.URL)
 	mustVxdp(t, "network", "create", "n", "--vni", "7")
+	// Its broker serves agents: one registers.
+	startTestAgent(t, info.URL, "node3", "192.168.248.3")
+	for out := ""; !strings.Contains(out, "| node3 | 192.168.248.3 | agent"); out = mustVxdp(t, "host", "list") {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("no agent registered through the server's broker:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	cancel()
 	select {
 	case err := <-done:

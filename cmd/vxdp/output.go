@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -471,4 +472,12 @@ func stringOrNil(s string) any {
 		return nil
 	}
 	return s
+}
+
+// addrOrNil makes an unset address null in JSON.
+func addrOrNil(a netip.Addr) any {
+	if !a.IsValid() {
+		return nil
+	}
+	return a.String()
 }

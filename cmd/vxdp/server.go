@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/vxdp/vxdp/control"
@@ -24,13 +26,18 @@ agents. On one machine it needs nothing else. In production, run three members
 (--cluster, --cluster-listen, --routes) with --replicas 3 so the bucket survives
 the loss of a node, or point every command at an existing cluster with --nats.
 
+The server runs the broker: agents write their agent record, heartbeat and port
+statuses and get their consumers through it, and it checks each against what the
+host may have (docs/control-plane.md, "Broker"). On an existing cluster, run
+"vxdp server broker" with controller credentials instead.
+
 --users FILE turns on per-host credentials:
   {"users": [{"user": "controller", "password": "...", "role": "controller"},
              {"user": "node3", "password": "...", "role": "agent", "host": "node3"}]}
-An agent user may write only its own heartbeat, agent record and port statuses;
-"vxdp server permissions --users FILE" prints the same rules for a cluster
-configured by hand.`,
-		Flags: []cli.Flag{
+An agent user may only ask the broker, on its own host's subjects, publish its
+apply reports and receive on its own inbox; "vxdp server permissions --users
+FILE" prints the same rules for a cluster configured by hand.`,
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "client `HOST:PORT` (port 0 picks a free one)"},
 			&cli.StringFlag{Name: "store", Value: "/var/lib/vxdp/nats", Usage: "JetStream store `DIR`"},
 			&cli.StringFlag{Name: "name", Usage: "server `NAME`, unique in a cluster"},
@@ -46,7 +53,7 @@ configured by hand.`,
 			&cli.StringFlag{Name: "ready-file", Usage: "write {\"url\":...} to `FILE` once serving (for supervisors and the lab)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			netnsFlag,
-		},
+		}, append(bucketLimitFlags(), brokerFlags()...)...),
 		Action: runServer,
 		Subcommands: []*cli.Command{
 			{
@@ -71,15 +78,26 @@ configured by hand.`,
 			},
 			{
 				Name:  "bucket",
-				Usage: "create the control-plane bucket on an existing cluster, or change its replicas",
-				Flags: append(natsFlags(), &cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}),
+				Usage: "create the control-plane bucket on an existing cluster, or change its replicas and limits",
+				Flags: append(append(natsFlags(), &cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}), bucketLimitFlags()...),
 				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
-					if _, err := control.EnsureBucket(ctx, js, control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas")}); err != nil {
+					bo, err := bucketOptions(c)
+					if err != nil {
+						return err
+					}
+					if _, err := control.EnsureBucket(ctx, js, bo); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
 					return nil
 				}),
+			},
+			{
+				Name:  "broker",
+				Usage: "run only the broker, on an existing NATS cluster (with controller credentials; several form a queue group)",
+				Flags: append(append(natsFlags(), brokerFlags()...),
+					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}, netnsFlag),
+				Action: runBroker,
 			},
 			{
 				Name:  "compact",
@@ -127,20 +145,34 @@ func runServer(c *cli.Context) error {
 	if c.Int("replicas") < 1 || c.Int("replicas") > 5 {
 		return fmt.Errorf("--replicas %d: use 1-5 (3 on a three-node cluster)", c.Int("replicas"))
 	}
+	reg := prometheus.NewRegistry()
+	if o.Broker, err = brokerOptions(c, log, reg); err != nil {
+		return err
+	}
+	bo, err := bucketOptions(c)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
 		return fmt.Errorf("--store: %w", err)
 	}
-	return serve(c.Context, o, c.Int("replicas"), c.String("ready-file"), log)
+	stop, err := serveBrokerMetrics(c.String("metrics-addr"), reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return serve(c.Context, o, bo, c.String("ready-file"), log)
 }
 
 // serve runs the server until ctx ends: it creates the bucket (retrying
 // while a cluster elects its leaders) and then reports readiness.
-func serve(ctx context.Context, o natsd.Options, replicas int, readyFile string, log *slog.Logger) error {
+func serve(ctx context.Context, o natsd.Options, bo control.BucketOptions, readyFile string, log *slog.Logger) error {
 	srv, err := natsd.Start(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer srv.Shutdown()
+	replicas := bo.Replicas
 	nc, err := srv.Connect()
 	if err != nil {
 		return err
@@ -152,7 +184,7 @@ func serve(ctx context.Context, o natsd.Options, replicas int, readyFile string,
 	}
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := control.EnsureBucket(bctx, js, control.BucketOptions{Name: o.Bucket, Replicas: replicas})
+		_, err := control.EnsureBucket(bctx, js, bo)
 		cancel()
 		if err == nil {
 			break
@@ -175,4 +207,102 @@ func serve(ctx context.Context, o natsd.Options, replicas int, readyFile string,
 	<-ctx.Done()
 	log.Info("vxdp server stopping")
 	return nil
+}
+
+// bucketLimitFlags set the limits of the bucket (control.BucketOptions).
+func bucketLimitFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.Int64Flag{Name: "max-bytes", Value: control.DefaultMaxBytes, Usage: "bucket size limit in `BYTES` (writes beyond it fail)"},
+		&cli.Int64Flag{Name: "max-keys", Value: control.DefaultMaxKeys, Usage: "bucket limit of `KEYS`, delete markers included"},
+		&cli.IntFlag{Name: "max-value-size", Value: control.DefaultMaxValueSize, Usage: "largest record in `BYTES`"},
+		&cli.IntFlag{Name: "max-consumers", Value: control.DefaultMaxConsumers, Usage: "consumers of the bucket at once (agents hold one, briefly two)"},
+	}
+}
+
+func bucketOptions(c *cli.Context) (control.BucketOptions, error) {
+	o := control.BucketOptions{Name: c.String("bucket"), Replicas: c.Int("replicas"), MaxBytes: c.Int64("max-bytes"),
+		MaxKeys: c.Int64("max-keys"), MaxValueSize: int32(min(c.Int("max-value-size"), 1<<30)), MaxConsumers: c.Int("max-consumers")}
+	switch {
+	case o.MaxValueSize < 1<<10 || o.MaxValueSize > 1<<20:
+		return o, fmt.Errorf("--max-value-size %d: want 1024 to 1048576 (the server's largest message)", c.Int("max-value-size"))
+	case o.MaxBytes < 1<<20:
+		return o, fmt.Errorf("--max-bytes %d: want at least 1048576", o.MaxBytes)
+	case o.MaxKeys < 1000:
+		return o, fmt.Errorf("--max-keys %d: want at least 1000", o.MaxKeys)
+	case o.MaxConsumers < 1:
+		return o, fmt.Errorf("--max-consumers %d: want at least 1", o.MaxConsumers)
+	}
+	return o, nil
+}
+
+// brokerFlags configure the broker (control.BrokerOptions).
+func brokerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "max-status-keys-per-host", Value: 10_000, Usage: "port status records one host may hold"},
+		&cli.IntFlag{Name: "max-status-bytes-per-host", Value: 4 << 20, Usage: "bytes of port status records one host may hold"},
+		&cli.Float64Flag{Name: "writes-per-second", Value: 100, Usage: "records one host may write per second (sustained)"},
+		&cli.IntFlag{Name: "write-burst", Value: 2000, Usage: "records one host may write at once"},
+		&cli.IntFlag{Name: "max-consumers-per-host", Value: 4, Usage: "consumers one host holds at once through a broker (more delete its oldest)"},
+		&cli.BoolFlag{Name: "manual-registration", Usage: "register hosts' VTEPs only with \"vxdp host add\" (no first-registration-wins)"},
+		&cli.StringFlag{Name: "metrics-addr", Usage: "serve the broker's Prometheus metrics on `HOST:PORT`"},
+	}
+}
+
+func brokerOptions(c *cli.Context, log *slog.Logger, reg prometheus.Registerer) (control.BrokerOptions, error) {
+	o := control.BrokerOptions{
+		Bucket: c.String("bucket"), MaxStatusKeysPerHost: c.Int("max-status-keys-per-host"), MaxStatusBytesPerHost: c.Int("max-status-bytes-per-host"),
+		WritesPerSecond: c.Float64("writes-per-second"), WriteBurst: c.Int("write-burst"), MaxConsumersPerHost: c.Int("max-consumers-per-host"),
+		ManualRegistration: c.Bool("manual-registration"), Log: log, Metrics: reg,
+	}
+	for _, f := range []string{"max-status-keys-per-host", "max-status-bytes-per-host", "write-burst", "max-consumers-per-host"} {
+		if c.Int(f) < 1 {
+			return o, fmt.Errorf("--%s %d: want at least 1", f, c.Int(f))
+		}
+	}
+	if o.WritesPerSecond <= 0 {
+		return o, fmt.Errorf("--writes-per-second %g: want more than 0", o.WritesPerSecond)
+	}
+	return o, nil
+}
+
+// runBroker is `vxdp server broker`: the broker alone, for a NATS cluster
+// run without vxdp server.
+func runBroker(c *cli.Context) error {
+	log, err := newLogger(c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	o, err := brokerOptions(c, log, reg)
+	if err != nil {
+		return err
+	}
+	nc, err := natsConnect(c, "vxdp-broker", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := control.NewBroker(nc, o)
+	if err != nil {
+		return err
+	}
+	stop, err := serveBrokerMetrics(c.String("metrics-addr"), reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return b.Run(c.Context)
+}
+
+// serveBrokerMetrics serves reg's metrics on addr ("" serves nothing) until
+// the returned function is called.
+func serveBrokerMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	srv, err := serveMetrics(addr, "--metrics-addr", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log)
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = srv.Close() }, nil
 }

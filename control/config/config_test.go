@@ -69,6 +69,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`vxdp-agent.ini: [vxlan] local_ip is not set — add "local_ip = <this host's VTEP IPv4 address>" under [vxlan], e.g. local_ip = 192.168.248.3`}},
 		{"bad ip", "[vxlan]\nlocal_ip = 192.168.248.300\n",
 			[]string{`vxdp-agent.ini:2: local_ip "192.168.248.300" is not a unicast IPv4 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
+		{"link-local ip", "[vxlan]\nlocal_ip = 169.254.0.3\n",
+			[]string{`vxdp-agent.ini:2: local_ip "169.254.0.3" is not a unicast IPv4 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
 		{"missing equals", "[vxlan]\nlocal_ip 192.168.248.3\n",
 			[]string{`vxdp-agent.ini:2: "local_ip 192.168.248.3" is not an option: missing "=" — write "local_ip = 192.168.248.3"`}},
 		{"option before any section", "local_ip = 192.168.248.3\n[vxlan]\nlocal_ip = 192.168.248.3\n",

@@ -1,7 +1,8 @@
 // Package natsd runs the NATS server of the vxdp control plane: an embedded
 // nats-server with JetStream and a store directory, standalone on one
 // machine or as a member of a cluster, optionally with per-host users whose
-// permissions come from control.AgentPermissions / ControllerPermissions.
+// permissions come from control.AgentPermissions / ControllerPermissions,
+// and the broker (control.Broker) that answers the agents' requests.
 //
 // Start runs it in-process (tests, the lab); StartProcess runs `vxdp server`
 // as a child process and waits until it serves clients.
@@ -20,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -34,7 +36,7 @@ type Role string
 // Roles of users.
 const (
 	RoleController Role = "controller" // writes networks, ports, security groups
-	RoleAgent      Role = "agent"      // writes only its host's heartbeat, agent record and port statuses
+	RoleAgent      Role = "agent"      // talks only to the broker, on its own host's subjects
 )
 
 // User is one NATS user of the control plane.
@@ -69,6 +71,10 @@ type Options struct {
 	TLSCert, TLSKey, TLSCA string
 	// MaxMemory and MaxStore bound JetStream resources (0 = server default).
 	MaxMemory, MaxStore int64
+	// Broker configures the broker run next to the server; NoBroker runs
+	// none (another process runs it: `vxdp server broker`).
+	Broker   control.BrokerOptions
+	NoBroker bool
 	// Log receives the server's log (default: discarded below Warn).
 	Log *slog.Logger
 }
@@ -78,6 +84,9 @@ type Server struct {
 	ns       *server.Server
 	internal User // used by Connect when authorization is on
 	authOn   bool
+	// stopBroker ends the broker and waits for it.
+	stopBroker func()
+	broker     *control.Broker
 }
 
 // Start runs a NATS server with JetStream in this process and waits until
@@ -105,7 +114,50 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("nats server on %s: not ready after %s", o.Listen, deadline)
 	}
-	return &Server{ns: ns, internal: internal, authOn: len(o.Users) > 0}, nil
+	s := &Server{ns: ns, internal: internal, authOn: len(o.Users) > 0, stopBroker: func() {}}
+	if !o.NoBroker {
+		if err := s.startBroker(o, log); err != nil {
+			s.Shutdown()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// startBroker runs the broker on a privileged in-process connection; it
+// serves once the bucket exists.
+func (s *Server) startBroker(o Options, log *slog.Logger) error {
+	bo := o.Broker
+	if bo.Bucket == "" {
+		bo.Bucket = o.Bucket
+	}
+	if bo.Log == nil {
+		bo.Log = log
+	}
+	nc, err := s.Connect()
+	if err != nil {
+		return err
+	}
+	b, err := control.NewBroker(nc, bo)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	s.broker = b
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := b.Run(ctx); err != nil {
+			log.Error("broker stopped", "err", err)
+		}
+	}()
+	s.stopBroker = sync.OnceFunc(func() {
+		cancel()
+		<-done
+		nc.Close()
+	})
+	return nil
 }
 
 func serverOptions(o Options) (*server.Options, User, error) {
@@ -135,6 +187,9 @@ func serverOptions(o Options) (*server.Options, User, error) {
 		JetStreamMaxStore:  o.MaxStore,
 		NoSigs:             true,
 		MaxPayload:         1 << 20,
+		// An agent needs a few subscriptions; a hostile one must not make
+		// the server hold millions.
+		MaxSubs: 10_000,
 		// One consumer per agent: no per-stream default limit (1000).
 		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
@@ -199,14 +254,22 @@ func serverUser(bucket string, u User) (*server.User, error) {
 	default:
 		return nil, fmt.Errorf("nats user %s: role %q, want %s or %s", u.Name, u.Role, RoleController, RoleAgent)
 	}
-	return &server.User{
-		Username: u.Name,
-		Password: u.Password,
-		Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: p.Publish},
-			Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
-		},
-	}, nil
+	perms := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: p.Publish},
+		Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
+	}
+	if p.AllowResponses {
+		perms.Response = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	}
+	return &server.User{Username: u.Name, Password: u.Password, Permissions: perms}, nil
+}
+
+// BrokerReady is closed once the broker serves agents (never without one).
+func (s *Server) BrokerReady() <-chan struct{} {
+	if s.broker == nil {
+		return nil
+	}
+	return s.broker.Ready()
 }
 
 // ClientURL is the URL clients connect to.
@@ -226,8 +289,9 @@ func (s *Server) Connect() (*nats.Conn, error) {
 	return nc, nil
 }
 
-// Shutdown stops the server and waits until it is down.
+// Shutdown stops the broker and the server and waits until they are down.
 func (s *Server) Shutdown() {
+	s.stopBroker()
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
@@ -273,7 +337,11 @@ func AuthorizationConfig(bucket string, users []User) (string, error) {
 		}
 		fmt.Fprintf(&b, "\n    { user: %q, password: %q, permissions: {\n", su.Username, su.Password)
 		fmt.Fprintf(&b, "        publish: { allow: %s }\n", quoteList(su.Permissions.Publish.Allow))
-		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n      } }\n", quoteList(su.Permissions.Subscribe.Allow))
+		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", quoteList(su.Permissions.Subscribe.Allow))
+		if su.Permissions.Response != nil {
+			b.WriteString("        allow_responses: true\n")
+		}
+		b.WriteString("      } }\n")
 	}
 	b.WriteString("  ]\n}\n")
 	return b.String(), nil

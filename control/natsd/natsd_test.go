@@ -7,12 +7,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/vxdp/vxdp/control"
 )
 
 // The test binary doubles as a minimal `vxdp server` for StartProcess:
@@ -102,21 +106,50 @@ func TestOptionErrors(t *testing.T) {
 	}
 }
 
+// The users file becomes an authorization block a hand-configured
+// nats-server accepts, with the same permissions vxdp server applies: an
+// agent reaches only its broker subjects and its own inbox.
 func TestLoadUsers(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "users.json")
-	if err := os.WriteFile(f, []byte(`{"users":[{"user":"node3","password":"p","role":"agent","host":"node3.example.com"}]}`), 0o600); err != nil {
+	if err := os.WriteFile(f, []byte(`{"users":[{"user":"node3","password":"p","role":"agent","host":"node3.example.com"},
+		{"user":"ctl","password":"c","role":"controller"}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	users, err := LoadUsers(f)
-	if err != nil || len(users) != 1 || users[0].Host != "node3.example.com" {
+	if err != nil || len(users) != 2 || users[0].Host != "node3.example.com" {
 		t.Fatalf("users %+v, %v", users, err)
 	}
 	conf, err := AuthorizationConfig("", users)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(conf, `"$KV.vxdp.nets.*.status.node3_example_com.*"`) || !strings.Contains(conf, `"_INBOX_node3_example_com.>"`) {
-		t.Errorf("config:\n%s", conf)
+	for _, want := range []string{`"vxdp.vxdp.api.node3_example_com.>"`, `"_INBOX_node3_example_com.>"`, "allow_responses: true"} {
+		if !strings.Contains(conf, want) {
+			t.Errorf("config lacks %s:\n%s", want, conf)
+		}
+	}
+	file := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(file, []byte("listen: 127.0.0.1:-1\n"+conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("nats-server refuses the block: %v\n%s", err, conf)
+	}
+	for i, u := range opts.Users {
+		want, err := serverUser(control.DefaultBucket, users[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, exp := u.Permissions, want.Permissions
+		if !slices.Equal(got.Publish.Allow, exp.Publish.Allow) || !slices.Equal(got.Subscribe.Allow, exp.Subscribe.Allow) || (got.Response == nil) != (exp.Response == nil) {
+			t.Errorf("user %s: parsed permissions %+v, vxdp server applies %+v", u.Username, got, exp)
+		}
+		for _, s := range got.Publish.Allow {
+			if users[i].Role == RoleAgent && (strings.HasPrefix(s, "$KV.") || strings.HasPrefix(s, "$JS.API")) {
+				t.Errorf("agent may publish %s", s)
+			}
+		}
 	}
 }
