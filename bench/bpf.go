@@ -240,7 +240,7 @@ func (l *bpfLab) fill() error {
 	}{
 		{maps.Config, uint32(0), maps.ConfigValue{LocalIp: be(labLocalIP), UplinkIfindex: 2, VxlanPort: maps.BE16(labVXLANPort),
 			SrcPortMin: 32768, SrcPortMax: 60999, Ttl: 64, UplinkMac: [6]byte(labUplink), Flags: maps.ConfigForward}},
-		{maps.Networks, uint32(labVNI), maps.NetInfo{VxlanIfindex: 10, Mtu: labMTU}},
+		{maps.Networks, uint32(labVNI), maps.NetInfo{DevIfindex: 10, Mtu: labMTU}},
 		{maps.Ports, labVM.ifindex, l.portInfo(labVM)},
 		{maps.Ports, labLocalVM.ifindex, l.portInfo(labLocalVM)},
 		{maps.PortAddrs, maps.NewPortAddrKey(labVM.ifindex, [6]byte(labVM.mac), netip.PrefixFrom(labVM.ip, 32)), maps.PortAddrValue{Kind: maps.AddrAllowed}},
