@@ -414,9 +414,9 @@ type AppliedNetwork struct {
 	// Physical is a provider network's physical interface.
 	Physical string          `json:"physical,omitempty"`
 	VLAN     uint16          `json:"vlan,omitempty"`
-	VTEPs  []netip.Addr    `json:"vteps"`
-	Local  []AppliedPort   `json:"local_ports"`
-	Remote []AppliedRemote `json:"remote_ports"`
+	VTEPs    []netip.Addr    `json:"vteps"`
+	Local    []AppliedPort   `json:"local_ports"`
+	Remote   []AppliedRemote `json:"remote_ports"`
 }
 
 // provider reports whether the network is a provider network (an older

@@ -131,8 +131,8 @@ type RemotePort struct {
 	IPs       []netip.Addr `json:"ips,omitempty"`
 	// VTEP is the VTEP of the port's host (VXLAN networks; none for a
 	// provider network, whose frames go out of its physical interface).
-	VTEP netip.Addr `json:"vtep,omitzero"`
-	Source    Source       `json:"source,omitzero"`
+	VTEP   netip.Addr `json:"vtep,omitzero"`
+	Source Source     `json:"source,omitzero"`
 }
 
 // AddressPair lets a port also send as IP (a single address or a CIDR),
