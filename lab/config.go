@@ -70,6 +70,15 @@ type Config struct {
 	// virtio-net on a tap of the port's name in its node, as Nova/libvirt
 	// creates it, instead of a namespace on a veth.
 	Guest string
+	// Mode wires the lab without vxdp, for benchmarks (lab/modes.go):
+	// ModePlain, ModeFlat or ModeNeutron; "" runs the agents.
+	Mode string
+	// Firewall is ModeNeutron's security-group driver: FirewallIptables
+	// (Neutron's iptables+ipset driver) or "" (none).
+	Firewall string
+	// PortGroups puts ports (by name) in these security groups instead
+	// of the default group.
+	PortGroups map[string][]state.SecurityGroup
 }
 
 // Control planes of a lab.
@@ -105,6 +114,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, ok := c.GuestPort(); c.Guest != "" && !ok {
 		return c, fmt.Errorf("lab: guest %q is not a port of the lab (vm1, vm2, ...)", c.Guest)
+	}
+	if err := c.checkMode(); err != nil {
+		return c, err
 	}
 	for node, dp := range c.Dataplane {
 		if _, ok := nodeIPs[node]; !ok {
@@ -244,7 +256,7 @@ func (c Config) networks() []state.Network {
 // localPort is the local_ports entry of p.
 func (c Config) localPort(p Port) state.LocalPort {
 	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap(),
-		SecurityGroups: []string{DefaultGroupID}}
+		SecurityGroups: c.groupIDsOf(p)}
 	if c.VIP && p.ID == VM1.ID {
 		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
 	}
@@ -298,7 +310,7 @@ func (c Config) DesiredState(node string) *state.Desired {
 		}
 		d.Networks = append(d.Networks, n)
 		if len(d.SecurityGroups) == 0 {
-			d.SecurityGroups = []state.SecurityGroup{c.defaultGroup()}
+			d.SecurityGroups = c.securityGroups()
 		}
 		for _, p := range ports {
 			switch {
@@ -359,6 +371,9 @@ func (c Config) processPaths(key string) []string {
 	}
 	if key == guestKey {
 		return []string{c.GuestLog(), c.GuestLog() + ".qemu"}
+	}
+	if isServerKey(key) {
+		return []string{c.LogFile(key)}
 	}
 	return []string{c.StateDir(key), c.LogFile(key), c.PinDir(key)}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 )
 
@@ -46,18 +45,8 @@ func EnsureGuestImage(dir string, log io.Writer) (GuestImage, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return img, err
 	}
-	var missing []string
-	for cmd, pkg := range guestPackages {
-		if _, err := exec.LookPath(cmd); err != nil {
-			missing = append(missing, pkg)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		fmt.Fprintf(log, "guest: installing %s\n", strings.Join(missing, " "))
-		if out, err := apt(append([]string{"install", "-y", "-q", "--no-install-recommends"}, missing...)...); err != nil {
-			return img, fmt.Errorf("apt-get install %s: %w\n%s", strings.Join(missing, " "), err, out)
-		}
+	if err := InstallPackages(guestPackages, log, "guest"); err != nil {
+		return img, err
 	}
 	kernelDir, err := fetchKernel(dir, log)
 	if err != nil {
