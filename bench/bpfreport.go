@@ -150,9 +150,7 @@ func (r *BPFReport) WriteMarkdown(w io.Writer, charts []string) error {
 	for _, n := range r.NotMeasured {
 		fmt.Fprintf(w, "- Not measured: %s\n", n)
 	}
-	for _, c := range charts {
-		fmt.Fprintf(w, "\n![%s](%s)\n", strings.TrimSuffix(c, ".png"), c)
-	}
+	writeChartLinks(w, charts)
 	return nil
 }
 

@@ -225,15 +225,7 @@ func cdfPlot(title string, names []string, quantiles [][]float64) (*plot.Plot, e
 func (r *PathReport) WriteCharts(dir string) ([]string, error) {
 	var panels []panel
 	type key struct{ metric, field string }
-	var order []key
-	byKey := map[key][]Row{}
-	for _, row := range r.Rows {
-		k := key{row.Metric, row.Field}
-		if _, ok := byKey[k]; !ok {
-			order = append(order, k)
-		}
-		byKey[k] = append(byKey[k], row)
-	}
+	order, byKey := groupBy(r.Rows, func(row Row) key { return key{row.Metric, row.Field} })
 	for _, k := range order {
 		rows := byKey[k]
 		pn := panel{title: rows[0].Label, unit: rows[0].Unit}
@@ -259,15 +251,7 @@ func (r *PathReport) WriteCharts(dir string) ([]string, error) {
 		return out, nil
 	}
 	type lkey struct{ group, metric string }
-	var lorder []lkey
-	dists := map[lkey][]Distribution{}
-	for _, d := range r.Latency {
-		k := lkey{d.Group, d.Metric}
-		if _, ok := dists[k]; !ok {
-			lorder = append(lorder, k)
-		}
-		dists[k] = append(dists[k], d)
-	}
+	lorder, dists := groupBy(r.Latency, func(d Distribution) lkey { return lkey{d.Group, d.Metric} })
 	var plots []*plot.Plot
 	for _, k := range lorder {
 		var names []string
@@ -298,4 +282,18 @@ func (r *PathReport) WriteCharts(dir string) ([]string, error) {
 		return nil, err
 	}
 	return append(out, lname), nil
+}
+
+// groupBy groups items by key, keeping the order keys first appear in.
+func groupBy[K comparable, V any](items []V, key func(V) K) ([]K, map[K][]V) {
+	var order []K
+	groups := map[K][]V{}
+	for _, it := range items {
+		k := key(it)
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], it)
+	}
+	return order, groups
 }

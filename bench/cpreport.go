@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"gonum.org/v1/plot/vg"
 )
@@ -51,9 +50,7 @@ func (r *ControlPlaneReport) WriteMarkdown(w io.Writer, charts []string) error {
 	writeMarkdownTable(w, conv)
 	fmt.Fprintln(w)
 	writeMarkdownTable(w, resync)
-	for _, c := range charts {
-		fmt.Fprintf(w, "\n![%s](%s)\n", strings.TrimSuffix(c, ".png"), c)
-	}
+	writeChartLinks(w, charts)
 	return nil
 }
 

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/state"
 )
@@ -61,7 +64,10 @@ type PathOptions struct {
 	// took more than this share of the machine (default 0.03).
 	NoiseLimit float64
 	// Quick is a tiny load that proves the suite runs end to end.
-	Quick    bool
+	Quick bool
+	// BPFStats has the kernel count each BPF program's runs and run time
+	// (a profile of the bpf mode; the counting costs time per run).
+	BPFStats bool
 	Progress *Progress
 }
 
@@ -125,19 +131,41 @@ type pathMode struct {
 	overlay bool // VXLAN between the nodes (kernel, bpf): guests and groups
 	bpf     bool // vxdp's programs forward: BPF redirects must count
 	lab     func(c *lab.Config, suite string)
-	groups  func(suite string) string
+	// groups and groupsSG say which security groups the mode enforces, in
+	// the path and guest suites and in the security-group suite.
+	groups, groupsSG string
 }
+
+// agentsWith runs vxdp's agents with dataplane dp on every node.
+func agentsWith(dp string) func(*lab.Config, string) {
+	return func(c *lab.Config, _ string) {
+		c.Dataplane = map[string]string{}
+		for _, n := range lab.Nodes {
+			c.Dataplane[n] = dp
+		}
+	}
+}
+
+// groupsIn is what a mode enforces in suite.
+func (m pathMode) groupsIn(suite string) string {
+	if suite == SuiteSG {
+		return m.groupsSG
+	}
+	return m.groups
+}
+
+const vm1InGroup = "; vm1's port in a group of N rules, the others in the default group"
 
 var pathModes = map[string]pathMode{
 	ModePlain: {
 		what:   "vm2's and vm1's NICs on the underlay bridge itself: the same wire, no node namespace, no overlay",
 		lab:    func(c *lab.Config, _ string) { c.Mode = lab.ModePlain },
-		groups: func(string) string { return "none" },
+		groups: "none",
 	},
 	ModeFlat: {
 		what:   "a flat network through the same node namespaces and hops: each node's bridge holds its taps and its NIC, no encapsulation",
 		lab:    func(c *lab.Config, _ string) { c.Mode = lab.ModeFlat },
-		groups: func(string) string { return "none" },
+		groups: "none",
 	},
 	ModeKernel: {
 		what: "Neutron's linuxbridge + l2population path, made with iproute2 as its agent does (brq bridge, vxlan-100 " +
@@ -149,38 +177,24 @@ var pathModes = map[string]pathMode{
 				c.Firewall = lab.FirewallIptables
 			}
 		},
-		groups: func(suite string) string {
-			if suite == SuiteSG {
-				return "Neutron's iptables+ipset firewall driver (per-port chains, physdev, conntrack zone, ipset) and ebtables arp_protect; vm1's port in a group of N rules, the others in the default group"
-			}
-			return "none: Neutron with firewall_driver = noop (no iptables, br_netfilter off)"
-		},
+		groups: "none: Neutron with firewall_driver = noop (no iptables, br_netfilter off)",
+		groupsSG: "Neutron's iptables+ipset firewall driver (per-port chains, physdev, conntrack zone, ipset) and ebtables " +
+			"arp_protect" + vm1InGroup,
 	},
 	ModeBPF: {
-		what:    "vxdp's agents, BPF dataplane on every node (port program encapsulates, uplink XDP decapsulates, TCP through the kernel's GRO and the vxlan program)",
-		overlay: true, bpf: true,
-		lab: func(c *lab.Config, _ string) {
-			c.Dataplane = map[string]string{"node1": lab.DataplaneBPF, "node3": lab.DataplaneBPF, "node4": lab.DataplaneBPF}
-		},
-		groups: func(suite string) string {
-			if suite == SuiteSG {
-				return "vxdp's groups in BPF, port security on; vm1's port in a group of N rules, the others in the default group"
-			}
-			return "on (vxdp's default): port security and the default group on every port, BPF conntrack"
-		},
+		what:     "vxdp's agents, BPF dataplane on every node (port program encapsulates, uplink XDP decapsulates, TCP through the kernel's GRO and the vxlan program)",
+		overlay:  true,
+		bpf:      true,
+		lab:      agentsWith(lab.DataplaneBPF),
+		groups:   "on (vxdp's default): port security and the default group on every port, BPF conntrack",
+		groupsSG: "vxdp's groups in BPF, port security on" + vm1InGroup,
 	},
 	ModeKernelFiltered: {
-		what:    "vxdp's agents with --dataplane kernel: Neutron's objects forward, vxdp's programs still filter",
-		overlay: true,
-		lab: func(c *lab.Config, _ string) {
-			c.Dataplane = map[string]string{"node1": lab.DataplaneKernel, "node3": lab.DataplaneKernel, "node4": lab.DataplaneKernel}
-		},
-		groups: func(suite string) string {
-			if suite == SuiteSG {
-				return "vxdp's groups in BPF on the kernel's path; vm1's port in a group of N rules"
-			}
-			return "on: port security and the default group in BPF"
-		},
+		what:     "vxdp's agents with --dataplane kernel: Neutron's objects forward, vxdp's programs still filter",
+		overlay:  true,
+		lab:      agentsWith(lab.DataplaneKernel),
+		groups:   "on: port security and the default group in BPF",
+		groupsSG: "vxdp's groups in BPF on the kernel's path" + vm1InGroup,
 	},
 }
 
@@ -224,6 +238,13 @@ func RunPath(ctx context.Context, o PathOptions) (*PathReport, error) {
 		return nil, err
 	}
 	r.rep.Machine.IdleCheck = &idle
+	if o.BPFStats {
+		stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			return nil, fmt.Errorf("bench path: --bpf-stats: %w", err)
+		}
+		defer stats.Close()
+	}
 	metrics := suiteMetrics(o.Suite)
 	groups := []int{0}
 	if o.Suite == SuiteSG {

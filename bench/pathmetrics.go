@@ -66,6 +66,9 @@ type Sample struct {
 	// BPFRedirects is what vxdp's programs forwarded during the run, on
 	// the sending and receiving node: the proof of which path carried it.
 	BPFRedirects uint64 `json:"bpf_redirects"`
+	// Programs is what each of vxdp's programs on the path did (with
+	// --bpf-stats, in modes with vxdp's agents).
+	Programs []ProgramStat `json:"programs,omitempty"`
 	// Latencies are the transactions' times (µs), sorted; kept out of
 	// the JSON, which carries the distribution per mode instead.
 	Latencies []float64 `json:"-"`
@@ -73,10 +76,11 @@ type Sample struct {
 
 // window is the counters at the start of a measurement.
 type window struct {
-	cpu      cpuSnapshot
-	dev      devCounters
-	bpf      uint64
-	received uint64
+	cpu        cpuSnapshot
+	dev        devCounters
+	bpf        uint64
+	received   uint64
+	progs, end progCounters // with --bpf-stats
 }
 
 type devCounters struct{ bytes, packets uint64 }
@@ -90,17 +94,26 @@ func (r *pathRun) begin(s *pathSetup, rx lab.Port) (window, error) {
 		return w, err
 	}
 	w.bpf = bpfRedirects(s)
+	if r.o.BPFStats && s.lab.Mode == "" {
+		if w.progs, err = readProgCounters(s.lab); err != nil {
+			return w, err
+		}
+	}
 	w.cpu, err = takeCPU()
 	return w, err
 }
 
-// end closes the window, filling CPU and the per-unit figures of smp:
-// units is what was delivered (packets, bytes or transactions), scale
-// turns CPU seconds per unit into the reported unit.
-func (r *pathRun) end(s *pathSetup, rx lab.Port, w window, smp *Sample) (devCounters, error) {
+// end closes the window: the CPU time and BPF redirects of smp, what the
+// receiving VM's host device sent it.
+func (r *pathRun) end(s *pathSetup, rx lab.Port, w *window, smp *Sample) (devCounters, error) {
 	b, err := takeCPU()
 	if err != nil {
 		return devCounters{}, err
+	}
+	if w.progs != nil {
+		if w.end, err = readProgCounters(s.lab); err != nil {
+			return devCounters{}, err
+		}
 	}
 	dev, err := hostTX(s.lab, rx)
 	if err != nil {
@@ -175,7 +188,7 @@ func (r *pathRun) measureTCP(ctx context.Context, s *pathSetup, m pathMetric, sm
 		return err
 	}
 	time.Sleep(time.Until(start.Add(time.Duration(r.o.Omit+secs)*time.Second - 50*time.Millisecond)))
-	dev, err := r.end(s, rx, w, smp)
+	dev, err := r.end(s, rx, &w, smp)
 	res := <-done
 	if res.err != nil {
 		return res.err
@@ -190,6 +203,7 @@ func (r *pathRun) measureTCP(ctx context.Context, s *pathSetup, m pathMetric, sm
 	smp.Values[FieldCPU] = smp.CPU.Path / (float64(dev.bytes) / 1e9)
 	smp.Values[FieldBPP] = float64(dev.bytes) / float64(dev.packets)
 	smp.Retransmits = res.res.Retransmits
+	smp.Programs = programStats(w.progs, w.end, float64(dev.packets))
 	return nil
 }
 
@@ -228,7 +242,7 @@ func (r *pathRun) measureUDP(s *pathSetup, smp *Sample) error {
 		return err
 	}
 	sent := gen.sent.Load() - sentBefore
-	if _, err := r.end(s, lab.VM1, w, smp); err != nil {
+	if _, err := r.end(s, lab.VM1, &w, smp); err != nil {
 		return err
 	}
 	stopped = true
@@ -242,6 +256,7 @@ func (r *pathRun) measureUDP(s *pathSetup, smp *Sample) error {
 	smp.Values[FieldValue] = float64(n) / smp.CPU.Seconds / 1e3
 	smp.Values[FieldCPU] = smp.CPU.Path / float64(n) * 1e9
 	smp.Offered = float64(sent) / smp.CPU.Seconds
+	smp.Programs = programStats(w.progs, w.end, float64(n))
 	return nil
 }
 
@@ -264,7 +279,7 @@ func (r *pathRun) measureRR(s *pathSetup, m pathMetric, smp *Sample) error {
 		return err
 	}
 	time.Sleep(r.o.Window)
-	_, err = r.end(s, lab.VM1, w, smp)
+	_, err = r.end(s, lab.VM1, &w, smp)
 	res := <-done
 	if res.err != nil {
 		return res.err
@@ -281,6 +296,7 @@ func (r *pathRun) measureRR(s *pathSetup, m pathMetric, smp *Sample) error {
 	smp.Values[FieldCPU] = smp.CPU.Path / float64(len(lat)) * 1e6
 	smp.Values[FieldP50] = float64(quantile(lat, 0.50)) / 1e3
 	smp.Values[FieldP99] = float64(quantile(lat, 0.99)) / 1e3
+	smp.Programs = programStats(w.progs, w.end, float64(len(lat)))
 	smp.Latencies = make([]float64, len(lat))
 	for i, d := range lat {
 		smp.Latencies[i] = float64(d) / 1e3

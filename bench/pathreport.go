@@ -37,6 +37,7 @@ type PathSettings struct {
 	NoiseLimit    float64 `json:"noise_limit"`
 	SGRules       []int   `json:"sg_rules,omitempty"`
 	Quick         bool    `json:"quick"`
+	BPFStats      bool    `json:"bpf_stats"`
 	Method        string  `json:"method"`
 }
 
@@ -80,12 +81,13 @@ const pathMethod = "Each mode is a lab of its own, all up at once; every metric 
 func newPathReport(o PathOptions) *PathReport {
 	r := &PathReport{Suite: o.Suite, Machine: machineInfo(o.Commit), Settings: PathSettings{
 		Runs: o.Runs, WindowSeconds: o.Window.Seconds(), OmitSeconds: o.Omit, NoiseLimit: o.NoiseLimit, Quick: o.Quick, Method: pathMethod,
+		BPFStats: o.BPFStats,
 	}}
 	if o.Suite == SuiteSG {
 		r.Settings.SGRules = o.SGRules
 	}
 	for _, m := range o.Modes {
-		r.Modes = append(r.Modes, ModeInfo{Name: m, What: pathModes[m].what, SecurityGroups: pathModes[m].groups(o.Suite)})
+		r.Modes = append(r.Modes, ModeInfo{Name: m, What: pathModes[m].what, SecurityGroups: pathModes[m].groupsIn(o.Suite)})
 	}
 	return r
 }
@@ -285,6 +287,9 @@ func (r *PathReport) WriteMarkdown(w io.Writer, charts []string) error {
 	if r.Settings.Quick {
 		fmt.Fprint(w, ", --quick (a tiny load: proves the suite runs, not a measurement)")
 	}
+	if r.Settings.BPFStats {
+		fmt.Fprint(w, ", --bpf-stats (the kernel timed every BPF program run: a profile, the bpf mode pays for it)")
+	}
 	fmt.Fprintf(w, "\n- %s\n\n", strings.ToUpper(r.noiseLine()[:1])+r.noiseLine()[1:])
 	fmt.Fprintln(w, "| mode | what | security groups |\n|---|---|---|")
 	for _, m := range r.Modes {
@@ -293,11 +298,17 @@ func (r *PathReport) WriteMarkdown(w io.Writer, charts []string) error {
 	fmt.Fprintln(w, "\nMedian (min–max) over the runs; ratios are of the medians.")
 	fmt.Fprintln(w)
 	writeMarkdownTable(w, r.table())
+	r.writeProgramTable(w)
 	fmt.Fprintf(w, "\nHow: %s\n", r.Settings.Method)
+	writeChartLinks(w, charts)
+	return nil
+}
+
+// writeChartLinks shows each chart on a Markdown page.
+func writeChartLinks(w io.Writer, charts []string) {
 	for _, c := range charts {
 		fmt.Fprintf(w, "\n![%s](%s)\n", strings.TrimSuffix(c, ".png"), c)
 	}
-	return nil
 }
 
 func writeMarkdownTable(w io.Writer, t [][]string) {

@@ -157,14 +157,7 @@ func upMode(t *testing.T, cfg Config) *Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-		if left := Leftovers(l.Config); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
-	})
+	closeAtEnd(t, l)
 	if err := l.LikeHardware(); err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +167,17 @@ func upMode(t *testing.T, cfg Config) *Lab {
 		}
 	}
 	return l
+}
+
+// closeAtEnd tears l down when the test ends and fails it if anything of
+// the lab is left.
+func closeAtEnd(t *testing.T, l *Lab) {
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("teardown: %v", err)
+		}
+		if left := Leftovers(l.Config); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
 }
