@@ -49,6 +49,8 @@ type PathOptions struct {
 	Binary string // the vxdp executable the bpf labs' agents run
 	BPFFS  string // default /sys/fs/bpf
 	Commit string // of Binary, for the report
+	// Metrics are ids of the suite's metrics to run (default: all).
+	Metrics []string
 	// Modes in the order measured (default: plain, flat, kernel, bpf;
 	// kernel, bpf for the guest and security-group suites).
 	Modes []string
@@ -91,6 +93,15 @@ func (o PathOptions) withDefaults() (PathOptions, error) {
 		}
 		if o.Suite != SuitePath && !def.overlay {
 			return o, fmt.Errorf("bench path: mode %s has no guest or security groups: the %s suite compares %s, %s and %s", m, o.Suite, ModeKernel, ModeBPF, ModeKernelFiltered)
+		}
+	}
+	for _, id := range o.Metrics {
+		if !slices.ContainsFunc(suiteMetrics(o.Suite), func(m pathMetric) bool { return m.id == id }) {
+			var ids []string
+			for _, m := range suiteMetrics(o.Suite) {
+				ids = append(ids, m.id)
+			}
+			return o, fmt.Errorf("bench path: metric %q is not one of the %s suite's: %s", id, o.Suite, strings.Join(ids, ", "))
 		}
 	}
 	if o.Runs == 0 {
@@ -246,6 +257,9 @@ func RunPath(ctx context.Context, o PathOptions) (*PathReport, error) {
 		defer stats.Close()
 	}
 	metrics := suiteMetrics(o.Suite)
+	if len(o.Metrics) > 0 {
+		metrics = slices.DeleteFunc(metrics, func(m pathMetric) bool { return !slices.Contains(o.Metrics, m.id) })
+	}
 	groups := []int{0}
 	if o.Suite == SuiteSG {
 		groups = o.SGRules

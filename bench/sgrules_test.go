@@ -78,6 +78,7 @@ func TestPathOptionsRefuseWhatCannotRun(t *testing.T) {
 		{Suite: SuiteSG, SGRules: []int{0}},
 		{Runs: -1},
 		{Window: time.Millisecond},
+		{Suite: SuiteGuest, Metrics: []string{"udp64"}},
 	} {
 		if _, err := o.withDefaults(); err == nil {
 			t.Errorf("%+v accepted", o)

@@ -279,20 +279,31 @@ func waitLink(ns, dev string, timeout time.Duration) error {
 // physical NIC aggregates, VXLAN included, before the stack sees a frame)
 // and on the host side of every namespace VM's NIC (a VM's frames then
 // enter the host through NAPI, as from vhost-net; the benchmark's
-// XDP_TX generator needs that to deliver), and bridge netfilter off
-// unless Neutron's iptables firewall runs (br_netfilter is not loaded on
-// a Debian host; the firewall driver turns it on).
+// XDP_TX generator needs that to deliver), and bridge netfilter off on
+// the underlay's switch and on the nodes unless Neutron's iptables
+// firewall runs (br_netfilter is not loaded on a Debian host; the
+// firewall driver turns it on).
 func (l *Lab) LikeHardware() error {
 	brnf := "0"
 	if l.Firewall == FirewallIptables {
 		brnf = "1"
 	}
+	bridgeNF := func(v string) error {
+		for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {
+			if err := writeSysctl("net/bridge/"+k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The underlay is a switch: no netfilter on its bridge.
+	if err := Do(l.NS("underlay"), func() error { return bridgeNF("0") }); err != nil {
+		return fmt.Errorf("underlay: %w", err)
+	}
 	for _, node := range Nodes {
 		if err := Do(l.NS(node), func() error {
-			for _, k := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {
-				if err := writeSysctl("net/bridge/"+k, brnf); err != nil {
-					return err
-				}
+			if err := bridgeNF(brnf); err != nil {
+				return err
 			}
 			return ethtoolSet(VTEPDev, ethtoolSGRO, true)
 		}); err != nil {

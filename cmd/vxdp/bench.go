@@ -71,6 +71,7 @@ against vxdp's BPF groups, established and new flows.`,
 				&cli.BoolFlag{Name: "guest", Usage: "vm1 a real guest (qemu): TCP both ways and bytes per packet into the guest, kernel vs bpf"},
 				&cli.IntSliceFlag{Name: "sg", Usage: "security-group suite: vm1's port in a group of `N` rules (e.g. 1,100,1000), kernel (iptables) vs bpf"},
 				&cli.StringSliceFlag{Name: "modes", Usage: "modes to compare, in order: plain, flat, kernel, bpf, kernel-filtered (default: the suite's)"},
+				&cli.StringSliceFlag{Name: "metrics", Usage: "metrics to run (default: the suite's): tcp1, tcp4, udp64, rr; guest: tcp1, tcp4, tcp1-rev; sg: udp64, tcp1, crr"},
 				&cli.IntFlag{Name: "runs", Usage: "runs of every metric per mode (default 5; --quick 2)"},
 				&cli.DurationFlag{Name: "window", Usage: "how long each run counts (default 5s; TCP in whole seconds)"},
 				&cli.IntFlag{Name: "omit", Value: 1, Usage: "TCP seconds left out at the start (slow start)"},
@@ -84,7 +85,7 @@ against vxdp's BPF groups, established and new flows.`,
 					return err
 				}
 				o := bench.PathOptions{Binary: exe, BPFFS: c.String(bpffsFlag.Name), Commit: currentBuild().Commit,
-					Modes: c.StringSlice("modes"), Runs: c.Int("runs"), Window: c.Duration("window"), Omit: c.Int("omit"),
+					Modes: c.StringSlice("modes"), Metrics: c.StringSlice("metrics"), Runs: c.Int("runs"), Window: c.Duration("window"), Omit: c.Int("omit"),
 					NoiseLimit: c.Float64("noise-limit"), Quick: c.Bool(benchQuickFlag.Name), BPFStats: c.Bool("bpf-stats"),
 					Progress: bench.NewProgress(c.App.ErrWriter)}
 				if o.Quick && !c.IsSet("omit") {
