@@ -63,8 +63,11 @@ type PathOptions struct {
 	// SGRules are the group sizes of SuiteSG (default 1, 100, 1000).
 	SGRules []int
 	// NoiseLimit flags a measurement whose other processes and steal
-	// took more than this share of the machine (default 0.03).
+	// took more than this share of the machine (default 0.03); a noisy
+	// measurement is taken again up to Retries times, the quietest try
+	// counting.
 	NoiseLimit float64
+	Retries    int
 	// Quick is a tiny load that proves the suite runs end to end.
 	Quick bool
 	// BPFStats has the kernel count each BPF program's runs and run time
@@ -122,7 +125,7 @@ func (o PathOptions) withDefaults() (PathOptions, error) {
 	if o.NoiseLimit == 0 {
 		o.NoiseLimit = 0.03
 	}
-	if o.Runs < 1 || o.Window < 100*time.Millisecond || o.Omit < 0 {
+	if o.Runs < 1 || o.Window < 100*time.Millisecond || o.Omit < 0 || o.Retries < 0 {
 		return o, fmt.Errorf("bench path: runs %d, window %s, omit %d: want at least 1 run, a window of 100ms, omit >= 0", o.Runs, o.Window, o.Omit)
 	}
 	for _, n := range o.SGRules {
@@ -294,15 +297,13 @@ func RunPath(ctx context.Context, o PathOptions) (*PathReport, error) {
 					if err := ctx.Err(); err != nil {
 						return nil, err
 					}
-					o.Progress.Step("%s run %d/%d%s: %s", s.mode, run, o.Runs, map[bool]string{true: " " + group}[group != ""], m.label)
-					smp, err := r.measure(ctx, s, m)
+					where := fmt.Sprintf("%s run %d/%d%s: %s", s.mode, run, o.Runs, map[bool]string{true: " " + group}[group != ""], m.label)
+					o.Progress.Step("%s", where)
+					smp, err := r.measureQuiet(ctx, s, m, where)
 					if err != nil {
-						return nil, fmt.Errorf("%s, %s, run %d%s: %w", s.mode, m.label, run, map[bool]string{true: ", " + group}[group != ""], err)
+						return nil, fmt.Errorf("%s: %w", where, err)
 					}
 					smp.Group, smp.Run = group, run
-					if smp.CPU.Noisy {
-						o.Progress.Logf("noisy: %s run %d %s: other processes and steal took %.1f %% of the machine", s.mode, run, m.label, 100*smp.CPU.OtherShare)
-					}
 					r.rep.Samples = append(r.rep.Samples, smp)
 				}
 			}
@@ -310,6 +311,30 @@ func RunPath(ctx context.Context, o PathOptions) (*PathReport, error) {
 	}
 	r.rep.summarize(metrics, groups)
 	return r.rep, nil
+}
+
+// measureQuiet measures, and measures again (up to Retries times) while
+// others took more than the noise limit of the machine: of the tries the
+// quietest counts.
+func (r *pathRun) measureQuiet(ctx context.Context, s *pathSetup, m pathMetric, where string) (Sample, error) {
+	var best Sample
+	for try := 0; try <= r.o.Retries; try++ {
+		smp, err := r.measure(ctx, s, m)
+		if err != nil {
+			return smp, err
+		}
+		smp.Tries = try + 1
+		if try == 0 || smp.CPU.OtherShare < best.CPU.OtherShare {
+			best = smp
+		}
+		if !smp.CPU.Noisy {
+			break
+		}
+		r.o.Progress.Logf("noisy: %s: other processes and steal took %.1f %% of the machine (try %d of %d)", where,
+			100*smp.CPU.OtherShare, try+1, r.o.Retries+1)
+	}
+	best.Tries = min(best.Tries, r.o.Retries+1)
+	return best, nil
 }
 
 // pathRun is a suite in progress.

@@ -53,10 +53,13 @@ const (
 
 // Sample is one run of one metric in one mode.
 type Sample struct {
-	Group  string             `json:"group,omitempty"`
-	Mode   string             `json:"mode"`
-	Metric string             `json:"metric"`
-	Run    int                `json:"run"`
+	Group  string `json:"group,omitempty"`
+	Mode   string `json:"mode"`
+	Metric string `json:"metric"`
+	Run    int    `json:"run"`
+	// Tries is how many times the run was measured: a noisy measurement
+	// is taken again, and the quietest counts.
+	Tries  int                `json:"tries"`
 	Values map[string]float64 `json:"values"`
 	CPU    CPUUse             `json:"cpu"`
 	// Offered is what the UDP generator sent (frames/s): far above what

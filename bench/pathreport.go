@@ -35,6 +35,7 @@ type PathSettings struct {
 	WindowSeconds float64 `json:"window_seconds"`
 	OmitSeconds   int     `json:"tcp_omit_seconds"`
 	NoiseLimit    float64 `json:"noise_limit"`
+	Retries       int     `json:"noisy_retries"`
 	SGRules       []int   `json:"sg_rules,omitempty"`
 	Quick         bool    `json:"quick"`
 	BPFStats      bool    `json:"bpf_stats"`
@@ -81,7 +82,7 @@ const pathMethod = "Each mode is a lab of its own, all up at once; every metric 
 func newPathReport(o PathOptions) *PathReport {
 	r := &PathReport{Suite: o.Suite, Machine: machineInfo(o.Commit), Settings: PathSettings{
 		Runs: o.Runs, WindowSeconds: o.Window.Seconds(), OmitSeconds: o.Omit, NoiseLimit: o.NoiseLimit, Quick: o.Quick, Method: pathMethod,
-		BPFStats: o.BPFStats,
+		BPFStats: o.BPFStats, Retries: o.Retries,
 	}}
 	if o.Suite == SuiteSG {
 		r.Settings.SGRules = o.SGRules
@@ -272,8 +273,14 @@ func (r *PathReport) WriteTable(w io.Writer) error {
 }
 
 func (r *PathReport) noiseLine() string {
-	return fmt.Sprintf("noisy runs: %d of %d (others and steal above %.0f %% of the machine; largest share %.1f %%)",
-		r.NoisySamples, len(r.Samples), 100*r.Settings.NoiseLimit, 100*r.MaxOtherShare)
+	retried := 0
+	for _, s := range r.Samples {
+		if s.Tries > 1 {
+			retried++
+		}
+	}
+	return fmt.Sprintf("noisy runs: %d of %d (others and steal above %.0f %% of the machine; largest share %.1f %%; %d runs measured again, up to %d times)",
+		r.NoisySamples, len(r.Samples), 100*r.Settings.NoiseLimit, 100*r.MaxOtherShare, retried, r.Settings.Retries)
 }
 
 // WriteMarkdown writes the report as a Markdown page showing charts.

@@ -76,6 +76,7 @@ against vxdp's BPF groups, established and new flows.`,
 				&cli.DurationFlag{Name: "window", Usage: "how long each run counts (default 5s; TCP in whole seconds)"},
 				&cli.IntFlag{Name: "omit", Value: 1, Usage: "TCP seconds left out at the start (slow start)"},
 				&cli.Float64Flag{Name: "noise-limit", Value: 0.03, Usage: "flag a run when other processes and steal take more than this share of the machine"},
+				&cli.IntFlag{Name: "retries", Usage: "measure a noisy run again up to this many times, the quietest try counting (default 2; --quick 0)"},
 				&cli.BoolFlag{Name: "bpf-stats", Usage: "profile: the kernel times every run of vxdp's programs; report ns per run and runs per packet (slows the bpf mode)"},
 				bpffsFlag, benchQuickFlag, benchOutFlag, benchJSONFlag,
 			},
@@ -86,10 +87,13 @@ against vxdp's BPF groups, established and new flows.`,
 				}
 				o := bench.PathOptions{Binary: exe, BPFFS: c.String(bpffsFlag.Name), Commit: currentBuild().Commit,
 					Modes: c.StringSlice("modes"), Metrics: c.StringSlice("metrics"), Runs: c.Int("runs"), Window: c.Duration("window"), Omit: c.Int("omit"),
-					NoiseLimit: c.Float64("noise-limit"), Quick: c.Bool(benchQuickFlag.Name), BPFStats: c.Bool("bpf-stats"),
+					NoiseLimit: c.Float64("noise-limit"), Quick: c.Bool(benchQuickFlag.Name), BPFStats: c.Bool("bpf-stats"), Retries: c.Int("retries"),
 					Progress: bench.NewProgress(c.App.ErrWriter)}
 				if o.Quick && !c.IsSet("omit") {
 					o.Omit = 0
+				}
+				if !o.Quick && !c.IsSet("retries") {
+					o.Retries = 2
 				}
 				switch {
 				case c.Bool("guest") && c.IsSet("sg"):
