@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -43,6 +44,9 @@ type ControlPlaneOptions struct {
 	DeltaChanges int
 	// Log (default: discarded).
 	Log *slog.Logger
+	// Commit of the binary, for the report; Progress shows the steps.
+	Commit   string
+	Progress *Progress
 }
 
 // ConvergenceFigure is how long a change takes to reach every agent of a
@@ -79,6 +83,7 @@ type ResyncFigure struct {
 
 // ControlPlaneReport is the result of RunControlPlane.
 type ControlPlaneReport struct {
+	Machine     Machine             `json:"machine"`
 	CPUs        int                 `json:"cpus"`
 	Convergence []ConvergenceFigure `json:"convergence"`
 	Resync      []ResyncFigure      `json:"resync"`
@@ -105,8 +110,11 @@ func RunControlPlane(ctx context.Context, o ControlPlaneOptions) (*ControlPlaneR
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &ControlPlaneReport{CPUs: runtime.NumCPU()}
+	r := &ControlPlaneReport{Machine: machineInfo(o.Commit), CPUs: runtime.NumCPU()}
+	o.Progress.Start(len(o.Agents) + len(o.ResyncPorts))
+	defer o.Progress.Done()
 	for _, n := range o.Agents {
+		o.Progress.Step("convergence with %d agents", n)
 		figs, err := cpConvergence(ctx, n, o.Events, o.Log)
 		if err != nil {
 			return r, fmt.Errorf("convergence with %d agents: %w", n, err)
@@ -114,6 +122,7 @@ func RunControlPlane(ctx context.Context, o ControlPlaneOptions) (*ControlPlaneR
 		r.Convergence = append(r.Convergence, figs...)
 	}
 	for _, p := range o.ResyncPorts {
+		o.Progress.Step("resync at %d ports", p)
 		fig, err := cpResync(ctx, p, o.DeltaChanges, o.Log)
 		if err != nil {
 			return r, fmt.Errorf("resync at %d ports: %w", p, err)
@@ -125,18 +134,19 @@ func RunControlPlane(ctx context.Context, o ControlPlaneOptions) (*ControlPlaneR
 
 // WriteTable prints the report for people.
 func (r *ControlPlaneReport) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "control plane, one embedded NATS server, %d CPUs\t\n\n", r.CPUs)
-	fmt.Fprintln(tw, "agents\tevent\tevents\tp50 ms\tp99 ms\tlast agent p50 ms\tlast agent max ms\t")
-	for _, f := range r.Convergence {
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t\n", f.Agents, f.Kind, f.Events, f.P50Ms, f.P99Ms, f.LastP50Ms, f.LastMaxMs)
+	fmt.Fprintf(w, "control plane, one embedded NATS server, %d CPUs\n\n", r.CPUs)
+	conv, resync := r.cpTables()
+	for _, t := range [][][]string{conv, resync} {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		for _, line := range t {
+			fmt.Fprintln(tw, strings.Join(line, "\t")+"\t")
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "ports\tfull resync ms\trecords\tdelta resync ms\trecords\tagent heap MB\tsnapshot MB\t")
-	for _, f := range r.Resync {
-		fmt.Fprintf(tw, "%d\t%.0f\t%d\t%.1f\t%d\t%.1f\t%.1f\t\n", f.Ports, f.FullMs, f.FullRecords, f.DeltaMs, f.DeltaRecords, f.HeapMB, f.SnapshotMB)
-	}
-	return tw.Flush()
+	return nil
 }
 
 // cpEnv is an embedded server with the bucket and a controller.
