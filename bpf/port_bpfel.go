@@ -156,12 +156,14 @@ type PortNetFlag uint32
 
 const (
 	PortNetFlagNET_F_VLAN_TRANSPARENT PortNetFlag = 1
+	PortNetFlagNET_F_VLAN_EMULATED    PortNetFlag = 2
 )
 
 type PortNetInfo struct {
 	_           structs.HostLayout
 	DevIfindex  uint32
 	PhysIfindex uint32
+	PeerIfindex uint32
 	Mtu         uint16
 	Flags       uint16
 	Vlan        uint16
@@ -383,12 +385,15 @@ const (
 	PortVxdpReasonPASS_PROVIDER_FDB_MISS   PortVxdpReason = 61
 	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 62
 	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 63
-	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 64
-	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 65
-	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 66
-	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 67
-	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 68
-	PortVxdpReasonREASON_MAX               PortVxdpReason = 69
+	PortVxdpReasonPASS_NOT_PROVIDER        PortVxdpReason = 64
+	PortVxdpReasonREDIRECT_TO_BRIDGE       PortVxdpReason = 65
+	PortVxdpReasonREDIRECT_TO_PHYSICAL     PortVxdpReason = 66
+	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 67
+	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 68
+	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 69
+	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 70
+	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 71
+	PortVxdpReasonREASON_MAX               PortVxdpReason = 72
 )
 
 // Names of all BPF objects in the ELF.

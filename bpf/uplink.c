@@ -247,9 +247,11 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 	 * the kernel to reassemble and decapsulate (and the vxlan program
 	 * checks it again). */
 	ip_len = bpf_ntohs(ip->tot_len);
-	vx = header_at(struct vxlanhdr, udp + 1, data_end);
-	inner = (struct ethhdr *)((void *)udp + sizeof(*udp) + sizeof(*vx));
-	if (!vx || !header_at(struct ethhdr, inner, data_end) || (void *)ip + ip_len != data_end ||
+	vx = (struct vxlanhdr *)(udp + 1);
+	inner = (struct ethhdr *)(vx + 1);
+	/* One bound check for both headers (a pointer-or-NULL per header
+	 * compiles into something the verifier cannot follow). */
+	if ((void *)(inner + 1) > data_end || (void *)ip + ip_len != data_end ||
 	    (!ipv4_is_fragment(ip) && bpf_ntohs(udp->len) != ip_len - sizeof(*ip)))
 		return DROP_VXLAN_TRUNCATED;
 	if (vx->vx_flags != bpf_htonl(VXLAN_HF_VNI) || (vx->vx_vni & bpf_htonl(0xff)))

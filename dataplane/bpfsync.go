@@ -106,7 +106,9 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			provider[n.ID] = true
 			providerEntries(kn, &info, w)
 			rec.source("bpf/provider_in", maps.ProviderKeyString(maps.NewProviderKey(kn.phys.Attrs().Index, kn.vlan)), n.Source)
-			rec.source("bpf/segment_devs", maps.U32KeyString(uint32(kn.dev.Attrs().Index)), n.Source)
+			if kn.peer != nil {
+				rec.source("bpf/segment_devs", maps.U32KeyString(uint32(kn.peer.Attrs().Index)), n.Source)
+			}
 		}
 		w.networks[kn.seg] = info
 		rec.source("bpf/networks", key, n.Source)
@@ -372,8 +374,11 @@ func (d *Dataplane) attachAll(nets map[string]*kernelNet, present []localPort, d
 		want[bridgeHook.kind][n.bridge.Attrs().Name] = n.bridge.Attrs().Index
 		if n.vxlan != nil {
 			want[vxlanHook.kind][n.vxlan.Attrs().Name] = n.vxlan.Attrs().Index
-		} else {
-			want[segmentHook.kind][n.dev.Attrs().Name] = n.dev.Attrs().Index
+			continue
+		}
+		want[segmentHook.kind][n.phys.Attrs().Name] = n.phys.Attrs().Index
+		if n.peer != nil {
+			want[segmentHook.kind][n.peer.Attrs().Name] = n.peer.Attrs().Index
 		}
 	}
 	for _, p := range present {

@@ -248,6 +248,9 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		nets[n.ID] = kn
 		keep[kn.bridge.Attrs().Name] = true
 		keep[kn.dev.Attrs().Name] = true
+		if kn.peer != nil {
+			keep[kn.peer.Attrs().Name] = true
+		}
 	}
 
 	var present []localPort
@@ -492,21 +495,25 @@ func (d *Dataplane) appliedNetworks(want *state.Desired, pending []string) []App
 // local port's tap (both directions).
 func (d *Dataplane) attachmentsFor(nets []AppliedNetwork) []Attachment {
 	var out []Attachment
-	xdp := map[string]bool{}
+	xdp, seg := map[string]bool{}, map[string]bool{}
 	if !d.opts.Kernel {
 		out = append(out, Attachment{Kind: xdpKind, Device: d.kernel.uplink.Attrs().Name})
 		xdp[d.kernel.uplink.Attrs().Name] = true
 	}
 	for _, n := range nets {
-		dev := Attachment{Kind: vxlanHook.kind, Device: n.VXLAN}
-		if n.provider() {
-			dev.Kind = segmentHook.kind
+		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge})
+		if !n.provider() {
+			out = append(out, Attachment{Kind: vxlanHook.kind, Device: n.VXLAN})
+		} else {
 			if !d.opts.Kernel && !xdp[n.Physical] {
 				out = append(out, Attachment{Kind: xdpKind, Device: n.Physical})
 				xdp[n.Physical] = true
 			}
+			if !seg[n.Physical] {
+				out = append(out, Attachment{Kind: segmentHook.kind, Device: n.Physical})
+				seg[n.Physical] = true
+			}
 		}
-		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge}, dev)
 		for _, p := range n.Local {
 			out = append(out, Attachment{Kind: portHook.kind, Device: p.Tap}, Attachment{Kind: deliverHook.kind, Device: p.Tap})
 		}

@@ -55,6 +55,9 @@ type kernelNet struct {
 	dev netlink.Link
 	// vxlan is dev for a VXLAN network, nil otherwise.
 	vxlan netlink.Link
+	// peer is the far end of an emulated VLAN device (a veth pair standing
+	// in for <phys>.<vlan> where the kernel has no 802.1Q devices).
+	peer netlink.Link
 }
 
 func (k *kernel) linkByName(name string) (netlink.Link, error) {

@@ -101,6 +101,9 @@ func (l *Lab) AgentCommand(node string) []string {
 		"--dataplane", l.DataplaneOf(node),
 		"--bpffs", l.BPFFS,
 	)
+	if l.Provider {
+		args = append(args, "--physical-interface-mappings", ProviderMappings)
+	}
 	return append(args, l.AgentArgs...)
 }
 

@@ -80,6 +80,10 @@ type Config struct {
 	// network, where the DHCP port (trusted, as Neutron trusts
 	// network:dhcp ports: no port security) may run a server.
 	NoDHCPAtPort bool
+	// Provider adds the seed's provider networks: vlan99 (VLAN 99 on eth1)
+	// with vm5 (node3) and vm6 (node4), a flat network on eth3 with vm7
+	// and vm8 (vm2's and vm1's addresses), and a physical host on both.
+	Provider bool
 	// Mode wires the lab without vxdp, for benchmarks (lab/modes.go):
 	// ModePlain, ModeFlat or ModeNeutron; "" runs the agents.
 	Mode string
@@ -121,6 +125,9 @@ func (c Config) withDefaults() (Config, error) {
 	case ControlFile, ControlNATS:
 	default:
 		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
+	}
+	if c.Provider && c.Control == ControlNATS {
+		return c, fmt.Errorf("lab: provider networks need --control %s for now: the NATS control plane has no network types yet", ControlFile)
 	}
 	if (c.DHCP || c.NoDHCPAtPort) && c.Control == ControlNATS {
 		return c, fmt.Errorf("lab: DHCP needs --control %s for now: the NATS control plane has no subnets yet", ControlFile)
@@ -257,6 +264,9 @@ func (c Config) Ports() []Port {
 	if c.SecondNetwork {
 		ps = append(ps, VM3, VM4)
 	}
+	if c.Provider {
+		ps = append(ps, VM5, VM6, VM7, VM8)
+	}
 	return ps
 }
 
@@ -265,6 +275,9 @@ func (c Config) networks() []state.Network {
 	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: NetworkMTU, Subnets: []state.Subnet{c.subnet(Net100ID)}}}
 	if c.SecondNetwork {
 		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: NetworkMTU, Subnets: []state.Subnet{c.subnet(Net200ID)}})
+	}
+	if c.Provider {
+		ns = append(ns, c.providerNetworks()...)
 	}
 	return ns
 }
@@ -327,7 +340,7 @@ func (c Config) DesiredState(node string) *state.Desired {
 			continue
 		}
 		for _, other := range Nodes {
-			if other != node && hosts[other] {
+			if other != node && hosts[other] && !n.Provider() {
 				n.VTEPs = append(n.VTEPs, state.VTEP{IP: nodeIPs[other]})
 			}
 		}
@@ -341,8 +354,11 @@ func (c Config) DesiredState(node string) *state.Desired {
 			case p.Node == node:
 				d.LocalPorts = append(d.LocalPorts, c.localPort(p))
 			default:
-				d.RemotePorts = append(d.RemotePorts, state.RemotePort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC,
-					IPs: []netip.Addr{p.IP}, VTEP: nodeIPs[p.Node]})
+				r := state.RemotePort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}}
+				if !n.Provider() {
+					r.VTEP = nodeIPs[p.Node]
+				}
+				d.RemotePorts = append(d.RemotePorts, r)
 			}
 		}
 	}
@@ -409,6 +425,9 @@ func (c Config) Namespaces() []string {
 	}
 	if c.Rogue {
 		out = append(out, c.NS("rogue"))
+	}
+	if c.Provider {
+		out = append(out, c.NS(PhysHost))
 	}
 	for _, p := range c.Ports() {
 		if p.Name != c.Guest {

@@ -74,6 +74,11 @@ func buildTopology(c Config) error {
 			return err
 		}
 	}
+	if c.Provider {
+		if err := buildProvider(c); err != nil {
+			return err
+		}
+	}
 	for _, p := range c.Ports() {
 		if p.Name == c.Guest {
 			continue // qemu makes its tap
@@ -155,8 +160,10 @@ func plug(c Config, host, port, bridge, dev string, ip netip.Addr, wire bool) er
 		return err
 	}
 	return Do(c.NS(host), func() error {
-		if err := addAddr(dev, netip.PrefixFrom(ip, 24)); err != nil {
-			return err
+		if ip.IsValid() {
+			if err := addAddr(dev, netip.PrefixFrom(ip, 24)); err != nil {
+				return err
+			}
 		}
 		return setUp(dev)
 	})

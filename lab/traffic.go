@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -308,6 +309,12 @@ func StartCapture(ns, dev string) (*Capture, error) {
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			return err
 		}
+		// The kernel keeps VLAN tags out of the frame (in the skb); with
+		// auxdata it says which, and the capture puts them back as
+		// tcpdump does.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+			return err
+		}
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
 	}); err != nil {
 		if c.fd >= 0 {
@@ -322,8 +329,9 @@ func StartCapture(ns, dev string) (*Capture, error) {
 func (c *Capture) loop() {
 	defer close(c.done)
 	buf := make([]byte, 65536)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
 	for !c.stop.Load() {
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		n, oobn, _, from, err := unix.Recvmsg(c.fd, buf, oob, 0)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -333,7 +341,7 @@ func (c *Capture) loop() {
 			c.mu.Unlock()
 			return
 		}
-		f := Frame{Data: append([]byte(nil), buf[:n]...), At: time.Now()}
+		f := Frame{Data: withVLANTag(buf[:n], oob[:oobn]), At: time.Now()}
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
 			f.Outgoing = ll.Pkttype == unix.PACKET_OUTGOING
 		}
@@ -341,6 +349,34 @@ func (c *Capture) loop() {
 		c.frames = append(c.frames, f)
 		c.mu.Unlock()
 	}
+}
+
+// withVLANTag copies a captured frame, putting back the VLAN tag the
+// kernel reported beside it (PACKET_AUXDATA).
+func withVLANTag(frame, oob []byte) []byte {
+	out := append([]byte(nil), frame...)
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(frame) < 12 {
+		return out
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_PACKET || m.Header.Type != unix.PACKET_AUXDATA || len(m.Data) < int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
+			continue
+		}
+		aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&m.Data[0]))
+		if aux.Status&unix.TP_STATUS_VLAN_VALID == 0 {
+			continue
+		}
+		tpid := uint16(unix.ETH_P_8021Q)
+		if aux.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+			tpid = aux.Vlan_tpid
+		}
+		tagged := append([]byte(nil), frame[:12]...)
+		tagged = binary.BigEndian.AppendUint16(tagged, tpid)
+		tagged = binary.BigEndian.AppendUint16(tagged, aux.Vlan_tci)
+		return append(tagged, frame[12:]...)
+	}
+	return out
 }
 
 // Stop ends the capture and returns every frame captured.

@@ -41,6 +41,7 @@ const (
 	PortBridged     = uint16(bpf.PortPortFlagPORT_F_BRIDGED)
 	PortDisabled    = uint16(bpf.PortPortFlagPORT_F_DISABLED)
 	NetVLANTransp   = uint16(bpf.PortNetFlagNET_F_VLAN_TRANSPARENT)
+	NetVLANEmulated = uint16(bpf.PortNetFlagNET_F_VLAN_EMULATED)
 	ConfigForward   = uint8(bpf.PortConfigFlagCFG_F_FORWARD)
 	MonitorDrops    = uint8(bpf.PortConfigFlagCFG_F_MONITOR_DROPS)
 	MonitorTrace    = uint8(bpf.PortConfigFlagCFG_F_MONITOR_TRACE)

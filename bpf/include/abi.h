@@ -152,6 +152,10 @@ enum net_flag {
 	/* Neutron's vlan_transparent: VMs may send 802.1Q/802.1ad tagged
 	 * frames (their inner headers are checked like untagged ones). */
 	NET_F_VLAN_TRANSPARENT = 0x1,
+	/* The kernel has no 802.1Q devices (CONFIG_VLAN_8021Q unset): the
+	 * VLAN device <phys>.<vlan> is a veth pair, and the segment program
+	 * tags and untags for it. */
+	NET_F_VLAN_EMULATED = 0x2,
 };
 
 /* Networks are keyed by segment: the VNI of a VXLAN network (24 bits),
@@ -170,6 +174,9 @@ enum net_kind {
 struct net_info {
 	__u32 dev_ifindex;  /* its device on the bridge: vxlan-<VNI>, <phys>.<vlan> or the flat interface */
 	__u32 phys_ifindex; /* provider networks: the physical interface frames leave and arrive by */
+	/* NET_F_VLAN_EMULATED: the far end of the veth pair that stands in for
+	 * the VLAN device; frames sent out of it reach the bridge. */
+	__u32 peer_ifindex;
 	__u16 mtu;
 	__u16 flags; /* NET_F_* */
 	__u16 vlan;  /* NET_VLAN: the VLAN id */

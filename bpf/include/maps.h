@@ -93,8 +93,8 @@ struct {
 	__type(value, __u32);
 } provider_in SEC(".maps");
 
-/* Provider segment devices (<phys>.<vlan>, a flat interface) by ifindex ->
- * segment: what the segment program on them checks against. */
+/* Far ends of emulated VLAN devices by ifindex -> segment: what the bridge
+ * sends there is tagged and sent to the physical network. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VXDP_PROVIDER_MAX);

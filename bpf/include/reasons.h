@@ -89,8 +89,11 @@
 	/* vxlan program: what the kernel vxlan device decapsulated */                                         \
 	X(DROP_NO_TUNNEL_INFO, DROP, P_VXLAN, "no tunnel metadata on the frame (the agent's tun_id rule is missing): cannot check the VTEP, so fail closed") \
 	X(DROP_VNI_UNKNOWN, DROP, P_VXLAN, "the tunnel id is not a VNI served here")                                        \
-	/* segment program: what the kernel received on a provider segment device */ \
-	X(DROP_SEGMENT_UNKNOWN, DROP, P_SEGMENT, "the device is no provider segment the agent knows (never expected)") \
+	/* segment program: what the kernel received on a provider network's interface, and the emulated VLAN devices */ \
+	X(PASS_NOT_PROVIDER, PASS, P_SEGMENT, "not a provider network's frame (another VLAN, the host's own traffic): the kernel") \
+	X(REDIRECT_TO_BRIDGE, REDIRECT, P_SEGMENT, "a VLAN network's frame for the bridge (broadcast, unknown, kernel forwarding): untagged and handed to its emulated VLAN device") \
+	X(REDIRECT_TO_PHYSICAL, REDIRECT, P_SEGMENT, "what the bridge sent out of an emulated VLAN device: tagged and sent out of the physical interface") \
+	X(DROP_SEGMENT_UNKNOWN, DROP, P_SEGMENT, "an emulated VLAN device whose network is gone or not emulated (never expected)") \
 	/* bridge program: frames a bridge hands to the hypervisor */                                         \
 	X(DROP_TO_HOST, DROP, P_BRIDGE, "a frame the bridge would hand to the hypervisor's own stack (IPv4, IPv6, ARP, any ethertype)") \
 	/* deliver program: frames on their way into a VM */                                                 \
