@@ -80,7 +80,8 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			{
 				Name:  "bucket",
 				Usage: "create the control-plane bucket on an existing cluster, or change its replicas, limits and quotas",
-				Flags: slices.Concat(natsFlags(), []cli.Flag{&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}}, bucketLimitFlags(), quotaFlags()),
+				Flags: slices.Concat(natsFlags(), []cli.Flag{&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}, netnsFlag},
+					bucketLimitFlags(), quotaFlags()),
 				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
 					bo, err := bucketOptions(c)
 					if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/vxdp/vxdp/control"
+	"github.com/vxdp/vxdp/state"
 )
 
 func sgCommand() *cli.Command {
@@ -186,6 +187,9 @@ func ruleSpec(c *cli.Context) (control.SGRule, error) {
 		}
 		if !c.IsSet("icmp-type") {
 			return r, fmt.Errorf("--icmp-code %d without --icmp-type: give the type too", c.Int("icmp-code"))
+		}
+		if p, err := control.ProtocolNumber(r.Protocol, cmp.Or(r.Ethertype, "IPv4")); err == nil && p != state.ProtoICMP && p != state.ProtoICMPv6 {
+			return r, fmt.Errorf("--icmp-type/--icmp-code are for --protocol icmp (or icmpv6), not %q", cmp.Or(r.Protocol, "any"))
 		}
 		r.PortRangeMin = control.IntPtr(c.Int("icmp-type"))
 		if c.IsSet("icmp-code") {
