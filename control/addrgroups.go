@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 )
 
 // Address groups: named lists of prefixes, the remote of rules with
@@ -63,48 +62,26 @@ func normalPrefixes(ps []netip.Prefix) []netip.Prefix {
 	return append([]netip.Prefix{}, slices.Compact(out)...)
 }
 
+// addressGroups reads address group records.
+var addressGroups = namedKind[AddressGroup]{what: "address group", key: AddressGroupKey, filter: AddressGroupsFilter,
+	wrap:  func(rec any, rev uint64) AddressGroup { return AddressGroup{*rec.(*AddressGroupRecord), rev} },
+	names: func(g AddressGroup) (string, string, string) { return g.Name, g.Project, g.ID }}
+
 // ListAddressGroups returns every address group, by project and name.
 func (c *Controller) ListAddressGroups(ctx context.Context) ([]AddressGroup, error) {
-	recs, err := c.load(ctx, AddressGroupsFilter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]AddressGroup, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, AddressGroup{AddressGroupRecord: *r.Rec.(*AddressGroupRecord), Revision: r.Rev})
-	}
-	slices.SortFunc(out, func(a, b AddressGroup) int {
-		return strings.Compare(ProjectOf(a.Project)+"\x00"+a.Name+a.ID, ProjectOf(b.Project)+"\x00"+b.Name+b.ID)
-	})
-	return out, nil
+	return addressGroups.list(ctx, c)
 }
 
 // GetAddressGroup finds an address group by id, or by a name unique among
 // all projects.
 func (c *Controller) GetAddressGroup(ctx context.Context, ref string) (AddressGroup, error) {
-	return c.FindAddressGroup(ctx, "", ref)
+	return addressGroups.find(ctx, c, "", ref)
 }
 
 // FindAddressGroup finds an address group by id, or by name in project
 // ("": a name unique among all projects).
 func (c *Controller) FindAddressGroup(ctx context.Context, project, ref string) (AddressGroup, error) {
-	if ref == "" {
-		return AddressGroup{}, invalidf("empty address group reference")
-	}
-	if ValidID(ref) == nil {
-		rec, rev, err := c.get(ctx, AddressGroupKey(ref))
-		if err == nil {
-			return AddressGroup{AddressGroupRecord: *rec.(*AddressGroupRecord), Revision: rev}, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return AddressGroup{}, err
-		}
-	}
-	all, err := c.ListAddressGroups(ctx)
-	if err != nil {
-		return AddressGroup{}, err
-	}
-	return findNamed(all, "address group", project, ref, func(g AddressGroup) (string, string) { return g.Name, g.Project })
+	return addressGroups.find(ctx, c, project, ref)
 }
 
 // AddressGroupUpdate changes an address group: Clear empties it first,

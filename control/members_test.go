@@ -25,11 +25,7 @@ func memberAddrs(t *testing.T, c *control.Controller, sg, port string) string {
 	if err := json.Unmarshal(e.Value(), &m); err != nil {
 		t.Fatal(err)
 	}
-	s := make([]string, len(m.Addresses))
-	for i, p := range m.Addresses {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ",")
+	return prefixList(m.Addresses)
 }
 
 // The controller keeps a member record per (group, port) with the port's
@@ -54,7 +50,7 @@ func TestMemberRecords(t *testing.T) {
 		AddAllowedAddressPairs: []state.AddressPair{pair}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if got := memberAddrs(t, c, web.ID, vm2.ID); got != "172.16.100.19/32,172.16.100.128/25" {
+	if got := memberAddrs(t, c, web.ID, vm2.ID); got != "172.16.100.128/25,172.16.100.19/32" {
 		t.Errorf("vm2 in web: %q", got)
 	}
 	if got := memberAddrs(t, c, def, vm2.ID); got != "" {

@@ -127,18 +127,24 @@ func ProtocolNumber(proto, ethertype string) (uint8, error) {
 	return n, nil
 }
 
-// Validate checks a security group and its rules.
-func (r *SecurityGroupRecord) Validate() error {
+// validNamed checks the id, name and project of a named record.
+func validNamed(id, name, project string) []error {
 	var errs []error
-	if err := ValidID(r.ID); err != nil {
+	if err := ValidID(id); err != nil {
 		errs = append(errs, err)
 	}
-	if r.Name == "" || len(r.Name) > 255 {
+	if name == "" || len(name) > 255 {
 		errs = append(errs, errors.New("name must be 1-255 characters"))
 	}
-	if err := validProject(r.Project); err != nil {
+	if err := validProject(project); err != nil {
 		errs = append(errs, err)
 	}
+	return errs
+}
+
+// Validate checks a security group and its rules.
+func (r *SecurityGroupRecord) Validate() error {
+	errs := validNamed(r.ID, r.Name, r.Project)
 	ids := map[string]bool{}
 	for i, rule := range r.Rules {
 		if err := rule.Validate(); err != nil {
@@ -254,17 +260,7 @@ func (r *MemberRecord) Validate() error {
 
 // Validate checks an address group.
 func (r *AddressGroupRecord) Validate() error {
-	var errs []error
-	if err := ValidID(r.ID); err != nil {
-		errs = append(errs, err)
-	}
-	if r.Name == "" || len(r.Name) > 255 {
-		errs = append(errs, errors.New("name must be 1-255 characters"))
-	}
-	if err := validProject(r.Project); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(append(errs, validPrefixes("addresses", r.Addresses))...)
+	return errors.Join(append(validNamed(r.ID, r.Name, r.Project), validPrefixes("addresses", r.Addresses))...)
 }
 
 // validPrefixes checks a list of at most maxAddresses network prefixes.

@@ -69,72 +69,26 @@ func (c *Controller) CreateSecurityGroup(ctx context.Context, spec SecurityGroup
 	return SecurityGroup{SecurityGroupRecord: *rec, Revision: rev}, nil
 }
 
+// securityGroups reads security group records.
+var securityGroups = namedKind[SecurityGroup]{what: "security group", key: SecGroupKey, filter: SecGroupsFilter,
+	wrap:  func(rec any, rev uint64) SecurityGroup { return SecurityGroup{*rec.(*SecurityGroupRecord), rev} },
+	names: func(g SecurityGroup) (string, string, string) { return g.Name, g.Project, g.ID }}
+
 // ListSecurityGroups returns every security group, by project and name.
 func (c *Controller) ListSecurityGroups(ctx context.Context) ([]SecurityGroup, error) {
-	recs, err := c.load(ctx, SecGroupsFilter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]SecurityGroup, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, SecurityGroup{SecurityGroupRecord: *r.Rec.(*SecurityGroupRecord), Revision: r.Rev})
-	}
-	slices.SortFunc(out, func(a, b SecurityGroup) int {
-		return strings.Compare(ProjectOf(a.Project)+"\x00"+a.Name+a.ID, ProjectOf(b.Project)+"\x00"+b.Name+b.ID)
-	})
-	return out, nil
+	return securityGroups.list(ctx, c)
 }
 
 // GetSecurityGroup finds a security group by id, or by a name unique
 // among all projects.
 func (c *Controller) GetSecurityGroup(ctx context.Context, ref string) (SecurityGroup, error) {
-	return c.FindSecurityGroup(ctx, "", ref)
+	return securityGroups.find(ctx, c, "", ref)
 }
 
 // FindSecurityGroup finds a security group by id, or by name in project
 // ("": a name unique among all projects).
 func (c *Controller) FindSecurityGroup(ctx context.Context, project, ref string) (SecurityGroup, error) {
-	if ref == "" {
-		return SecurityGroup{}, invalidf("empty security group reference")
-	}
-	if ValidID(ref) == nil {
-		rec, rev, err := c.get(ctx, SecGroupKey(ref))
-		if err == nil {
-			return SecurityGroup{SecurityGroupRecord: *rec.(*SecurityGroupRecord), Revision: rev}, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return SecurityGroup{}, err
-		}
-	}
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return SecurityGroup{}, err
-	}
-	return findNamed(all, "security group", project, ref, func(g SecurityGroup) (string, string) { return g.Name, g.Project })
-}
-
-// findNamed picks the one item named ref in project ("": in any project).
-func findNamed[T any](all []T, what, project, ref string, nameOf func(T) (name, project string)) (T, error) {
-	var found []T
-	var projects []string
-	for _, it := range all {
-		name, p := nameOf(it)
-		if name == ref && (project == "" || ProjectOf(p) == ProjectOf(project)) {
-			found = append(found, it)
-			projects = append(projects, ProjectOf(p))
-		}
-	}
-	var zero T
-	switch len(found) {
-	case 0:
-		if project != "" {
-			return zero, fmt.Errorf("%s %q in project %s: %w", what, ref, ProjectOf(project), ErrNotFound)
-		}
-		return zero, fmt.Errorf("%s %q: %w", what, ref, ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	return zero, invalidf("%s name %q is used in projects %s: give --project or the id", what, ref, strings.Join(projects, ", "))
+	return securityGroups.find(ctx, c, project, ref)
 }
 
 // AddSecurityGroupRule adds a rule (its ID is generated) to the group sgRef
