@@ -81,6 +81,17 @@ func TestMemberRecords(t *testing.T) {
 	if got := memberAddrs(t, c, web.ID, vm2.ID); got != "" {
 		t.Errorf("vm2 without port security is a member of web: %q", got)
 	}
+	if _, err := c.UpdatePort(ctx, vm2.ID, control.PortUpdate{AddSecurityGroups: []string{"web"}}, 0); err == nil ||
+		!strings.Contains(err.Error(), "has port security off: security groups and allowed address pairs need it on (--enable-port-security)") {
+		t.Errorf("a group on a port without port security: %v", err)
+	}
+	on := true
+	if _, err := c.UpdatePort(ctx, vm2.ID, control.PortUpdate{AddSecurityGroups: []string{"web"}, PortSecurity: &on}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberAddrs(t, c, web.ID, vm2.ID); got != "172.16.100.19/32" {
+		t.Errorf("vm2 with port security on again, in web: %q", got)
+	}
 	vm1 := ports["centos7.6-vm1"]
 	if err := c.DeletePort(ctx, vm1.ID, 0); err != nil {
 		t.Fatal(err)

@@ -109,7 +109,11 @@ func (c *Controller) updatedPort(ctx context.Context, rec PortRecord, u PortUpda
 	if u.PortSecurity != nil {
 		rec.PortSecurity = *u.PortSecurity
 	}
-	if !rec.PortSecurity && (len(rec.SecurityGroups) > 0 || len(rec.AllowedAddressPairs) > 0) {
+	switch {
+	case rec.PortSecurity || len(rec.SecurityGroups)+len(rec.AllowedAddressPairs) == 0:
+	case u.PortSecurity == nil:
+		return rec, invalidf("port %s has port security off: security groups and allowed address pairs need it on (--enable-port-security)", rec.ID)
+	default:
 		return rec, invalidf("port %s: port security cannot be off while the port has security groups or allowed address pairs; remove them too (--no-security-group, --no-allowed-address)", rec.ID)
 	}
 	rec.UpdatedAt = now()
