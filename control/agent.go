@@ -105,9 +105,9 @@ type Agent struct {
 
 	// Owned by the sync loop.
 	v             *view
-	watermark     uint64 // every followed change up to here is in v
-	maxRev        uint64 // highest revision merged into v (loads run ahead)
-	sgs           map[string]bool
+	watermark     uint64          // every followed change up to here is in v
+	maxRev        uint64          // highest revision merged into v (loads run ahead)
+	refs          map[string]bool // followed ref filters (see wanted)
 	filters       []string
 	main          *follower
 	caughtUp      bool
@@ -373,7 +373,7 @@ func (a *Agent) fullSync(created time.Time, lastSeq uint64) {
 	a.dropView()
 	a.v = newView(a.opts.Host)
 	a.watermark, a.maxRev = lastSeq, lastSeq
-	a.sgs = map[string]bool{}
+	a.refs = map[string]bool{}
 	a.filters = nil
 	a.streamCreated = created
 	clear(a.inflight)
@@ -413,11 +413,11 @@ func (a *Agent) loadSnapshot(info bucketInfo) bool {
 	a.dropView()
 	a.v = v
 	a.watermark, a.maxRev = h.Watermark, max(h.Watermark, h.DesiredRevision)
-	a.sgs = map[string]bool{}
-	for _, id := range h.SecurityGroups {
-		a.sgs[id] = true
+	a.refs = map[string]bool{}
+	for _, f := range h.Refs {
+		a.refs[f] = true
 	}
-	a.filters = v.filters(a.sgs)
+	a.filters = v.filters(a.refs)
 	a.streamCreated = created
 	a.log.Info("control plane delta resync", "from_revision", h.Watermark, "records", h.Records, "bucket_revision", lastSeq)
 	a.resynced("delta")
@@ -455,14 +455,14 @@ func (a *Agent) reconfigure(ctx context.Context) error {
 				changed = true
 			}
 		}
-		for id := range a.sgs {
-			if !w.sgs[id] {
-				a.v.dropSG(id)
-				delete(a.sgs, id)
+		for f := range a.refs {
+			if !w.refs[f] {
+				a.v.dropRef(f)
+				delete(a.refs, f)
 				changed = true
 			}
 		}
-		var addedNets, addedSGs []string
+		var addedNets, addedRefs []string
 		for id := range w.nets {
 			if a.v.nets[id] == nil {
 				a.v.followNetwork(id)
@@ -470,11 +470,11 @@ func (a *Agent) reconfigure(ctx context.Context) error {
 				load = append(load, NetworkFilter(id))
 			}
 		}
-		for id := range w.sgs {
-			if !a.sgs[id] {
-				a.sgs[id] = true
-				addedSGs = append(addedSGs, id)
-				load = append(load, SecGroupKey(id))
+		for f := range w.refs {
+			if !a.refs[f] {
+				a.refs[f] = true
+				addedRefs = append(addedRefs, f)
+				load = append(load, f)
 			}
 		}
 		base := a.filters == nil
@@ -491,8 +491,8 @@ func (a *Agent) reconfigure(ctx context.Context) error {
 			for _, id := range addedNets {
 				a.v.dropNetwork(id)
 			}
-			for _, id := range addedSGs {
-				delete(a.sgs, id)
+			for _, f := range addedRefs {
+				delete(a.refs, f)
 			}
 			return err
 		}
@@ -506,7 +506,7 @@ func (a *Agent) reconfigure(ctx context.Context) error {
 	if !changed {
 		return nil
 	}
-	a.filters = a.v.filters(a.sgs)
+	a.filters = a.v.filters(a.refs)
 	a.m.networks.Set(float64(len(a.v.nets)))
 	a.markDirty()
 	return a.restartMain(ctx)
@@ -721,7 +721,7 @@ func (a *Agent) publish() {
 	a.checkOwnRecord()
 	a.mu.Lock()
 	if a.opts.StateDir != "" {
-		a.captures[d.Revision] = a.capture(a.v, a.watermark, d.Revision, a.sgs)
+		a.captures[d.Revision] = a.capture(a.v, a.watermark, d.Revision, a.refs)
 		for r := range a.captures {
 			if len(a.captures) > 4 && r < d.Revision {
 				delete(a.captures, r)

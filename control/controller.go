@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -70,6 +71,9 @@ type ControllerOptions struct {
 	VNIRanges []VNIRange
 	// Log (default slog.Default()).
 	Log *slog.Logger
+	// MemberSyncGrace: SyncMembers leaves member records this young alone
+	// (default DefaultMemberSyncGrace).
+	MemberSyncGrace time.Duration
 }
 
 // Controller performs the neutron-server role: it validates requests and
@@ -83,6 +87,8 @@ type Controller struct {
 	bucket string
 	ranges []VNIRange
 	log    *slog.Logger
+	// memberGrace: see ControllerOptions.MemberSyncGrace.
+	memberGrace time.Duration
 }
 
 // NewController binds to the bucket through nc; the bucket must exist
@@ -96,7 +102,7 @@ func NewController(ctx context.Context, nc *nats.Conn, o ControllerOptions) (*Co
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{js: js, kv: kv, bucket: kv.Bucket(), ranges: o.VNIRanges, log: o.Log}
+	c := &Controller{js: js, kv: kv, bucket: kv.Bucket(), ranges: o.VNIRanges, log: o.Log, memberGrace: cmp.Or(o.MemberSyncGrace, DefaultMemberSyncGrace)}
 	if c.ranges == nil {
 		c.ranges = DefaultVNIRanges
 	}
@@ -223,6 +229,8 @@ type NetworkSpec struct {
 	Subnets []netip.Prefix
 	// ID to use instead of a random UUID (must be a UUID).
 	ID string
+	// Project owns the network ("": AdminProject).
+	Project string
 }
 
 // Network is a network record with its revision.
@@ -235,7 +243,8 @@ type Network struct {
 // create-only write of its own key first, so two concurrent creates can
 // never get the same VNI, whether chosen or allocated.
 func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) (Network, error) {
-	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, VNI: spec.VNI, MTU: spec.MTU, Subnets: spec.Subnets, CreatedAt: now()}
+	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, VNI: spec.VNI, MTU: spec.MTU, Subnets: spec.Subnets,
+		Project: ProjectOf(spec.Project), CreatedAt: now()}
 	if rec.ID == "" {
 		rec.ID = NewUUID()
 	} else if !IsUUID(rec.ID) {
@@ -250,6 +259,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) (Netwo
 	}
 	if err := probe.Validate(); err != nil {
 		return Network{}, fmt.Errorf("%w: network %q: %w", ErrInvalid, spec.Name, err)
+	}
+	if err := c.checkQuota(ctx, rec.Project, usage{networks: 1}); err != nil {
+		return Network{}, err
 	}
 	var vniRev uint64
 	var err error
@@ -442,8 +454,11 @@ type PortSpec struct {
 	// NoPortSecurity turns port security off (Neutron's default is on).
 	NoPortSecurity      bool
 	AllowedAddressPairs []state.AddressPair
-	// SecurityGroups by id or name.
+	// SecurityGroups by id or name (in Project); none joins the project's
+	// default group.
 	SecurityGroups []string
+	// Project owns the port ("": AdminProject).
+	Project string
 	// Host binds the port at once ("" leaves it unbound).
 	Host        string
 	DeviceOwner string
@@ -474,7 +489,7 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 	rec := &PortRecord{
 		ID: spec.ID, NetworkID: n.ID, Name: spec.Name, MAC: spec.MAC, FixedIPs: spec.FixedIPs,
 		PortSecurity: !spec.NoPortSecurity, AllowedAddressPairs: spec.AllowedAddressPairs,
-		DeviceOwner: spec.DeviceOwner, Host: spec.Host, CreatedAt: now(),
+		DeviceOwner: spec.DeviceOwner, Host: spec.Host, Project: ProjectOf(spec.Project), CreatedAt: now(),
 	}
 	rec.UpdatedAt = rec.CreatedAt
 	if rec.ID == "" {
@@ -499,20 +514,28 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 			return Port{}, invalidf("fixed ip %s is not in a subnet of network %s (%s)", ip, n.Name, prefixesString(n.Subnets))
 		}
 	}
-	// Neutron: a port without groups joins the default group, created
-	// (with a fixed id) once the port is.
-	joinDefault := len(spec.SecurityGroups) == 0 && rec.PortSecurity
-	if joinDefault {
-		rec.SecurityGroups = []string{DefaultGroupID}
+	// Neutron: a port without groups joins its project's default group,
+	// created on first use.
+	refs := spec.SecurityGroups
+	if len(refs) == 0 && rec.PortSecurity {
+		refs = []string{DefaultGroupIDOf(rec.Project)}
 	}
-	for _, ref := range spec.SecurityGroups {
-		sg, err := c.GetSecurityGroup(ctx, ref)
-		if err != nil {
-			return Port{}, fmt.Errorf("security group %q: %w", ref, err)
+	if !rec.PortSecurity && len(refs) > 0 {
+		return Port{}, invalidf("port %q: port security is disabled but security groups are given: drop them, or keep port security on", spec.Name)
+	}
+	if err := rec.Validate(); err != nil {
+		return Port{}, fmt.Errorf("%w: port %q: %w", ErrInvalid, spec.Name, err)
+	}
+	if err := c.checkQuota(ctx, rec.Project, usage{ports: 1}); err != nil {
+		return Port{}, err
+	}
+	if len(spec.SecurityGroups) == 0 && rec.PortSecurity {
+		if err := c.ensureDefaultGroup(ctx, rec.Project); err != nil {
+			return Port{}, err
 		}
-		if !slices.Contains(rec.SecurityGroups, sg.ID) {
-			rec.SecurityGroups = append(rec.SecurityGroups, sg.ID)
-		}
+	}
+	if rec.SecurityGroups, err = c.portGroups(ctx, rec.Project, refs); err != nil {
+		return Port{}, err
 	}
 	if err := rec.Validate(); err != nil {
 		return Port{}, fmt.Errorf("%w: port %q: %w", ErrInvalid, spec.Name, err)
@@ -562,6 +585,12 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 		}
 		undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), key, rev) })
 	}
+	unmember, err := c.writeMembers(ctx, nil, rec)
+	if err != nil {
+		rollback()
+		return Port{}, err
+	}
+	undo = append(undo, unmember)
 	rev, err := c.create(ctx, PortKey(n.ID, rec.ID), rec)
 	if err != nil {
 		rollback()
@@ -573,11 +602,6 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 	if again, err := c.GetNetwork(ctx, n.ID); err != nil || again.Deleting {
 		rollback()
 		return Port{}, fmt.Errorf("network %s was deleted while the port was created: %w", n.ID, ErrConflict)
-	}
-	if joinDefault {
-		if _, err := c.ensureDefaultGroup(ctx); err != nil {
-			c.log.Warn("port created, but not its default security group (it allows nothing until the group exists)", "port", rec.ID, "err", err)
-		}
 	}
 	c.log.Info("port created", "id", rec.ID, "network", n.ID, "mac", rec.MAC, "host", rec.Host, "revision", rev)
 	return Port{PortRecord: *rec, Revision: rev, Status: StatusDown}, nil
@@ -740,6 +764,7 @@ func (c *Controller) DeletePort(ctx context.Context, ref string, expectRevision 
 			}
 		}
 	}
+	c.dropMembers(ctx, &p.PortRecord, nil)
 	c.log.Info("port deleted", "id", p.ID, "network", p.NetworkID)
 	return nil
 }
@@ -793,189 +818,6 @@ func (c *Controller) ListPorts(ctx context.Context, f PortFilter) ([]Port, error
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
-}
-
-// ---- security groups ----
-
-// SecurityGroupSpec asks for a security group.
-type SecurityGroupSpec struct {
-	Name        string
-	Description string
-	ID          string // optional UUID
-}
-
-// SecurityGroup is a security group record with its revision.
-type SecurityGroup struct {
-	SecurityGroupRecord
-	Revision uint64 `json:"revision"`
-}
-
-// CreateSecurityGroup creates an empty security group (names are unique,
-// so that they can be used as references).
-func (c *Controller) CreateSecurityGroup(ctx context.Context, spec SecurityGroupSpec) (SecurityGroup, error) {
-	rec := &SecurityGroupRecord{ID: spec.ID, Name: spec.Name, Description: spec.Description, CreatedAt: now()}
-	if rec.ID == "" {
-		rec.ID = NewUUID()
-	} else if !IsUUID(rec.ID) {
-		return SecurityGroup{}, invalidf("security group id %q is not a UUID", rec.ID)
-	}
-	if err := rec.Validate(); err != nil {
-		return SecurityGroup{}, fmt.Errorf("%w: security group %q: %w", ErrInvalid, spec.Name, err)
-	}
-	if _, err := c.GetSecurityGroup(ctx, spec.Name); err == nil {
-		return SecurityGroup{}, fmt.Errorf("security group %q: %w", spec.Name, ErrExists)
-	}
-	rev, err := c.create(ctx, SecGroupKey(rec.ID), rec)
-	if err != nil {
-		return SecurityGroup{}, err
-	}
-	return SecurityGroup{SecurityGroupRecord: *rec, Revision: rev}, nil
-}
-
-// ListSecurityGroups returns every security group, by name.
-func (c *Controller) ListSecurityGroups(ctx context.Context) ([]SecurityGroup, error) {
-	recs, err := c.load(ctx, SecGroupsFilter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]SecurityGroup, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, SecurityGroup{SecurityGroupRecord: *r.Rec.(*SecurityGroupRecord), Revision: r.Rev})
-	}
-	slices.SortFunc(out, func(a, b SecurityGroup) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
-	return out, nil
-}
-
-// GetSecurityGroup finds a security group by id or name.
-func (c *Controller) GetSecurityGroup(ctx context.Context, ref string) (SecurityGroup, error) {
-	if ref == "" {
-		return SecurityGroup{}, invalidf("empty security group reference")
-	}
-	if ValidID(ref) == nil {
-		rec, rev, err := c.get(ctx, SecGroupKey(ref))
-		if err == nil {
-			return SecurityGroup{SecurityGroupRecord: *rec.(*SecurityGroupRecord), Revision: rev}, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return SecurityGroup{}, err
-		}
-	}
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return SecurityGroup{}, err
-	}
-	for _, sg := range all {
-		if sg.Name == ref {
-			return sg, nil
-		}
-	}
-	return SecurityGroup{}, fmt.Errorf("security group %q: %w", ref, ErrNotFound)
-}
-
-// AddSecurityGroupRule adds a rule (its ID is generated) with a
-// compare-and-set on the group, retrying when another rule was added
-// meanwhile. A rule equal to an existing one is refused, as in Neutron.
-func (c *Controller) AddSecurityGroupRule(ctx context.Context, sgRef string, rule SGRule) (SGRule, error) {
-	rule.ID = NewUUID()
-	if rule.Ethertype == "" {
-		rule.Ethertype = "IPv4"
-		if rule.RemoteIPPrefix.IsValid() && rule.RemoteIPPrefix.Addr().Is6() {
-			rule.Ethertype = "IPv6"
-		}
-	}
-	rule.Protocol = strings.ToLower(rule.Protocol)
-	if err := rule.Validate(); err != nil {
-		return SGRule{}, fmt.Errorf("%w: rule: %w", ErrInvalid, err)
-	}
-	if rule.RemoteGroupID != "" {
-		rg, err := c.GetSecurityGroup(ctx, rule.RemoteGroupID)
-		if err != nil {
-			return SGRule{}, fmt.Errorf("remote group: %w", err)
-		}
-		rule.RemoteGroupID = rg.ID
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		sg, err := c.GetSecurityGroup(ctx, sgRef)
-		if err != nil {
-			return SGRule{}, err
-		}
-		for _, r := range sg.Rules {
-			same := r
-			same.ID = rule.ID
-			if same == rule {
-				return SGRule{}, fmt.Errorf("security group %s already has rule %s: %w", sg.Name, r.ID, ErrExists)
-			}
-		}
-		rec := sg.SecurityGroupRecord
-		rec.Rules = append(slices.Clone(rec.Rules), rule)
-		_, err = c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return SGRule{}, err
-		}
-		return rule, nil
-	}
-	return SGRule{}, fmt.Errorf("add rule to %s: %w", sgRef, ErrConflict)
-}
-
-// DeleteSecurityGroupRule deletes a rule by id, whatever its group.
-func (c *Controller) DeleteSecurityGroupRule(ctx context.Context, ruleID string) error {
-	for attempt := 0; attempt < 5; attempt++ {
-		err := c.deleteRuleOnce(ctx, ruleID)
-		if !errors.Is(err, ErrConflict) {
-			return err
-		}
-	}
-	return fmt.Errorf("delete rule %s: %w", ruleID, ErrConflict)
-}
-
-func (c *Controller) deleteRuleOnce(ctx context.Context, ruleID string) error {
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return err
-	}
-	for _, sg := range all {
-		i := slices.IndexFunc(sg.Rules, func(r SGRule) bool { return r.ID == ruleID })
-		if i < 0 {
-			continue
-		}
-		rec := sg.SecurityGroupRecord
-		rec.Rules = slices.Delete(slices.Clone(rec.Rules), i, i+1)
-		_, err := c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
-		return err
-	}
-	return fmt.Errorf("security group rule %q: %w", ruleID, ErrNotFound)
-}
-
-// DeleteSecurityGroup deletes a group no port or rule refers to.
-func (c *Controller) DeleteSecurityGroup(ctx context.Context, ref string) error {
-	sg, err := c.GetSecurityGroup(ctx, ref)
-	if err != nil {
-		return err
-	}
-	ports, err := c.load(ctx, PortsFilter)
-	if err != nil {
-		return err
-	}
-	for _, r := range ports {
-		if slices.Contains(r.Rec.(*PortRecord).SecurityGroups, sg.ID) {
-			return fmt.Errorf("security group %s is used by port %s: %w", sg.Name, r.Parsed.Port, ErrInUse)
-		}
-	}
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return err
-	}
-	for _, other := range all {
-		for _, r := range other.Rules {
-			if r.RemoteGroupID == sg.ID && other.ID != sg.ID {
-				return fmt.Errorf("security group %s is the remote group of a rule of %s: %w", sg.Name, other.Name, ErrInUse)
-			}
-		}
-	}
-	return c.del(ctx, SecGroupKey(sg.ID), sg.Revision)
 }
 
 // ---- maintenance ----

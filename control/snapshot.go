@@ -18,7 +18,7 @@ import (
 const SnapshotFile = "control-snapshot.json"
 
 // snapshotSchema versions the snapshot file format.
-const snapshotSchema = 2
+const snapshotSchema = 3
 
 // snapshotHeader identifies what a snapshot belongs to. A snapshot is used
 // for a delta resync only if every field matches the present.
@@ -36,8 +36,9 @@ type snapshotHeader struct {
 	// snapshot; it must equal the dataplane's applied revision.
 	DesiredRevision uint64   `json:"desired_revision"`
 	Networks        []string `json:"networks"`
-	SecurityGroups  []string `json:"security_groups"`
-	Records         int      `json:"records"`
+	// Refs are the followed filters besides networks (see wanted).
+	Refs    []string `json:"refs"`
+	Records int      `json:"records"`
 }
 
 // snapshot is a captured view: what the agent knew when it built a Desired.
@@ -48,7 +49,7 @@ type snapshot struct {
 
 // capture copies the view's record pointers (records are immutable), cheap
 // enough to do at every build.
-func (a *Agent) capture(v *view, watermark, desiredRev uint64, sgs map[string]bool) *snapshot {
+func (a *Agent) capture(v *view, watermark, desiredRev uint64, refs map[string]bool) *snapshot {
 	s := &snapshot{snapshotHeader: snapshotHeader{
 		Schema: snapshotSchema, Host: a.opts.Host, Bucket: a.bucket, StreamCreated: a.streamCreated,
 		Watermark: watermark, DesiredRevision: desiredRev,
@@ -56,11 +57,11 @@ func (a *Agent) capture(v *view, watermark, desiredRev uint64, sgs map[string]bo
 	for id := range v.nets {
 		s.Networks = append(s.Networks, id)
 	}
-	for id := range sgs {
-		s.SecurityGroups = append(s.SecurityGroups, id)
+	for f := range refs {
+		s.Refs = append(s.Refs, f)
 	}
 	slices.Sort(s.Networks)
-	slices.Sort(s.SecurityGroups)
+	slices.Sort(s.Refs)
 	s.records = v.records()
 	s.Records = len(s.records)
 	return s

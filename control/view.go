@@ -35,8 +35,8 @@ func newNetView() *netView {
 
 // view is an agent's copy of the part of the bucket it follows: its
 // bindings and agent record, every host registration (VTEPs), the networks
-// it hosts and the security groups of its ports. Records are immutable
-// once stored.
+// it hosts, the security groups of its ports and the members and address
+// groups their rules name as remotes. Records are immutable once stored.
 type view struct {
 	host          string
 	bindings      map[string]rev[BindingRecord]      // by port id
@@ -44,6 +44,8 @@ type view struct {
 	registrations map[string]rev[RegistrationRecord] // by host
 	nets          map[string]*netView                // followed networks, by id
 	sgs           map[string]rev[SecurityGroupRecord]
+	members       map[string]map[string]rev[MemberRecord] // by group, then port
+	addrGroups    map[string]rev[AddressGroupRecord]
 	// local indexes the ports bound to this host: port id -> network id.
 	local map[string]string
 	// seen holds the revision of deletions and rejected updates per key,
@@ -60,6 +62,8 @@ func newView(host string) *view {
 		registrations: map[string]rev[RegistrationRecord]{},
 		nets:          map[string]*netView{},
 		sgs:           map[string]rev[SecurityGroupRecord]{},
+		members:       map[string]map[string]rev[MemberRecord]{},
+		addrGroups:    map[string]rev[AddressGroupRecord]{},
 		local:         map[string]string{},
 		seen:          map[string]uint64{},
 	}
@@ -74,7 +78,7 @@ func (v *view) follows(k Key) bool {
 		return k.Host == v.host
 	case KindRegistration:
 		return true
-	case KindSecGroup:
+	case KindSecGroup, KindMember, KindAddressGroup:
 		return true
 	}
 	return false
@@ -103,6 +107,10 @@ func (v *view) storedRev(k Key) uint64 {
 		return v.bindings[k.Port].Rev
 	case KindSecGroup:
 		return v.sgs[k.SG].Rev
+	case KindMember:
+		return v.members[k.SG][k.Port].Rev
+	case KindAddressGroup:
+		return v.addrGroups[k.AG].Rev
 	}
 	return 0
 }
@@ -137,9 +145,10 @@ func (v *view) apply(e kvEntry) (bool, error) {
 }
 
 // meaning is what a key contributes to the Desired, for change detection:
-// the record itself for networks, bindings, local ports and ACTIVE remote
-// ports; the effective status for statuses; the VTEP for registrations; nothing for security
-// groups (Desired carries their ids, not their rules) and the agent record.
+// the record itself for networks, bindings, local ports, ACTIVE remote
+// ports, security groups, members and address groups (their rules and
+// addresses are resolved into the Desired); the effective status for
+// statuses; the VTEP for registrations; nothing for the agent record.
 func (v *view) meaning(k Key) any {
 	switch k.Kind {
 	case KindNetwork:
@@ -181,6 +190,18 @@ func (v *view) meaning(k Key) any {
 		if b, ok := v.bindings[k.Port]; ok {
 			return b.Rec
 		}
+	case KindSecGroup:
+		if g, ok := v.sgs[k.SG]; ok {
+			return g.Rec
+		}
+	case KindMember:
+		if m, ok := v.members[k.SG][k.Port]; ok {
+			return m.Rec
+		}
+	case KindAddressGroup:
+		if ag, ok := v.addrGroups[k.AG]; ok {
+			return ag.Rec
+		}
 	}
 	return nil
 }
@@ -215,6 +236,13 @@ func (v *view) store(k Key, r uint64, rec any) {
 		v.bindings[k.Port] = rev[BindingRecord]{Rev: r, Rec: rec}
 	case *SecurityGroupRecord:
 		v.sgs[k.SG] = rev[SecurityGroupRecord]{Rev: r, Rec: rec}
+	case *MemberRecord:
+		if v.members[k.SG] == nil {
+			v.members[k.SG] = map[string]rev[MemberRecord]{}
+		}
+		v.members[k.SG][k.Port] = rev[MemberRecord]{Rev: r, Rec: rec}
+	case *AddressGroupRecord:
+		v.addrGroups[k.AG] = rev[AddressGroupRecord]{Rev: r, Rec: rec}
 	}
 }
 
@@ -258,6 +286,14 @@ func (v *view) remove(k Key) bool {
 		_, had := v.sgs[k.SG]
 		delete(v.sgs, k.SG)
 		return had
+	case KindMember:
+		_, had := v.members[k.SG][k.Port]
+		delete(v.members[k.SG], k.Port)
+		return had
+	case KindAddressGroup:
+		_, had := v.addrGroups[k.AG]
+		delete(v.addrGroups, k.AG)
+		return had
 	}
 	return false
 }
@@ -272,27 +308,51 @@ func (v *view) prune(watermark uint64) {
 }
 
 // wanted is the part of the bucket the agent must follow given what it
-// knows: the networks its bindings name and the security groups of its
-// local ports.
+// knows: the networks its bindings name, and refs: the security groups of
+// its local ports (SecGroupKey), the members of the groups their rules
+// name as remote group (MembersFilter) and the address groups they name
+// (AddressGroupKey), by filter.
 type wanted struct {
 	nets map[string]bool
-	sgs  map[string]bool
+	refs map[string]bool
 }
 
 func (v *view) wanted() wanted {
-	w := wanted{nets: map[string]bool{}, sgs: map[string]bool{}}
+	w := wanted{nets: map[string]bool{}, refs: map[string]bool{}}
 	for _, b := range v.bindings {
 		w.nets[b.Rec.NetworkID] = true
 	}
 	for portID, netID := range v.local {
-		if !w.nets[netID] {
-			continue
-		}
-		for _, sg := range v.nets[netID].ports[portID].Rec.SecurityGroups {
-			w.sgs[sg] = true
+		if w.nets[netID] {
+			for f := range v.portRefs(v.nets[netID].ports[portID].Rec) {
+				w.refs[f] = true
+			}
 		}
 	}
 	return w
+}
+
+// portRefs are the ref filters a local port needs: its groups, and the
+// remote groups' members and address groups of their rules (of the groups
+// the view holds).
+func (v *view) portRefs(p *PortRecord) map[string]bool {
+	out := map[string]bool{}
+	for _, sg := range p.SecurityGroups {
+		out[SecGroupKey(sg)] = true
+		g, ok := v.sgs[sg]
+		if !ok {
+			continue
+		}
+		for _, r := range g.Rec.Rules {
+			if r.RemoteGroupID != "" {
+				out[MembersFilter(r.RemoteGroupID)] = true
+			}
+			if r.RemoteAddressGroupID != "" {
+				out[AddressGroupKey(r.RemoteAddressGroupID)] = true
+			}
+		}
+	}
+	return out
 }
 
 // followNetwork and dropNetwork change the followed set.
@@ -319,9 +379,25 @@ func (v *view) dropNetwork(id string) {
 	}
 }
 
-func (v *view) dropSG(id string) {
-	delete(v.sgs, id)
-	delete(v.seen, SecGroupKey(id))
+// dropRef forgets what a ref filter (see wanted) followed.
+func (v *view) dropRef(filter string) {
+	kind, id, _ := parseEntitledFilter(filter)
+	switch kind {
+	case KindSecGroup:
+		delete(v.sgs, id)
+		delete(v.seen, SecGroupKey(id))
+	case KindAddressGroup:
+		delete(v.addrGroups, id)
+		delete(v.seen, AddressGroupKey(id))
+	case KindMember:
+		delete(v.members, id)
+		prefix := "members." + id + "."
+		for k := range v.seen {
+			if strings.HasPrefix(k, prefix) {
+				delete(v.seen, k)
+			}
+		}
+	}
 }
 
 // baseFilters are followed by every agent, whatever it hosts.
@@ -330,22 +406,23 @@ func baseFilters(host string) []string {
 }
 
 // filters are the watch filters of the followed part, sorted.
-func (v *view) filters(sgs map[string]bool) []string {
+func (v *view) filters(refs map[string]bool) []string {
 	out := baseFilters(v.host)
 	for id := range v.nets {
 		out = append(out, NetworkFilter(id))
 	}
-	for id := range sgs {
-		out = append(out, SecGroupKey(id))
+	for f := range refs {
+		out = append(out, f)
 	}
 	slices.Sort(out)
 	return out
 }
 
-// proofs name, for each network and security group filter, the record
-// that entitles this host to it (see consumerSpec.Proofs): a binding of a
-// port on the network, a local port in the group. A filter without one is
-// left out; the broker refuses it.
+// proofs name, for each network and ref filter, the record that entitles
+// this host to it (see consumerSpec.Proofs): a binding of a port on the
+// network, a local port that needs the ref (in the group, or in a group
+// whose rules name the remote group or address group). A filter without
+// one is left out; the broker refuses it.
 func (v *view) proofs(filters []string) map[string]string {
 	need := map[string]bool{}
 	for _, f := range filters {
@@ -358,8 +435,8 @@ func (v *view) proofs(filters []string) map[string]string {
 		}
 	}
 	for portID, netID := range v.local {
-		for _, sg := range v.nets[netID].ports[portID].Rec.SecurityGroups {
-			if f := SecGroupKey(sg); need[f] {
+		for f := range v.portRefs(v.nets[netID].ports[portID].Rec) {
+			if need[f] {
 				out[f] = PortKey(netID, portID)
 			}
 		}
@@ -513,7 +590,9 @@ func (v *view) build(ownVTEP netip.Addr) buildResult {
 		d.LocalPorts = append(d.LocalPorts, locals...)
 		d.RemotePorts = append(d.RemotePorts, remotes...)
 	}
-	d.SecurityGroups = v.securityGroups(d.LocalPorts)
+	var sgConflicts []*RecordError
+	d.SecurityGroups, sgConflicts = v.securityGroups(d.LocalPorts)
+	res.conflicts = append(res.conflicts, sgConflicts...)
 	return res
 }
 
@@ -539,6 +618,14 @@ func (v *view) records() []snapshotRecord {
 	for id, sg := range v.sgs {
 		out = append(out, snapshotRecord{SecGroupKey(id), sg.Rev, sg.Rec})
 	}
+	for id, ms := range v.members {
+		for port, m := range ms {
+			out = append(out, snapshotRecord{MemberKey(id, port), m.Rev, m.Rec})
+		}
+	}
+	for id, ag := range v.addrGroups {
+		out = append(out, snapshotRecord{AddressGroupKey(id), ag.Rev, ag.Rec})
+	}
 	for id, nv := range v.nets {
 		if nv.net != nil {
 			out = append(out, snapshotRecord{NetworkKey(id), nv.net.Rev, nv.net.Rec})
@@ -555,7 +642,10 @@ func (v *view) records() []snapshotRecord {
 
 // size counts the records held.
 func (v *view) size() int {
-	n := len(v.bindings) + len(v.agents) + len(v.registrations) + len(v.sgs)
+	n := len(v.bindings) + len(v.agents) + len(v.registrations) + len(v.sgs) + len(v.addrGroups)
+	for _, ms := range v.members {
+		n += len(ms)
+	}
 	for _, nv := range v.nets {
 		n += len(nv.ports) + len(nv.status)
 		if nv.net != nil {

@@ -23,6 +23,9 @@ import (
 type PingResult struct {
 	Sent, Received int
 	RTTs           []time.Duration
+	// Answered are the times the answered echoes were sent (when a
+	// running ping stopped being answered).
+	Answered []time.Time
 }
 
 // Ping sends count ICMP echo requests from namespace ns to dst, one per
@@ -67,6 +70,7 @@ func Ping(ns string, dst netip.Addr, count int, interval, timeout time.Duration)
 			}
 			res.Received++
 			res.RTTs = append(res.RTTs, time.Since(start))
+			res.Answered = append(res.Answered, start)
 			break
 		}
 	}

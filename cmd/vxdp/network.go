@@ -29,13 +29,14 @@ creates never share one.`,
 					&cli.IntFlag{Name: "mtu", Value: control.DefaultMTU, Usage: "tenant MTU"},
 					&cli.StringSliceFlag{Name: "subnet", Usage: "`CIDR` the ports' fixed IPs must be in (repeatable)"},
 					&cli.StringFlag{Name: "id", Usage: "network `UUID` (default: a new one)"},
+					projectFlag(true),
 				}, outputFlags(networkView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					name, err := oneArg(c, "network name")
 					if err != nil {
 						return err
 					}
-					spec := control.NetworkSpec{Name: name, MTU: c.Int("mtu"), ID: c.String("id")}
+					spec := control.NetworkSpec{Name: name, MTU: c.Int("mtu"), ID: c.String("id"), Project: c.String("project")}
 					if v := c.Uint("vni"); c.IsSet("vni") {
 						if err := control.ValidateVNI(uint32(min(v, 1<<24))); err != nil || v > 1<<24 {
 							return fmt.Errorf("--vni %d: out of range 1-16777215", v)
@@ -59,20 +60,10 @@ creates never share one.`,
 					return printOne(c, networkView, n)
 				}),
 			},
-			listCommand("list networks", networkView, (*control.Controller).ListNetworks),
-			showCommand("show a network", "network", networkView, (*control.Controller).GetNetwork),
-			{
-				Name:      "delete",
-				Usage:     "delete a network without ports and release its VNI",
-				ArgsUsage: "NAME|ID",
-				Flags:     append(controllerFlags(), outputFlags(deletedView)...),
-				Action: withRecord("network", (*control.Controller).GetNetwork, func(c *cli.Context, ctl *control.Controller, n control.Network) error {
-					if err := ctl.DeleteNetwork(c.Context, n.ID); err != nil {
-						return err
-					}
-					return printDeleted(c, deleted{Kind: "network", ID: n.ID, Name: n.Name})
-				}),
-			},
+			listCommand("list networks", networkView, (*control.Controller).ListNetworks, func(n control.Network) string { return n.Project }),
+			showCommand("show a network", "network", networkView, byRef((*control.Controller).GetNetwork)),
+			deleteCommand("delete a network without ports and release its VNI", "network", byRef((*control.Controller).GetNetwork),
+				(*control.Controller).DeleteNetwork, func(n control.Network) deleted { return deleted{Kind: "network", ID: n.ID, Name: n.Name} }),
 		},
 	}
 }
@@ -88,6 +79,7 @@ var networkView = view[control.Network]{
 		{key: "network_type", header: "Network Type", value: func(control.Network) any { return "vxlan" }},
 		{key: "vni", header: "VNI", value: func(n control.Network) any { return n.VNI }},
 		{key: "mtu", header: "MTU", value: func(n control.Network) any { return n.MTU }},
+		{key: "project_id", header: "Project", value: func(n control.Network) any { return control.ProjectOf(n.Project) }},
 		{key: "created_at", header: "Created At", value: func(n control.Network) any { return timeOrNil(n.CreatedAt) }},
 		{key: "revision", header: "Revision", value: func(n control.Network) any { return n.Revision }},
 	},
