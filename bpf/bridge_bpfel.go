@@ -38,6 +38,7 @@ const (
 	BridgeMapStats        = "stats"
 	BridgeMapTxPorts      = "tx_ports"
 	BridgeMapVteps        = "vteps"
+	BridgeMapVteps6       = "vteps6"
 	BridgeProgVxdpBridge  = "vxdp_bridge"
 )
 
@@ -112,6 +113,7 @@ type BridgeMapSpecs struct {
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // BridgeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type BridgeMaps struct {
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *BridgeMaps) Close() error {
@@ -188,6 +191,7 @@ func (m *BridgeMaps) Close() error {
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

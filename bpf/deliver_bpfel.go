@@ -38,6 +38,7 @@ const (
 	DeliverMapStats        = "stats"
 	DeliverMapTxPorts      = "tx_ports"
 	DeliverMapVteps        = "vteps"
+	DeliverMapVteps6       = "vteps6"
 	DeliverProgVxdpDeliver = "vxdp_deliver"
 )
 
@@ -112,6 +113,7 @@ type DeliverMapSpecs struct {
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // DeliverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type DeliverMaps struct {
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *DeliverMaps) Close() error {
@@ -188,6 +191,7 @@ func (m *DeliverMaps) Close() error {
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

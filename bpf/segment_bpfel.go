@@ -38,6 +38,7 @@ const (
 	SegmentMapStats        = "stats"
 	SegmentMapTxPorts      = "tx_ports"
 	SegmentMapVteps        = "vteps"
+	SegmentMapVteps6       = "vteps6"
 	SegmentProgVxdpSegment = "vxdp_segment"
 )
 
@@ -112,6 +113,7 @@ type SegmentMapSpecs struct {
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // SegmentVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type SegmentMaps struct {
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *SegmentMaps) Close() error {
@@ -188,6 +191,7 @@ func (m *SegmentMaps) Close() error {
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

@@ -38,6 +38,7 @@ const (
 	UplinkMapStats        = "stats"
 	UplinkMapTxPorts      = "tx_ports"
 	UplinkMapVteps        = "vteps"
+	UplinkMapVteps6       = "vteps6"
 	UplinkProgVxdpUplink  = "vxdp_uplink"
 )
 
@@ -112,6 +113,7 @@ type UplinkMapSpecs struct {
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // UplinkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type UplinkMaps struct {
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *UplinkMaps) Close() error {
@@ -188,6 +191,7 @@ func (m *UplinkMaps) Close() error {
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

@@ -38,6 +38,7 @@ const (
 	UplinkBoundMapStats        = "stats"
 	UplinkBoundMapTxPorts      = "tx_ports"
 	UplinkBoundMapVteps        = "vteps"
+	UplinkBoundMapVteps6       = "vteps6"
 	UplinkBoundProgVxdpUplink  = "vxdp_uplink"
 )
 
@@ -112,6 +113,7 @@ type UplinkBoundMapSpecs struct {
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // UplinkBoundVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type UplinkBoundMaps struct {
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *UplinkBoundMaps) Close() error {
@@ -188,6 +191,7 @@ func (m *UplinkBoundMaps) Close() error {
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

@@ -38,6 +38,7 @@ const (
 	VxlanMapStats        = "stats"
 	VxlanMapTxPorts      = "tx_ports"
 	VxlanMapVteps        = "vteps"
+	VxlanMapVteps6       = "vteps6"
 	VxlanProgVxdpVxlan   = "vxdp_vxlan"
 )
 
@@ -112,6 +113,7 @@ type VxlanMapSpecs struct {
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // VxlanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -162,6 +164,7 @@ type VxlanMaps struct {
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *VxlanMaps) Close() error {
@@ -188,6 +191,7 @@ func (m *VxlanMaps) Close() error {
 		m.Stats,
 		m.TxPorts,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

@@ -374,12 +374,18 @@ func validHostVTEP(what, host string, vtep netip.Addr, k Key) error {
 }
 
 // ValidVTEP checks that ip can be a host's tunnel endpoint: a unicast IPv4
-// address that is not unspecified, loopback, link-local, multicast,
-// broadcast or otherwise reserved ("this network" 0/8, class E 240/4).
+// or IPv6 address that is not unspecified, loopback, link-local,
+// multicast, broadcast or otherwise reserved ("this network" 0/8, class E
+// 240/4, IPv4-mapped IPv6).
 func ValidVTEP(ip netip.Addr) error {
-	if !ip.Is4() || ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() ||
-		ip.As4()[0] == 0 || ip.As4()[0] >= 240 {
-		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 address (not loopback, link-local, multicast, broadcast or reserved), e.g. 192.168.248.3", ip)
+	bad := !ip.IsValid() || ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast()
+	if ip.Is4() {
+		bad = bad || ip.As4()[0] == 0 || ip.As4()[0] >= 240
+	} else {
+		bad = bad || ip.Is4In6() || ip.Zone() != ""
+	}
+	if bad {
+		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 or IPv6 address (not loopback, link-local, multicast, broadcast or reserved), e.g. 192.168.248.3", ip)
 	}
 	return nil
 }

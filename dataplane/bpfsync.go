@@ -54,6 +54,7 @@ type bpfWant struct {
 	config    map[uint32]maps.ConfigValue
 	networks  map[uint32]maps.NetInfo
 	vteps     map[maps.VNIAddr]uint32
+	vteps6    map[maps.VNIAddr6]uint32
 	ports     map[uint32]maps.PortInfo
 	portAddrs map[maps.PortAddrKey]maps.PortAddrValue
 	txPorts   map[uint32]uint32
@@ -80,6 +81,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		config:    map[uint32]maps.ConfigValue{0: cfg},
 		networks:  map[uint32]maps.NetInfo{},
 		vteps:     map[maps.VNIAddr]uint32{},
+		vteps6:    map[maps.VNIAddr6]uint32{},
 		ports:     map[uint32]maps.PortInfo{},
 		portAddrs: map[maps.PortAddrKey]maps.PortAddrValue{},
 		txPorts:   map[uint32]uint32{},
@@ -113,9 +115,18 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		w.networks[kn.seg] = info
 		rec.source("bpf/networks", key, n.Source)
 		for _, v := range want.FloodList(n.ID) {
-			k := maps.NewVNIAddr(n.VNI, v.IP)
-			w.vteps[k] = 0
-			rec.source("bpf/vteps", maps.VNIAddrKeyString(k), v.Source)
+			if !d.sameFamily(v.IP, v.Source) {
+				continue
+			}
+			if v.IP.Is4() {
+				k := maps.NewVNIAddr(n.VNI, v.IP)
+				w.vteps[k] = 0
+				rec.source("bpf/vteps", maps.VNIAddrKeyString(k), v.Source)
+			} else {
+				k := maps.NewVNIAddr6(n.VNI, v.IP)
+				w.vteps6[k] = 0
+				rec.source("bpf/vteps6", maps.VNIAddr6KeyString(k), v.Source)
+			}
 		}
 	}
 	secured := slices.DeleteFunc(slices.Clone(present), func(p localPort) bool { return !d.groupsEnforced(p) })
@@ -182,7 +193,10 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
 			continue
 		}
-		w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBRemote, Vtep: maps.BE32(p.VTEP)}
+		if !d.sameFamily(p.VTEP, p.Source) {
+			continue
+		}
+		w.fdb[fk] = maps.NewRemoteFDBEntry(p.VTEP)
 		rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
 		for _, ip := range p.IPs {
 			if ip.Is4() {
@@ -193,6 +207,18 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		}
 	}
 	return w, nil
+}
+
+// sameFamily reports whether a VTEP is of the underlay's family: a
+// vxlan device talks to one family, so a VTEP of the other (a
+// misconfigured host) is left out, and logged.
+func (d *Dataplane) sameFamily(vtep netip.Addr, src state.Source) bool {
+	if vtep.Is4() == d.opts.LocalIP.Is4() {
+		return true
+	}
+	d.log.Warn("VTEP of the other IP version than local_ip: left out (a fleet's underlay is all IPv4 or all IPv6)",
+		"vtep", vtep, "local_ip", d.opts.LocalIP, "source", src)
+	return false
 }
 
 // allowList writes a secured port's allowed (MAC, source) pairs: its MAC
@@ -294,6 +320,7 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 		},
 		func() (mapStep, error) { return plan(d.set, maps.SegmentDevs, w.segmentDevs, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs, w.vteps, maps.VNIAddrKeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.VTEPs6, w.vteps6, maps.VNIAddr6KeyString) },
 		// A port switches policy in one write, once the policy is complete.
 		func() (mapStep, error) { return plan(d.set, maps.PolicyRemote, w.remote, maps.PolicyRemoteKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.PolicyL4, w.l4, maps.PolicyL4KeyString) },
@@ -477,7 +504,6 @@ func (d *Dataplane) markBridged(present []localPort, rec *recorder) error {
 func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 	up := d.kernel.uplink.Attrs()
 	c := maps.ConfigValue{
-		LocalIp:       maps.BE32(d.opts.LocalIP),
 		UplinkIfindex: uint32(up.Index),
 		VxlanPort:     maps.BE16(d.opts.VXLANPort),
 		Ttl:           64,
@@ -486,6 +512,12 @@ func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 	}
 	if !d.opts.Kernel {
 		c.Flags |= maps.ConfigForward
+	}
+	if d.opts.LocalIP.Is6() {
+		c.LocalIp6 = d.opts.LocalIP.As16()
+		c.Flags |= maps.ConfigUnderlayIPv6
+	} else {
+		c.LocalIp = maps.BE32(d.opts.LocalIP)
 	}
 	copy(c.UplinkMac[:], up.HardwareAddr)
 	if d.opts.TTL > 0 {

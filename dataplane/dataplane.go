@@ -223,7 +223,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		return fmt.Errorf("invalid desired state: %w", err)
 	}
 	// The largest tenant MTU the underlay carries once VXLAN is added.
-	maxMTU := d.kernel.uplink.Attrs().MTU - vxlanOverhead
+	maxMTU := d.kernel.uplink.Attrs().MTU - overhead(d.opts.LocalIP)
 	nets := map[string]*kernelNet{}
 	keep := map[string]bool{}
 	for _, n := range want.Networks {
@@ -238,7 +238,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		} else if kn.mtu == 0 || kn.mtu > maxMTU {
 			if kn.mtu > maxMTU {
 				d.log.Warn("network MTU too large for the underlay; using the largest that fits",
-					"network", n.ID, "mtu", kn.mtu, "uplink_mtu", maxMTU+vxlanOverhead, "using", maxMTU)
+					"network", n.ID, "mtu", kn.mtu, "uplink_mtu", maxMTU+overhead(d.opts.LocalIP), "using", maxMTU)
 			}
 			kn.mtu = maxMTU
 		}
@@ -294,7 +294,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		if n.Provider() {
 			continue // no l2pop on provider networks: the bridge learns, ARP floods
 		}
-		fdb, neigh := kernelL2pop(want, n.ID, rec)
+		fdb, neigh := kernelL2pop(want, n.ID, d.opts.LocalIP, rec)
 		kn := nets[n.ID]
 		if err := d.kernel.syncFDB(kn.vxlan, fdb, rec); err != nil {
 			return err
@@ -338,16 +338,19 @@ func portName(p state.LocalPort) string {
 
 // kernelL2pop computes the l2pop view of one network for the kernel: FDB
 // entries of its vxlan device and the proxy-ARP neighbours.
-func kernelL2pop(want *state.Desired, netID string, rec *recorder) (map[fdbDst]state.Source, map[netip.Addr]state.MAC) {
+func kernelL2pop(want *state.Desired, netID string, local netip.Addr, rec *recorder) (map[fdbDst]state.Source, map[netip.Addr]state.MAC) {
 	fdb := map[fdbDst]state.Source{}
 	neigh := map[netip.Addr]state.MAC{}
 	for _, v := range want.FloodList(netID) {
+		if v.IP.Is4() != local.Is4() {
+			continue // the other IP version: the device cannot reach it (buildBPF logs it)
+		}
 		e := fdbDst{dst: v.IP}
 		fdb[e] = v.Source
 		rec.source("kernel/fdb", e.mac.String()+" dst "+e.dst.String(), v.Source)
 	}
 	for _, p := range want.RemotePorts {
-		if p.NetworkID != netID {
+		if p.NetworkID != netID || p.VTEP.Is4() != local.Is4() {
 			continue
 		}
 		e := fdbDst{mac: p.MAC, dst: p.VTEP}

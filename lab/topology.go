@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxdp/vxdp/state"
 )
@@ -65,6 +66,13 @@ func buildTopology(c Config) error {
 	for name, ip := range hosts {
 		if err := addUnderlayHost(c, name, ip); err != nil {
 			return err
+		}
+	}
+	if c.IPv6Underlay {
+		for _, n := range Nodes {
+			if err := Do(c.NS(n), func() error { return addAddr(VTEPDev, netip.PrefixFrom(c.VTEP(n), 64)) }); err != nil {
+				return err
+			}
 		}
 	}
 	// The rogue host also sits on the management network, to send VXLAN
@@ -187,9 +195,9 @@ func addPort(c Config, p Port) error {
 	defer portNS.Close()
 	if err := Do(c.NS(p.Node), func() error {
 		veth := &netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: p.Tap(), MTU: NetworkMTU, HardwareAddr: hw(p.TapMAC())},
+			LinkAttrs:        netlink.LinkAttrs{Name: p.Tap(), MTU: c.portMTU(p), HardwareAddr: hw(p.TapMAC())},
 			PeerName:         VMDev,
-			PeerMTU:          NetworkMTU,
+			PeerMTU:          uint32(c.portMTU(p)),
 			PeerHardwareAddr: hw(p.MAC),
 			PeerNamespace:    netlink.NsFd(int(portNS)),
 		}
@@ -235,7 +243,10 @@ func addAddr(dev string, p netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("link %s: %w", dev, err)
 	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD // usable at once, as the lab's addresses are unique
+	}
 	if err := netlink.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("add %s to %s: %w", p, dev, err)
 	}

@@ -78,8 +78,8 @@ func (d *Desired) Validate() error {
 			bad("%s: mtu %d out of range 68-65000", where, n.MTU)
 		}
 		for _, v := range n.VTEPs {
-			if !v.IP.Is4() {
-				bad("%s: vtep %q is not an IPv4 address", where, v.IP)
+			if !v.IP.IsValid() || v.IP.Is4In6() || v.IP.IsUnspecified() || v.IP.IsMulticast() {
+				bad("%s: vtep %q is not a unicast address", where, v.IP)
 			}
 		}
 		for j, sn := range n.Subnets {
@@ -187,8 +187,8 @@ func (d *Desired) Validate() error {
 			if p.VTEP.IsValid() {
 				bad("%s: a port of %s network %s has no vtep", where, n.Kind(), n.ID)
 			}
-		} else if !p.VTEP.Is4() {
-			bad("%s: vtep %q is not an IPv4 address", where, p.VTEP)
+		} else if !p.VTEP.IsValid() || p.VTEP.Is4In6() || p.VTEP.IsUnspecified() || p.VTEP.IsMulticast() {
+			bad("%s: vtep %q is not a unicast address", where, p.VTEP)
 		}
 	}
 	return errors.Join(errs...)

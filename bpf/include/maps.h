@@ -127,6 +127,14 @@ struct {
 	__type(value, __u32);
 } vteps SEC(".maps");
 
+/* The same over an IPv6 underlay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_VTEPS_MAX);
+	__type(key, struct vni_addr6);
+	__type(value, __u32);
+} vteps6 SEC(".maps");
+
 /* Proxy ARP: the MAC of a remote port's IPv4 address in a VNI (l2pop). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -47,6 +47,7 @@ func labUpCommand() *cli.Command {
 		&cli.BoolFlag{Name: "rogue", Usage: "add an underlay host 192.168.248.9 that is no VTEP"},
 		&cli.StringFlag{Name: "guest", Usage: "make `VM` (e.g. vm1) a real guest: qemu with virtio-net on its tap (KVM where it boots a stock kernel, software emulation otherwise; the image is assembled from Debian packages)"},
 		&cli.BoolFlag{Name: "provider", Usage: "add the seed's provider networks: vlan99 (VLAN 99 on eth1) with vm5 and vm6, a flat network on eth3 with vm7 and vm8, and a physical host on both (needs --control file for now)"},
+		&cli.BoolFlag{Name: "ipv6-underlay", Usage: "run VXLAN over IPv6: the nodes' eth2 also get fd00:192:168:248::<n> and the agents take it as local_ip"},
 		&cli.BoolFlag{Name: "dhcp", Usage: "VMs get their addresses from DHCP at the port (a real DHCP client in each VM; needs --control file for now)"},
 		&cli.BoolFlag{Name: "vip", Usage: "give vm1 172.16.100.112 as an allowed address pair (ARP for it floods)"},
 		&cli.BoolFlag{Name: "no-smoke", Usage: "skip the vm2 -> vm1 ping"},
@@ -77,6 +78,7 @@ func labUpCommand() *cli.Command {
 				VIP:           c.Bool("vip"),
 				DHCP:          c.Bool("dhcp"),
 				Provider:      c.Bool("provider"),
+				IPv6Underlay:  c.Bool("ipv6-underlay"),
 				Control:       c.String("control"),
 			}
 			for _, n := range lab.Nodes {

@@ -185,7 +185,7 @@ func TestCLI(t *testing.T) {
 		want string
 	}{
 		{[]string{"host", "add", "node3", "--vtep", "192.168.248.33"}, "registered with VTEP 192.168.248.3 (by agent): already exists; add --replace"},
-		{[]string{"host", "add", "node5", "--vtep", "169.254.0.5"}, "want a unicast IPv4 address"},
+		{[]string{"host", "add", "node5", "--vtep", "169.254.0.5"}, "want a unicast IPv4 or IPv6 address"},
 		{[]string{"host", "add", "node5", "--vtep", "node5"}, `--vtep "node5": not an IPv4 address`},
 		{[]string{"host", "add", "node5"}, "--vtep is required"},
 		{[]string{"host", "delete", "node5"}, "host node5: not found"},
