@@ -37,6 +37,7 @@ const (
 	BridgeMapSgStats      = "sg_stats"
 	BridgeMapStats        = "stats"
 	BridgeMapTxPorts      = "tx_ports"
+	BridgeMapVtepNexthop  = "vtep_nexthop"
 	BridgeMapVteps        = "vteps"
 	BridgeMapVteps6       = "vteps6"
 	BridgeProgVxdpBridge  = "vxdp_bridge"
@@ -112,6 +113,7 @@ type BridgeMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
@@ -163,6 +165,7 @@ type BridgeMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
 	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
@@ -190,6 +193,7 @@ func (m *BridgeMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
 		m.Vteps6,
 	)

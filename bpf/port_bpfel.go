@@ -432,6 +432,7 @@ const (
 	PortMapSgStats               = "sg_stats"
 	PortMapStats                 = "stats"
 	PortMapTxPorts               = "tx_ports"
+	PortMapVtepNexthop           = "vtep_nexthop"
 	PortMapVteps                 = "vteps"
 	PortMapVteps6                = "vteps6"
 	PortProgVxdpPort             = "vxdp_port"
@@ -522,6 +523,7 @@ type PortMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
@@ -588,6 +590,7 @@ type PortMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
 	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
@@ -615,6 +618,7 @@ func (m *PortMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
 		m.Vteps6,
 	)

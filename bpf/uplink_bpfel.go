@@ -37,6 +37,7 @@ const (
 	UplinkMapSgStats      = "sg_stats"
 	UplinkMapStats        = "stats"
 	UplinkMapTxPorts      = "tx_ports"
+	UplinkMapVtepNexthop  = "vtep_nexthop"
 	UplinkMapVteps        = "vteps"
 	UplinkMapVteps6       = "vteps6"
 	UplinkProgVxdpUplink  = "vxdp_uplink"
@@ -112,6 +113,7 @@ type UplinkMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
 	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
@@ -163,6 +165,7 @@ type UplinkMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
 	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
@@ -190,6 +193,7 @@ func (m *UplinkMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
 		m.Vteps6,
 	)

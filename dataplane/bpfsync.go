@@ -63,6 +63,7 @@ type bpfWant struct {
 	remote    map[maps.PolicyRemoteKey]maps.SGMask
 	l4        map[maps.PolicyL4Key]maps.SGMask
 	dhcp      map[uint32]maps.DHCPLease
+	nexthop   map[uint32]maps.MACValue
 	// provider networks
 	providerIn  map[maps.ProviderKey]uint32
 	segmentDevs map[uint32]uint32
@@ -206,6 +207,15 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			}
 		}
 	}
+	vteps := map[netip.Addr]state.Source{}
+	for _, n := range want.Networks {
+		for _, v := range want.FloodList(n.ID) {
+			if v.IP.Is4() {
+				vteps[v.IP] = v.Source
+			}
+		}
+	}
+	w.nexthop = d.nexthops(vteps, rec)
 	return w, nil
 }
 
@@ -321,6 +331,7 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 		func() (mapStep, error) { return plan(d.set, maps.SegmentDevs, w.segmentDevs, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs, w.vteps, maps.VNIAddrKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs6, w.vteps6, maps.VNIAddr6KeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.VTEPNextHop, w.nexthop, maps.U32KeyString) },
 		// A port switches policy in one write, once the policy is complete.
 		func() (mapStep, error) { return plan(d.set, maps.PolicyRemote, w.remote, maps.PolicyRemoteKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.PolicyL4, w.l4, maps.PolicyL4KeyString) },
@@ -502,6 +513,10 @@ func (d *Dataplane) markBridged(present []localPort, rec *recorder) error {
 // configValue is the agent-wide config entry, with the kernel's own defaults
 // for the outer TTL and UDP source port range (what the vxlan device uses).
 func (d *Dataplane) configValue() (maps.ConfigValue, error) {
+	// The uplink as it is now: its MAC may have changed since the start.
+	if l, err := d.nl.LinkByIndex(d.kernel.uplink.Attrs().Index); err == nil {
+		d.kernel.uplink = l
+	}
 	up := d.kernel.uplink.Attrs()
 	c := maps.ConfigValue{
 		UplinkIfindex: uint32(up.Index),

@@ -82,6 +82,11 @@ type Dataplane struct {
 	mu        sync.Mutex
 	installed map[string]int // tap name -> ifindex with the port program
 	desired   map[string]bool
+	// nexthopVia are the VTEPs' next hops on the uplink, with the address
+	// the maps use (zero: none), and nexthopVTEPs the VTEPs behind each:
+	// a neighbour change updates their entries (nexthopUpdate).
+	nexthopVia   map[netip.Addr]state.MAC
+	nexthopVTEPs map[netip.Addr][]netip.Addr
 	// attachments are the programs the last successful apply attached
 	// (CheckAttached).
 	attachments []Attachment
@@ -163,7 +168,7 @@ func (d *Dataplane) openBPF() error {
 }
 
 // layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
-const layoutVersion = 6
+const layoutVersion = 8
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.

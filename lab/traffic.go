@@ -16,7 +16,11 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxdp/vxdp/frames"
+	"github.com/vxdp/vxdp/state"
 )
 
 // PingResult is the outcome of Ping.
@@ -434,3 +438,23 @@ func SendUDP(ns string, dst netip.AddrPort, payload []byte) error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// SetMACAndAnnounce gives dev (in the calling thread's namespace) a new
+// MAC and announces it with a gratuitous ARP for ip, as a host does after
+// its NIC is replaced.
+func SetMACAndAnnounce(dev string, mac state.MAC, ip netip.Addr) error {
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetHardwareAddr(l, mac[:]); err != nil {
+		return fmt.Errorf("set %s's MAC: %w", dev, err)
+	}
+	garp := frames.ARPRequest(mac[:], ip, ip).Bytes()
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Sendto(fd, garp, 0, &unix.SockaddrLinklayer{Ifindex: l.Attrs().Index, Halen: 6})
+}

@@ -36,6 +36,7 @@ const (
 	MonScratch   = "mon_scratch"
 	DHCP         = "dhcp"
 	VTEPs6       = "vteps6"
+	VTEPNextHop  = "vtep_nexthop"
 	ProviderIn   = "provider_in"
 	SegmentDevs  = "segment_devs"
 	DHCPWork     = "dhcp_work"
@@ -267,6 +268,11 @@ func Descs() []Desc {
 			Columns: []string{"vni", "vtep"},
 			rows: keyed[VNIAddr6, uint32]{Key: VNIAddr6KeyString, Row: func(k VNIAddr6, _ uint32, _ DevName) []any {
 				return []any{k.Vni, netip.AddrFrom16(k.Addr).String()}
+			}}.rows},
+		{Name: VTEPNextHop, Purpose: "each VTEP's next hop on the uplink (the kernel's neighbour), written by encapsulation", Provenance: true,
+			Columns: []string{"vtep", "next_hop_mac"},
+			rows: keyed[uint32, MACValue]{Key: U32KeyString, Row: func(k uint32, v MACValue, _ DevName) []any {
+				return []any{AddrBE32(k).String(), state.MAC(v.Mac).String()}
 			}}.rows},
 		{Name: ProviderIn, Purpose: "provider networks by how they arrive: (physical interface, VLAN id; 0 flat)", Provenance: true,
 			Columns: []string{"dev", "vlan", "segment"},

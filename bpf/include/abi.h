@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 7
+#define VXDP_LAYOUT 8
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
