@@ -2,8 +2,9 @@
 # Sets up one host of a vxdp deployment: the Vagrantfile's nodes are set up
 # with it, and a real hypervisor the same way (docs/operations.md). Steps:
 # validate the arguments and resolve the interfaces; write the agent's
-# configuration (/etc/vxdp/vxdp-agent.ini, /etc/default/vxdp-agent) from the
-# node's name and addresses; install the tools to look at a node
+# configuration (/etc/vxdp/vxdp-agent.ini, /etc/default/vxdp-agent, a unit
+# drop-in bringing the mapped interfaces up) from the node's name and
+# addresses; install the tools to look at a node
 # (scripts/deps.sh --runtime); build and `make install` vxdp (binary, units,
 # man page); check the configuration (`vxdp agent --check-config`); start
 # vxdp-server on the controller and vxdp-agent everywhere. Needs root and
@@ -26,6 +27,7 @@ marker="# Written by deploy/provision-node.sh"
 neutron_ini=/etc/neutron/plugins/ml2/linuxbridge_agent.ini
 agent_ini=/etc/vxdp/vxdp-agent.ini
 agent_default=/etc/default/vxdp-agent
+links_dropin=/etc/systemd/system/vxdp-agent.service.d/physical-interfaces.conf
 metrics_port=9641
 
 fail() {
@@ -95,6 +97,7 @@ nics() {
 	done
 }
 mappings=""
+physical_ifaces=""
 seen=" "
 for m in $mapping_args; do
 	physnet=${m%%:*}
@@ -119,6 +122,7 @@ for m in $mapping_args; do
 	*) [ -e "$sysnet/$iface" ] || fail "--mapping $m: no interface $iface (interfaces:$(nics))" ;;
 	esac
 	mappings="${mappings:+$mappings,}$physnet:$iface"
+	physical_ifaces="$physical_ifaces $iface"
 done
 
 # ours FILE EXAMPLE: FILE may be written: it is absent, written by this
@@ -127,10 +131,11 @@ ours() {
 	[ -e "$root$1" ] || return 0
 	case "$(head -n 1 "$root$1")" in "$marker"*) return 0 ;; esac
 	cmp -s "$root$1" "$2" ||
-		fail "$root$1 exists and was not written by this script: move it away and rerun, or set host, local_ip, metrics_listen, physical_interface_mappings and [nats] servers in it by hand"
+		fail "$root$1 exists and was not written by this script: move it away and rerun (or make the changes by hand)"
 }
 ours "$agent_ini" "$src/deploy/vxdp-agent.ini"
 ours "$agent_default" "$src/deploy/systemd/vxdp-agent.default"
+ours "$links_dropin" /dev/null
 if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
 	fail "run as root (or --root DIR to write the configuration only)"
 fi
@@ -175,6 +180,22 @@ if [ -e "$root$neutron_ini" ]; then
 fi
 printf '%s\nVXDP_AGENT_ARGS="%s"\n' "$marker: the arguments of vxdp agent." "$configs" |
 	write "$root$agent_default" 0644
+# The physical interfaces carry no address, so no network configuration
+# brings them up (Vagrant's auto_config false): the agent's unit does, and
+# names a missing one itself.
+if [ -n "$physical_ifaces" ]; then
+	{
+		echo "$marker: the physical interfaces of"
+		echo "# physical_interface_mappings are up before the agent starts."
+		echo "[Service]"
+		for iface in $physical_ifaces; do
+			echo "ExecStartPre=-/sbin/ip link set $iface up"
+		done
+	} | write "$root$links_dropin" 0644
+elif [ -e "$root$links_dropin" ]; then
+	rm "$root$links_dropin"
+	echo "provision-node: removed $root$links_dropin (no mappings)"
+fi
 [ -z "$root" ] || exit 0
 
 "$src/scripts/deps.sh" --runtime

@@ -147,6 +147,13 @@ func TestProvisionNodeWritesTheAgentConfig(t *testing.T) {
 			if want := map[string]string{"default": "eth2", "external": "eth4"}; !maps.Equal(cfg.PhysicalInterfaceMappings, want) {
 				t.Errorf("physical_interface_mappings %v, want %v", cfg.PhysicalInterfaceMappings, want)
 			}
+			// Nothing else brings the address-less physical interfaces up.
+			dropin, _ := os.ReadFile(filepath.Join(root, "etc/systemd/system/vxdp-agent.service.d/physical-interfaces.conf"))
+			for _, dev := range []string{"eth2", "eth4"} {
+				if !strings.Contains(string(dropin), "\nExecStartPre=-/sbin/ip link set "+dev+" up\n") {
+					t.Errorf("the agent's unit does not bring %s up before it starts:\n%s", dev, dropin)
+				}
+			}
 		})
 	}
 }
