@@ -50,15 +50,15 @@ esac
 exit 0
 `
 
-// leased reports whether port p gets its address from DHCP (Config.DHCP:
+// Leased reports whether port p gets its address from DHCP (Config.DHCP:
 // every VM; the DHCP port keeps its static address).
-func (c Config) leased(p Port) bool { return c.DHCP && p.ID != DHCP.ID }
+func (c Config) Leased(p Port) bool { return c.DHCP && p.ID != DHCP.ID }
 
 // leaseAll runs the DHCP client of every VM that gets its address from
 // DHCP, once the agents have applied their state.
 func (l *Lab) leaseAll(ctx context.Context) error {
 	for _, p := range l.Ports() {
-		if _, guest := l.GuestPort(); !l.leased(p) || (guest && p.Name == l.Guest) {
+		if _, guest := l.GuestPort(); !l.Leased(p) || (guest && p.Name == l.Guest) {
 			continue
 		}
 		if _, err := l.RunDHCPClient(ctx, p); err != nil {
