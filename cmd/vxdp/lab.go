@@ -428,17 +428,17 @@ Try:
   %[7]s lab down --dir %[6]s
 `, l.Prefix, lab.VM1.IP, l.BPFFS, l.StateDir("node3"), l.LogFile("node3"), l.Dir, selfPath())
 	if l.Provider {
-		fmt.Fprintf(out, `Provider networks:
-  ip netns exec %[1]svm5 ping %[2]s                           # vlan99: VLAN 99 from node3 to node4
-  ip netns exec %[1]sunderlay tcpdump -eni %[3]s vlan 99      # the tag on the wire to node4 (or tshark -i)
-  ip netns exec %[1]snode3 bridge link show                            # brq5ac5c948-2f holds eth1.99 and vm5's tap
-  ip netns exec %[1]svm7 ping %[4]s                           # external: flat on eth3, vxlan100_net's addresses again
+		fmt.Fprintf(out, `Provider networks (vlan99: VLAN 99 of physical network default, eth1; external: flat, eth3, with vm2's and vm1's addresses again):
+  ip netns exec %[1]svm5 ping %[2]s
+  ip netns exec %[1]sunderlay tshark -i %[3]s -f "vlan 99" -T fields -e vlan.id -e ip.src -e ip.dst
+  ip netns exec %[1]snode3 bridge link show
+  ip netns exec %[1]svm7 ping %[4]s
 `, l.Prefix, lab.VM6.IP, lab.SwitchPort("node4"), lab.VM8.IP)
 	}
 	if l.DHCP {
-		fmt.Fprintf(out, `DHCP at the port (no DHCP server runs anywhere):
-  cat %[1]s                      # what vm2's udhcpc got
-  ip netns exec %[2]svm2 busybox udhcpc -i eth0 -n -q -s /bin/true   # ask again
+		fmt.Fprintf(out, `DHCP at the port (the port programs answer; no DHCP server runs anywhere):
+  cat %[1]s
+  ip netns exec %[2]svm2 busybox udhcpc -i eth0 -n -q -s /bin/true
 `, l.LeaseFile(lab.VM2), l.Prefix)
 	}
 	if l.Control == lab.ControlNATS {
