@@ -221,12 +221,25 @@ func NewMAC() state.MAC {
 // NetworkSpec asks for a network.
 type NetworkSpec struct {
 	Name string
-	// VNI chosen by an administrator; 0 allocates one from the VNI ranges.
+	// NetworkType is vxlan (default), vlan or flat (Neutron's
+	// --provider-network-type).
+	NetworkType string
+	// VNI of a VXLAN network chosen by an administrator; 0 allocates one
+	// from the VNI ranges.
 	VNI uint32
-	// MTU (default DefaultMTU).
+	// PhysicalNetwork of a vlan or flat network (--provider-physical-network).
+	PhysicalNetwork string
+	// Segment is the VLAN id of a vlan network (0 allocates one from
+	// network_vlan_ranges), or the VNI of a vxlan network
+	// (--provider-segment).
+	Segment uint32
+	// MTU (default DefaultMTU, DefaultPhysnetMTU for provider networks).
 	MTU int
-	// Subnets the fixed IPs of the network's ports must be in (optional).
+	// Subnets to create with the network, each with Neutron's defaults
+	// (gateway the first address, DHCP on); CreateSubnet for the others.
 	Subnets []netip.Prefix
+	// DNSDomain DHCP hands out (default state.DefaultDNSDomain).
+	DNSDomain string
 	// ID to use instead of a random UUID (must be a UUID).
 	ID string
 	// Project owns the network ("": AdminProject).
@@ -239,23 +252,57 @@ type Network struct {
 	Revision uint64 `json:"revision"`
 }
 
-// CreateNetwork creates a VXLAN network. The VNI is reserved with a
-// create-only write of its own key first, so two concurrent creates can
-// never get the same VNI, whether chosen or allocated.
+// CreateNetwork creates a network: VXLAN, or a provider network (VLAN,
+// flat) the server's ML2Config allows. Its segment (VNI, VLAN of a
+// physical network, or a physical network for its flat network) is
+// reserved with a create-only write of its own key first, so two
+// concurrent creates can never get the same one, whether chosen or
+// allocated. A refused request writes nothing.
 func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) (Network, error) {
-	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, VNI: spec.VNI, MTU: spec.MTU, Subnets: spec.Subnets,
+	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, NetworkType: spec.NetworkType, VNI: spec.VNI,
+		PhysicalNetwork: spec.PhysicalNetwork, MTU: spec.MTU, DNSDomain: spec.DNSDomain,
 		Project: ProjectOf(spec.Project), CreatedAt: now()}
 	if rec.ID == "" {
 		rec.ID = NewUUID()
 	} else if !IsUUID(rec.ID) {
 		return Network{}, invalidf("network id %q is not a UUID", rec.ID)
 	}
+	if rec.Provider() {
+		if spec.Segment > state.MaxVLAN {
+			return Network{}, invalidf("vlan %d: out of range 1-%d", spec.Segment, state.MaxVLAN)
+		}
+		rec.SegmentationID = uint16(spec.Segment)
+	} else if spec.Segment != 0 {
+		if rec.VNI != 0 && rec.VNI != spec.Segment {
+			return Network{}, invalidf("vni %d and segment %d: a vxlan network's segment is its VNI; give one", rec.VNI, spec.Segment)
+		}
+		rec.VNI = spec.Segment
+	}
 	if rec.MTU == 0 {
 		rec.MTU = DefaultMTU
+		if rec.Provider() {
+			rec.MTU = DefaultPhysnetMTU
+		}
 	}
-	probe := *rec
-	if probe.VNI == 0 {
-		probe.VNI = 1
+	for _, p := range spec.Subnets {
+		if !p.IsValid() || p.Masked() != p {
+			return Network{}, invalidf("subnet %s is not a network address in CIDR form: write %s", p, p.Masked())
+		}
+		rec.Subnets = append(rec.Subnets, defaultSubnet(p))
+	}
+	m, err := c.GetML2Config(ctx)
+	if err != nil {
+		return Network{}, err
+	}
+	if err := checkProvider(m, rec); err != nil {
+		return Network{}, fmt.Errorf("network %q: %w", spec.Name, err)
+	}
+	probe := *rec // the segment to allocate stands in for the check
+	switch probe.Kind() {
+	case state.NetworkVXLAN:
+		probe.VNI = cmp.Or(probe.VNI, 1)
+	case state.NetworkVLAN:
+		probe.SegmentationID = cmp.Or(probe.SegmentationID, 1)
 	}
 	if err := probe.Validate(); err != nil {
 		return Network{}, fmt.Errorf("%w: network %q: %w", ErrInvalid, spec.Name, err)
@@ -263,49 +310,34 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) (Netwo
 	if err := c.checkQuota(ctx, rec.Project, usage{networks: 1}); err != nil {
 		return Network{}, err
 	}
-	var vniRev uint64
-	var err error
-	if spec.VNI != 0 {
-		vniRev, err = c.create(ctx, VNIKey(spec.VNI), &VNIRecord{VNI: spec.VNI, NetworkID: rec.ID})
-		if errors.Is(err, ErrExists) {
-			holder := "another network"
-			if r, _, gerr := c.get(ctx, VNIKey(spec.VNI)); gerr == nil {
-				holder = "network " + r.(*VNIRecord).NetworkID
-			}
-			return Network{}, fmt.Errorf("vni %d is already used by %s: %w", spec.VNI, holder, ErrExists)
-		}
-		if err != nil {
-			return Network{}, err
-		}
-	} else {
-		rec.VNI, vniRev, err = c.allocateVNI(ctx, rec.ID)
-		if err != nil {
-			return Network{}, err
-		}
+	segRev, err := c.reserveSegment(ctx, m, rec)
+	if err != nil {
+		return Network{}, err
 	}
 	rev, err := c.create(ctx, NetworkKey(rec.ID), rec)
 	if err != nil {
-		_ = c.del(ctx, VNIKey(rec.VNI), vniRev)
+		_ = c.del(ctx, segmentKey(rec), segRev)
 		return Network{}, fmt.Errorf("create network %q: %w", spec.Name, err)
 	}
-	c.log.Info("network created", "id", rec.ID, "name", rec.Name, "vni", rec.VNI, "revision", rev)
+	c.log.Info("network created", "id", rec.ID, "name", rec.Name, "type", rec.Kind(), "segment", rec.segment(), "revision", rev)
 	return Network{NetworkRecord: *rec, Revision: rev}, nil
 }
 
-// allocateVNI reserves a free VNI of the configured ranges for netID. It
-// starts at a random free candidate, so concurrent creates rarely collide,
-// and moves on when the create-only reservation loses a race.
-func (c *Controller) allocateVNI(ctx context.Context, netID string) (uint32, uint64, error) {
+// allocate reserves a free segment of ranges for rec (its VNI, or the VLAN
+// of its physical network), filter matching the reservations taken. It
+// starts at a random free candidate, so concurrent creates rarely
+// collide, and moves on when the create-only reservation loses a race.
+func (c *Controller) allocate(ctx context.Context, rec *NetworkRecord, filter string, ranges []VNIRange, exhausted string) (uint64, error) {
 	used := map[uint32]bool{}
-	recs, err := c.load(ctx, VNIsFilter)
+	recs, err := c.load(ctx, filter)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for _, r := range recs {
-		used[r.Parsed.VNI] = true
+		used[r.Parsed.VNI+uint32(r.Parsed.VLAN)] = true // one of them is set
 	}
 	var free []uint32
-	for _, r := range c.ranges {
+	for _, r := range ranges {
 		for v := r.Min; v <= r.Max && v != 0; v++ {
 			if !used[v] {
 				free = append(free, v)
@@ -316,22 +348,27 @@ func (c *Controller) allocateVNI(ctx context.Context, netID string) (uint32, uin
 		}
 	}
 	if len(free) == 0 {
-		return 0, 0, fmt.Errorf("no free VNI in %s: %w", c.rangesString(), ErrExhausted)
+		return 0, fmt.Errorf("%s: %w", exhausted, ErrExhausted)
 	}
 	n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(free))))
 	start := int(n.Int64())
 	for i := range free {
 		v := free[(start+i)%len(free)]
-		rev, err := c.create(ctx, VNIKey(v), &VNIRecord{VNI: v, NetworkID: netID})
+		if rec.Provider() {
+			rec.SegmentationID = uint16(v)
+		} else {
+			rec.VNI = v
+		}
+		rev, err := c.create(ctx, segmentKey(rec), segmentReservation(rec))
 		if errors.Is(err, ErrExists) {
 			continue
 		}
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
-		return v, rev, nil
+		return rev, nil
 	}
-	return 0, 0, fmt.Errorf("no free VNI in %s: %w", c.rangesString(), ErrExhausted)
+	return 0, fmt.Errorf("%s: %w", exhausted, ErrExhausted)
 }
 
 func (c *Controller) rangesString() string {
@@ -394,7 +431,7 @@ func (c *Controller) GetNetwork(ctx context.Context, ref string) (Network, error
 	return Network{}, invalidf("network name %q is ambiguous (%d networks); use the id", ref, len(found))
 }
 
-// DeleteNetwork deletes a network without ports and releases its VNI.
+// DeleteNetwork deletes a network without ports and releases its segment.
 // It first marks the network deleting (compare-and-set), then checks for
 // ports; a port create racing with it sees the mark and backs out, so a
 // port can never be left on a deleted network.
@@ -423,11 +460,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 	if err := c.del(ctx, NetworkKey(n.ID), rev); err != nil {
 		return fmt.Errorf("delete network %s: %w", n.ID, err)
 	}
-	if rec, vrev, err := c.get(ctx, VNIKey(n.VNI)); err == nil && rec.(*VNIRecord).NetworkID == n.ID {
-		if err := c.del(ctx, VNIKey(n.VNI), vrev); err != nil {
-			c.log.Warn("could not release vni", "vni", n.VNI, "err", err)
-		}
-	}
+	c.releaseSegment(ctx, &n.NetworkRecord)
 	// Leftovers of ports deleted by a crashed controller.
 	left, err := c.reader.loadLatest(ctx, []string{ReservationsOfNetworkFilter(n.ID), "nets." + n.ID + ".status.*.*"}, nil)
 	if err == nil {
@@ -437,7 +470,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 			}
 		}
 	}
-	c.log.Info("network deleted", "id", n.ID, "name", n.Name, "vni", n.VNI)
+	c.log.Info("network deleted", "id", n.ID, "name", n.Name, "segment", n.segment())
 	return nil
 }
 
@@ -462,6 +495,8 @@ type PortSpec struct {
 	// Host binds the port at once ("" leaves it unbound).
 	Host        string
 	DeviceOwner string
+	// DNSName is the host name DHCP gives the VM (Neutron's --dns-name).
+	DNSName string
 	// ID to use instead of a random UUID (must be a UUID).
 	ID string
 }
@@ -489,7 +524,7 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 	rec := &PortRecord{
 		ID: spec.ID, NetworkID: n.ID, Name: spec.Name, MAC: spec.MAC, FixedIPs: spec.FixedIPs,
 		PortSecurity: !spec.NoPortSecurity, AllowedAddressPairs: spec.AllowedAddressPairs,
-		DeviceOwner: spec.DeviceOwner, Host: spec.Host, Project: ProjectOf(spec.Project), CreatedAt: now(),
+		DeviceOwner: spec.DeviceOwner, DNSName: spec.DNSName, Host: spec.Host, Project: ProjectOf(spec.Project), CreatedAt: now(),
 	}
 	rec.UpdatedAt = rec.CreatedAt
 	if rec.ID == "" {
@@ -510,8 +545,8 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 			return Port{}, invalidf("fixed ip %s given twice", ip)
 		}
 		seen[ip] = true
-		if !n.Contains(ip) {
-			return Port{}, invalidf("fixed ip %s is not in a subnet of network %s (%s)", ip, n.Name, prefixesString(n.Subnets))
+		if err := n.checkFixedIP(ip); err != nil {
+			return Port{}, err
 		}
 	}
 	// Neutron: a port without groups joins its project's default group,
@@ -597,22 +632,21 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 		return Port{}, fmt.Errorf("create port %q: %w", spec.Name, err)
 	}
 	undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), PortKey(n.ID, rec.ID), rev) })
-	// A network delete that started before the port existed marks the
-	// network first; seeing the mark (or the network gone) means back out.
-	if again, err := c.GetNetwork(ctx, n.ID); err != nil || again.Deleting {
+	// A network or subnet delete that started before the port existed
+	// marks it first; seeing the mark (or it gone) means back out.
+	again, err := c.GetNetwork(ctx, n.ID)
+	if err != nil || again.Deleting {
 		rollback()
 		return Port{}, fmt.Errorf("network %s was deleted while the port was created: %w", n.ID, ErrConflict)
 	}
+	for _, ip := range rec.FixedIPs {
+		if err := again.checkFixedIP(ip); err != nil {
+			rollback()
+			return Port{}, fmt.Errorf("the subnets of network %s changed while the port was created: %w", n.ID, err)
+		}
+	}
 	c.log.Info("port created", "id", rec.ID, "network", n.ID, "mac", rec.MAC, "host", rec.Host, "revision", rev)
 	return Port{PortRecord: *rec, Revision: rev, Status: StatusDown}, nil
-}
-
-func prefixesString(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ", ")
 }
 
 // GetPort finds a port by id or by (unique) name, with its status.

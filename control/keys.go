@@ -83,6 +83,8 @@ const (
 	KindMember               // members.<sg>.<port>
 	KindAddressGroup         // addrgroups.<ag>
 	KindQuota                // meta.quotas
+	KindSegment              // vlans.<physnet>.<vlan>, flats.<physnet>
+	KindML2                  // meta.ml2
 )
 
 var kindNames = map[KeyKind]string{
@@ -90,6 +92,7 @@ var kindNames = map[KeyKind]string{
 	KindAgent: "agent", KindHeartbeat: "heartbeat", KindBinding: "binding", KindSecGroup: "security_group",
 	KindVNI: "vni", KindMACResv: "mac_reservation", KindIPResv: "ip_reservation", KindFloor: "floor",
 	KindRegistration: "registration", KindMember: "member", KindAddressGroup: "address_group", KindQuota: "quota",
+	KindSegment: "segment", KindML2: "ml2",
 }
 
 // String names the kind (the "kind" label of metrics).
@@ -104,6 +107,9 @@ type Key struct {
 	SG      string // security group id (security group, member)
 	AG      string // address group id
 	VNI     uint32
+	// Physnet and VLAN of a segment reservation (VLAN 0: a flat network).
+	Physnet string
+	VLAN    uint16
 }
 
 // NetworkKey is the key of a network record.
@@ -153,6 +159,22 @@ const QuotaKey = "meta.quotas"
 
 // VNIKey is the key reserving a VNI for a network.
 func VNIKey(vni uint32) string { return "vnis." + strconv.FormatUint(uint64(vni), 10) }
+
+// VLANKey is the key reserving VLAN vlan of physical network physnet for
+// a network.
+func VLANKey(physnet string, vlan uint16) string {
+	return "vlans." + physnet + "." + strconv.FormatUint(uint64(vlan), 10)
+}
+
+// VLANsFilter matches the VLAN reservations of a physical network.
+func VLANsFilter(physnet string) string { return "vlans." + physnet + ".*" }
+
+// FlatKey is the key reserving physical network physnet for its flat network.
+func FlatKey(physnet string) string { return "flats." + physnet }
+
+// ML2Key holds the provider network options `vxdp server` stores and
+// every controller enforces (Neutron's network_vlan_ranges, flat_networks).
+const ML2Key = "meta.ml2"
 
 // MACResvKey is the key reserving a MAC address on a network.
 func MACResvKey(netID string, mac state.MAC) string {
@@ -387,6 +409,14 @@ func ParseKey(key string) Key {
 			return Key{}
 		}
 		return Key{Kind: KindVNI, VNI: uint32(v)}
+	case len(t) == 3 && t[0] == "vlans":
+		v, err := strconv.ParseUint(t[2], 10, 12)
+		if err != nil || v == 0 {
+			return Key{}
+		}
+		return Key{Kind: KindSegment, Physnet: t[1], VLAN: uint16(v)}
+	case len(t) == 2 && t[0] == "flats":
+		return Key{Kind: KindSegment, Physnet: t[1]}
 	case len(t) == 4 && t[0] == "resv" && t[2] == "mac":
 		return Key{Kind: KindMACResv, Network: t[1]}
 	case len(t) == 4 && t[0] == "resv" && t[2] == "ip":
@@ -395,6 +425,8 @@ func ParseKey(key string) Key {
 		return Key{Kind: KindFloor}
 	case key == QuotaKey:
 		return Key{Kind: KindQuota}
+	case key == ML2Key:
+		return Key{Kind: KindML2}
 	}
 	return Key{}
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/vxdp/vxdp/state"
 )
 
-// PortUpdate changes a port's security, as `openstack port set/unset`:
+// PortUpdate changes a port's security and DNS name, as `openstack port set/unset`:
 // the Clear* fields empty a list first, Add* then append to it and
 // Remove* take items off it.
 type PortUpdate struct {
@@ -22,6 +22,8 @@ type PortUpdate struct {
 	ClearAllowedAddressPairs  bool
 	AddAllowedAddressPairs    []state.AddressPair
 	RemoveAllowedAddressPairs []state.AddressPair // a pair without MAC removes the pair of that prefix
+	// DNSName sets the host name DHCP gives the VM ("" removes it).
+	DNSName *string
 }
 
 // UpdatePort applies u to the port ref names with a compare-and-set on the
@@ -108,6 +110,9 @@ func (c *Controller) updatedPort(ctx context.Context, rec PortRecord, u PortUpda
 	rec.AllowedAddressPairs = pairs
 	if u.PortSecurity != nil {
 		rec.PortSecurity = *u.PortSecurity
+	}
+	if u.DNSName != nil {
+		rec.DNSName = *u.DNSName
 	}
 	switch {
 	case rec.PortSecurity || len(rec.SecurityGroups)+len(rec.AllowedAddressPairs) == 0:

@@ -42,8 +42,14 @@ func DefaultGroupIDOf(project string) string {
 	if ProjectOf(project) == AdminProject {
 		return DefaultGroupID
 	}
-	h := sha256.Sum256([]byte("vxdp default security group\x00" + project))
-	h[6] = h[6]&0x0f | 0x50 // version 5-style (name-based)
+	return nameUUID("vxdp default security group\x00" + project)
+}
+
+// nameUUID is a name-based (version 5-style) UUID of name: every
+// controller derives the same one.
+func nameUUID(name string) string {
+	h := sha256.Sum256([]byte(name))
+	h[6] = h[6]&0x0f | 0x50
 	h[8] = h[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
 }

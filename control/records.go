@@ -25,14 +25,31 @@ const (
 // DefaultMTU is the tenant MTU on a 1500-byte underlay (1500 - 50 bytes of VXLAN).
 const DefaultMTU = 1450
 
-// NetworkRecord is a VXLAN tenant network (key nets.<id>.network).
+// NetworkRecord is a network (key nets.<id>.network): a VXLAN tenant
+// network, or a provider network (VLAN, flat) on a physical network, with
+// its subnets.
 type NetworkRecord struct {
-	Schema  int            `json:"schema"`
-	ID      string         `json:"id"`
-	Name    string         `json:"name,omitempty"`
-	VNI     uint32         `json:"vni"`
-	MTU     int            `json:"mtu,omitempty"`
-	Subnets []netip.Prefix `json:"subnets,omitempty"`
+	Schema int    `json:"schema"`
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	// NetworkType is vxlan ("" in records older than provider networks),
+	// vlan or flat (Neutron's provider:network_type).
+	NetworkType string `json:"network_type,omitempty"`
+	// VNI of a VXLAN network.
+	VNI uint32 `json:"vni,omitempty"`
+	// PhysicalNetwork of a vlan or flat network (provider:physical_network).
+	PhysicalNetwork string `json:"physical_network,omitempty"`
+	// SegmentationID is the VLAN id of a vlan network (a vxlan network's
+	// is its VNI).
+	SegmentationID uint16 `json:"segmentation_id,omitempty"`
+	MTU            int    `json:"mtu,omitempty"`
+	// Subnets of the network: the ranges its ports' fixed IPs are in, and
+	// what DHCP at the port tells a VM. Records written before subnets had
+	// settings list bare CIDRs under "subnets"; they read as subnets
+	// without gateway and DHCP (see UnmarshalJSON).
+	Subnets []SubnetRecord `json:"subnet_details,omitempty"`
+	// DNSDomain DHCP hands out (Neutron's dns_domain; "": openstacklocal).
+	DNSDomain string `json:"dns_domain,omitempty"`
 	// Project owns the network ("": AdminProject, as records written
 	// before projects existed).
 	Project string `json:"project_id,omitempty"`
@@ -54,6 +71,8 @@ type PortRecord struct {
 	AllowedAddressPairs []state.AddressPair `json:"allowed_address_pairs,omitempty"`
 	SecurityGroups      []string            `json:"security_groups,omitempty"`
 	DeviceOwner         string              `json:"device_owner,omitempty"`
+	// DNSName is the host name DHCP gives the VM (Neutron's dns_name).
+	DNSName string `json:"dns_name,omitempty"`
 	// Project owns the port ("": AdminProject).
 	Project string `json:"project_id,omitempty"`
 	// Host is the bound host ("" = unbound); changed only by compare-and-set.
@@ -224,6 +243,10 @@ func DecodeRecord(key string, value []byte) (Key, any, error) {
 		rec = new(FloorRecord)
 	case KindRegistration:
 		rec = new(RegistrationRecord)
+	case KindSegment:
+		rec = new(SegmentRecord)
+	case KindML2:
+		rec = new(ML2Record)
 	default:
 		return k, nil, &RecordError{Key: key, Reason: RejectUnknown, Err: errors.New("key does not match the bucket layout")}
 	}
@@ -278,6 +301,8 @@ func (r *ReservationRecord) schemaField() *int   { return &r.Schema }
 func (r *FloorRecord) schemaField() *int         { return &r.Schema }
 func (r *RegistrationRecord) schemaField() *int  { return &r.Schema }
 func (r *QuotaRecord) schemaField() *int         { return &r.Schema }
+func (r *SegmentRecord) schemaField() *int       { return &r.Schema }
+func (r *ML2Record) schemaField() *int           { return &r.Schema }
 
 // schemaOf is the schema field of a decoded record (0 when absent).
 func schemaOf(rec any) int {
@@ -288,10 +313,11 @@ func schemaOf(rec any) int {
 }
 
 // acceptsSchema reports whether this code reads version v of a record of
-// kind k: SchemaVersion, and for security groups also the version written
-// when older readers would misread a group (SecurityGroupSchema).
+// kind k: SchemaVersion, and for security groups and networks also the
+// version written when older readers would misread one
+// (SecurityGroupSchema, NetworkSchema).
 func acceptsSchema(k KeyKind, v int) bool {
-	return v == SchemaVersion || k == KindSecGroup && v == SecurityGroupSchema
+	return v == SchemaVersion || k == KindSecGroup && v == SecurityGroupSchema || k == KindNetwork && v == NetworkSchema
 }
 
 func keyMismatch(format string, args ...any) error {
@@ -358,6 +384,12 @@ func validateRecord(k Key, rec any) error {
 		if r.VNI != k.VNI {
 			return keyMismatch("vni %d under the key of vni %d", r.VNI, k.VNI)
 		}
+	case *SegmentRecord:
+		if r.PhysicalNetwork != k.Physnet || r.SegmentationID != k.VLAN {
+			return keyMismatch("segment %s/%d under the key of %s/%d", r.PhysicalNetwork, r.SegmentationID, k.Physnet, k.VLAN)
+		}
+	case *ML2Record:
+		return r.Validate()
 	}
 	return nil
 }
@@ -398,15 +430,15 @@ func ValidateVNI(vni uint32) error {
 	return nil
 }
 
-// Validate checks a network record's values.
+// Validate checks a network record's values: everything an agent's
+// state needs of it (state.Desired.Validate), so that a record that
+// passes never makes a state that fails.
 func (r *NetworkRecord) Validate() error {
 	var errs []error
 	if err := ValidID(r.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if err := ValidateVNI(r.VNI); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, r.validateProvider()...)
 	if r.MTU != 0 && (r.MTU < 68 || r.MTU > 65000) {
 		errs = append(errs, fmt.Errorf("mtu %d out of range 68-65000", r.MTU))
 	}
@@ -416,26 +448,11 @@ func (r *NetworkRecord) Validate() error {
 	if err := validProject(r.Project); err != nil {
 		errs = append(errs, err)
 	}
-	for _, p := range r.Subnets {
-		if !p.IsValid() || p.Masked() != p {
-			errs = append(errs, fmt.Errorf("subnet %q is not a network address in CIDR form", p))
-		}
+	errs = append(errs, r.validateSubnets()...)
+	if r.DNSDomain != "" && !state.ValidDNSDomain(r.DNSDomain) {
+		errs = append(errs, fmt.Errorf("dns_domain %q is not a DNS name like example.org", r.DNSDomain))
 	}
 	return errors.Join(errs...)
-}
-
-// Contains reports whether ip is in one of the network's subnets (true when
-// the network declares none).
-func (r *NetworkRecord) Contains(ip netip.Addr) bool {
-	if len(r.Subnets) == 0 {
-		return true
-	}
-	for _, p := range r.Subnets {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // Validate checks a port record's values.
@@ -476,6 +493,9 @@ func (r *PortRecord) Validate() error {
 	if tap := r.Tap(); len(tap) > 15 {
 		bad("tap name %q longer than 15 characters", tap)
 	}
+	if r.DNSName != "" && !state.ValidHostName(r.DNSName) {
+		bad("dns_name %q is not a host name (letters, digits, inner hyphens; 63 at most)", r.DNSName)
+	}
 	return errors.Join(errs...)
 }
 
@@ -486,8 +506,8 @@ func encodeRecord(rec any) ([]byte, error) {
 		return nil, fmt.Errorf("encode record: unsupported type %T", rec)
 	}
 	*v.schemaField() = SchemaVersion
-	if sg, ok := rec.(*SecurityGroupRecord); ok {
-		*v.schemaField() = sg.schemaNeeded()
+	if r, ok := rec.(interface{ schemaNeeded() int }); ok {
+		*v.schemaField() = r.schemaNeeded()
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {

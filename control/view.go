@@ -487,22 +487,23 @@ func (v *view) build(ownVTEP netip.Addr) buildResult {
 		return cmp.Or(cmp.Compare(a.nv.net.Rev, b.nv.net.Rev), strings.Compare(a.id, b.id))
 	}
 	slices.SortFunc(cands, byRev)
-	vnis := map[uint32]string{}
+	segments := map[string]string{}
 	taps := map[string]string{}
 	kept := cands[:0]
 	for _, c := range cands {
-		if other, dup := vnis[c.nv.net.Rec.VNI]; dup {
-			conflict(NetworkKey(c.id), "vni %d is already used by network %s", c.nv.net.Rec.VNI, other)
+		seg := c.nv.net.Rec.segment()
+		if other, dup := segments[seg]; dup {
+			conflict(NetworkKey(c.id), "%s is already used by network %s", seg, other)
 			continue
 		}
-		vnis[c.nv.net.Rec.VNI] = c.id
+		segments[seg] = c.id
 		kept = append(kept, c)
 	}
 	slices.SortFunc(kept, func(a, b netCand) int { return strings.Compare(a.id, b.id) })
 	older := func(a, b rev[PortRecord]) bool { return a.Rev < b.Rev || a.Rev == b.Rev && a.Rec.ID < b.Rec.ID }
 	for _, c := range kept {
 		n := c.nv.net
-		net := state.Network{ID: c.id, Name: n.Rec.Name, VNI: n.Rec.VNI, MTU: n.Rec.MTU, Source: v.source(NetworkKey(c.id), n.Rev)}
+		net := networkState(c.id, *n, v.source(NetworkKey(c.id), n.Rev))
 		// Every port of the network that takes part; of two with one MAC
 		// the older stays and the newer is a conflict.
 		parts := make([]rev[PortRecord], 0, len(c.nv.ports))
@@ -560,8 +561,13 @@ func (v *view) build(ownVTEP netip.Addr) buildResult {
 				locals = append(locals, state.LocalPort{
 					ID: p.Rec.ID, NetworkID: c.id, MAC: p.Rec.MAC, IPs: p.Rec.FixedIPs, Tap: tap,
 					PortSecurity: &ps, AllowedAddressPairs: p.Rec.AllowedAddressPairs,
-					SecurityGroups: p.Rec.SecurityGroups, Source: v.source(key, p.Rev),
+					SecurityGroups: p.Rec.SecurityGroups, DNSName: p.Rec.DNSName, Source: v.source(key, p.Rev),
 				})
+				continue
+			}
+			if net.Provider() { // reached on the physical network: no VTEP
+				remotes = append(remotes, state.RemotePort{ID: p.Rec.ID, NetworkID: c.id, MAC: p.Rec.MAC, IPs: p.Rec.FixedIPs,
+					Source: v.source(key, p.Rev)})
 				continue
 			}
 			reg, ok := v.registrations[p.Rec.Host]

@@ -129,12 +129,6 @@ func (c Config) withDefaults() (Config, error) {
 	default:
 		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
 	}
-	if c.Provider && c.Control == ControlNATS {
-		return c, fmt.Errorf("lab: provider networks need --control %s for now: the NATS control plane has no network types yet", ControlFile)
-	}
-	if (c.DHCP || c.NoDHCPAtPort) && c.Control == ControlNATS {
-		return c, fmt.Errorf("lab: DHCP needs --control %s for now: the NATS control plane has no subnets yet", ControlFile)
-	}
 	if c.DHCP && c.NoDHCPAtPort {
 		return c, fmt.Errorf("lab: DHCP clients and no DHCP at the port: nothing would answer them")
 	}
@@ -229,7 +223,7 @@ func (c Config) MTU() int {
 
 // portMTU is the MTU of a port's NIC: its network's.
 func (c Config) portMTU(p Port) int {
-	for _, n := range c.networks() {
+	for _, n := range c.Networks() {
 		if n.ID == p.NetworkID && n.MTU > 0 {
 			return n.MTU
 		}
@@ -309,8 +303,8 @@ func (c Config) Ports() []Port {
 	return ps
 }
 
-// networks returns the networks of a configuration.
-func (c Config) networks() []state.Network {
+// Networks returns the networks of a configuration, in build order.
+func (c Config) Networks() []state.Network {
 	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: c.MTU(), Subnets: []state.Subnet{c.subnet(Net100ID)}}}
 	if c.SecondNetwork {
 		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: c.MTU(), Subnets: []state.Subnet{c.subnet(Net200ID)}})
@@ -368,7 +362,7 @@ func (c Config) defaultGroup() state.SecurityGroup {
 func (c Config) DesiredState(node string) *state.Desired {
 	d := &state.Desired{Networks: []state.Network{}, LocalPorts: []state.LocalPort{}, RemotePorts: []state.RemotePort{}}
 	ports := c.Ports()
-	for _, n := range c.networks() {
+	for _, n := range c.Networks() {
 		hosts := map[string]bool{}
 		for _, p := range ports {
 			if p.NetworkID == n.ID {

@@ -209,7 +209,7 @@ func addPort(c Config, p Port) error {
 		return err
 	}
 	return Do(c.PortNS(p), func() error {
-		if !c.leased(p) {
+		if !c.Leased(p) {
 			if err := addAddr(VMDev, netip.PrefixFrom(p.IP, 24)); err != nil {
 				return err
 			}

@@ -51,7 +51,7 @@ func (d *Desired) Validate() error {
 			if n.VNI != 0 || len(n.VTEPs) > 0 {
 				bad("%s: a %s network has no vni or vteps", where, n.Kind())
 			}
-			if !validDomain(n.PhysicalNetwork) || strings.Contains(n.PhysicalNetwork, ".") {
+			if !ValidPhysicalNetwork(n.PhysicalNetwork) {
 				bad("%s: physical_network %q: want a name like default (letters, digits, '-')", where, n.PhysicalNetwork)
 			}
 			if n.Kind() == NetworkVLAN && (n.VLAN < 1 || n.VLAN > MaxVLAN) {
@@ -92,7 +92,7 @@ func (d *Desired) Validate() error {
 				}
 			}
 		}
-		if n.DNSDomain != "" && !validDomain(n.DNSDomain) {
+		if n.DNSDomain != "" && !ValidDNSDomain(n.DNSDomain) {
 			bad("%s: dns_domain %q is not a DNS name", where, n.DNSDomain)
 		}
 	}
@@ -145,7 +145,7 @@ func (d *Desired) Validate() error {
 		for _, err := range ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs) {
 			bad("%s: %v", where, err)
 		}
-		if p.DNSName != "" && (strings.Contains(p.DNSName, ".") || !validDomain(p.DNSName)) {
+		if p.DNSName != "" && !ValidHostName(p.DNSName) {
 			bad("%s: dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", where, p.DNSName)
 		}
 	}
@@ -250,6 +250,17 @@ func ValidateAddressPairs(mac MAC, ips []netip.Addr, pairs []AddressPair) []erro
 	}
 	return errs
 }
+
+// ValidPhysicalNetwork reports whether s can name a physical network
+// (provider:physical_network): letters, digits and inner hyphens, 63 at
+// most, as it becomes part of device and pin names.
+func ValidPhysicalNetwork(s string) bool { return validDomain(s) && !strings.Contains(s, ".") }
+
+// ValidDNSDomain reports whether s can be a network's dns_domain.
+func ValidDNSDomain(s string) bool { return validDomain(s) }
+
+// ValidHostName reports whether s can be a port's dns_name: one DNS label.
+func ValidHostName(s string) bool { return validDomain(s) && !strings.Contains(s, ".") }
 
 // validDomain reports whether s is a DNS name of at most 253 characters
 // whose labels are letters, digits and inner hyphens (RFC 1123), 63 at most.

@@ -59,9 +59,15 @@ func publishByCLI(t *testing.T, l *lab.Lab, ports ...lab.Port) {
 		cli(t, l, "port", "create", "--network", p.NetworkID, "--id", p.ID, "--mac", p.MAC.String(), "--fixed-ip", p.IP.String(),
 			"--host", p.Node, p.Name)
 	}
+	waitActive(t, l, len(ports))
+}
+
+// waitActive waits until the controller lists n ports, every one ACTIVE.
+func waitActive(t *testing.T, l *lab.Lab, n int) {
+	t.Helper()
 	waitFor(t, "every port ACTIVE", func() bool {
 		var list []control.Port
-		if err := json.Unmarshal([]byte(cli(t, l, "port", "list", "-o", "json")), &list); err != nil || len(list) != len(ports) {
+		if err := json.Unmarshal([]byte(cli(t, l, "port", "list", "-o", "json")), &list); err != nil || len(list) != n {
 			return false
 		}
 		for _, p := range list {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +42,42 @@ func storeQuotas(ctx context.Context, ctl *control.Controller, q control.Quotas)
 		return nil
 	}
 	return ctl.SetQuotas(ctx, q)
+}
+
+// ml2Flags are Neutron's ml2 type driver options for provider networks:
+// `vxdp server` stores them, every controller enforces them.
+func ml2Flags() []cli.Flag {
+	d := control.DefaultML2Config
+	vlans := make([]string, len(d.NetworkVLANRanges))
+	for i, r := range d.NetworkVLANRanges {
+		vlans[i] = r.String()
+	}
+	return []cli.Flag{
+		&cli.StringFlag{Name: "network-vlan-ranges", Value: strings.Join(vlans, ","), EnvVars: []string{"VXDP_NETWORK_VLAN_RANGES"},
+			Usage: "`PHYSNET:MIN:MAX[,...]` VLANs that vlan networks may use (a PHYSNET alone: any VLAN of it, none allocated; \"\": no vlan network) ([ml2_type_vlan] network_vlan_ranges)"},
+		&cli.StringFlag{Name: "flat-networks", Value: strings.Join(d.FlatNetworks, ","), EnvVars: []string{"VXDP_FLAT_NETWORKS"},
+			Usage: "`PHYSNETS` flat networks may use, comma-separated; * for any, \"\" for none ([ml2_type_flat] flat_networks)"},
+	}
+}
+
+func ml2Of(c *cli.Context) (control.ML2Config, error) {
+	var m control.ML2Config
+	var err error
+	if m.NetworkVLANRanges, err = control.ParseNetworkVLANRanges(c.String("network-vlan-ranges")); err != nil {
+		return m, fmt.Errorf("--network-vlan-ranges: %w", err)
+	}
+	if m.FlatNetworks, err = control.ParseFlatNetworks(c.String("flat-networks")); err != nil {
+		return m, fmt.Errorf("--flat-networks: %w", err)
+	}
+	return m, nil
+}
+
+// storeML2 writes m to the bucket unless it holds it already.
+func storeML2(ctx context.Context, ctl *control.Controller, m control.ML2Config) error {
+	if cur, err := ctl.GetML2Config(ctx); err == nil && slices.Equal(cur.NetworkVLANRanges, m.NetworkVLANRanges) && slices.Equal(cur.FlatNetworks, m.FlatNetworks) {
+		return nil
+	}
+	return ctl.SetML2Config(ctx, m)
 }
 
 // memberSyncFlag sets how often the server repairs security group members.

@@ -284,6 +284,6 @@ func documentedViews() map[string][]string {
 		migrationView.kind: migrationView.keys(), versionView.kind: versionView.keys(), labView.kind: labView.keys(),
 		labNodeView.kind: labNodeView.keys(), statusView.kind: statusView.keys(), programView.kind: programView.keys(),
 		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
-		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(),
+		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(), subnetView.kind: subnetView.keys(),
 	}
 }

@@ -39,6 +39,7 @@ network or security group is refused and nothing is written.`,
 					&cli.StringSliceFlag{Name: "security-group", Usage: "security group `NAME|ID` (repeatable)"},
 					&cli.StringFlag{Name: "host", Usage: "bind the port to `HOST` at once"},
 					&cli.StringFlag{Name: "device-owner", Usage: "device owner (e.g. compute:nova, network:dhcp)"},
+					&cli.StringFlag{Name: "dns-name", Usage: "host `NAME` DHCP gives the VM (default host-<address>)"},
 					&cli.StringFlag{Name: "id", Usage: "port `UUID` (default: a new one)"},
 					projectFlag(true),
 				}, outputFlags(portView)),
@@ -143,6 +144,7 @@ func portSpec(c *cli.Context) (control.PortSpec, error) {
 	spec := control.PortSpec{
 		Network: c.String("network"), NoPortSecurity: c.Bool("no-port-security"), SecurityGroups: c.StringSlice("security-group"),
 		Host: c.String("host"), DeviceOwner: c.String("device-owner"), ID: c.String("id"), Project: c.String("project"),
+		DNSName: c.String("dns-name"),
 	}
 	switch len(pos) {
 	case 0:
@@ -318,6 +320,7 @@ var portView = view[control.Port]{
 		{key: "project_id", header: "Project", value: func(p control.Port) any { return control.ProjectOf(p.Project) }},
 		{key: "binding_host_id", header: "Host", value: func(p control.Port) any { return stringOrNil(p.Host) }},
 		{key: "device_owner", header: "Device Owner", value: func(p control.Port) any { return p.DeviceOwner }},
+		{key: "dns_name", header: "DNS Name", value: func(p control.Port) any { return stringOrNil(p.DNSName) }},
 		{key: "status", header: "Status", value: func(p control.Port) any { return p.Status }},
 		{key: "tap", header: "Tap", value: func(p control.Port) any { return p.Tap() }},
 		{key: "binding_generation", header: "Binding Generation", value: func(p control.Port) any { return p.Generation }},

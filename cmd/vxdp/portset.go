@@ -14,7 +14,7 @@ import (
 func portSetCommand(revisionFlag cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:      "set",
-		Usage:     "change a port's security groups, port security and allowed address pairs",
+		Usage:     "change a port's security groups, port security, allowed address pairs and DNS name",
 		ArgsUsage: "PORT",
 		Description: `As "openstack port set": --security-group adds a group (repeatable),
 --no-security-group clears them first (both together replace them), and
@@ -31,6 +31,7 @@ at once, and flows the change no longer allows are cut.
 			&cli.BoolFlag{Name: "disable-port-security", Usage: "turn port security off (the port must have no groups and address pairs)"},
 			repeatableFlag("allowed-address", "add `ip-address=IP[/LEN][,mac-address=MAC]` the port may also send from (repeatable)"),
 			&cli.BoolFlag{Name: "no-allowed-address", Usage: "clear the allowed address pairs first"},
+			&cli.StringFlag{Name: "dns-name", Usage: "host `NAME` DHCP gives the VM"},
 		}, outputFlags(portView)),
 		Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 			ref, err := oneArg(c, "port")
@@ -48,6 +49,10 @@ at once, and flows the change no longer allows are cut.
 			if u.AddAllowedAddressPairs, err = addressPairFlags(c); err != nil {
 				return err
 			}
+			if c.IsSet("dns-name") {
+				name := c.String("dns-name")
+				u.DNSName = &name
+			}
 			p, err := ctl.UpdatePort(c.Context, ref, u, c.Uint64("revision"))
 			if err != nil {
 				return err
@@ -61,11 +66,12 @@ at once, and flows the change no longer allows are cut.
 func portUnsetCommand(revisionFlag cli.Flag) *cli.Command {
 	return &cli.Command{
 		Name:      "unset",
-		Usage:     "take a port out of security groups, remove allowed address pairs",
+		Usage:     "take a port out of security groups, remove allowed address pairs or its DNS name",
 		ArgsUsage: "PORT",
 		Flags: slices.Concat(controllerFlags(), []cli.Flag{revisionFlag,
 			&cli.StringSliceFlag{Name: "security-group", Usage: "leave security group `NAME|ID` (repeatable)"},
 			repeatableFlag("allowed-address", "remove `ip-address=IP[/LEN][,mac-address=MAC]` (repeatable)"),
+			&cli.BoolFlag{Name: "dns-name", Usage: "remove the DNS name (DHCP then gives host-<address>)"},
 		}, outputFlags(portView)),
 		Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 			ref, err := oneArg(c, "port")
@@ -76,8 +82,11 @@ func portUnsetCommand(revisionFlag cli.Flag) *cli.Command {
 			if u.RemoveAllowedAddressPairs, err = addressPairFlags(c); err != nil {
 				return err
 			}
-			if len(u.RemoveSecurityGroups)+len(u.RemoveAllowedAddressPairs) == 0 {
-				return fmt.Errorf("port unset: nothing to unset: give --security-group or --allowed-address")
+			if c.Bool("dns-name") {
+				u.DNSName = new(string)
+			}
+			if len(u.RemoveSecurityGroups)+len(u.RemoveAllowedAddressPairs) == 0 && u.DNSName == nil {
+				return fmt.Errorf("port unset: nothing to unset: give --security-group, --allowed-address or --dns-name")
 			}
 			p, err := ctl.UpdatePort(c.Context, ref, u, c.Uint64("revision"))
 			if err != nil {

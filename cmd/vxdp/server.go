@@ -54,7 +54,7 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			&cli.StringFlag{Name: "ready-file", Usage: "write {\"url\":...} to `FILE` once serving (for supervisors and the lab)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
 			netnsFlag, memberSyncFlag,
-		}, bucketLimitFlags(), brokerFlags(), quotaFlags()),
+		}, bucketLimitFlags(), brokerFlags(), quotaFlags(), ml2Flags()),
 		Action: runServer,
 		Subcommands: []*cli.Command{
 			{
@@ -79,15 +79,19 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			},
 			{
 				Name:  "bucket",
-				Usage: "create the control-plane bucket on an existing cluster, or change its replicas, limits and quotas",
+				Usage: "create the control-plane bucket on an existing cluster, or change its replicas, limits, quotas and provider network options",
 				Flags: slices.Concat(natsFlags(), []cli.Flag{&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}, netnsFlag},
-					bucketLimitFlags(), quotaFlags()),
+					bucketLimitFlags(), quotaFlags(), ml2Flags()),
 				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
 					bo, err := bucketOptions(c)
 					if err != nil {
 						return err
 					}
 					q, err := quotasOf(c)
+					if err != nil {
+						return err
+					}
+					m, err := ml2Of(c)
 					if err != nil {
 						return err
 					}
@@ -99,6 +103,9 @@ FILE" prints the same rules for a cluster configured by hand.`,
 						return err
 					}
 					if err := storeQuotas(ctx, ctl, q); err != nil {
+						return err
+					}
+					if err := storeML2(ctx, ctl, m); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
@@ -170,6 +177,10 @@ func runServer(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	m, err := ml2Of(c)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
 		return fmt.Errorf("--store: %w", err)
 	}
@@ -178,19 +189,21 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	defer stop()
-	return serve(c.Context, o, serveOptions{bucket: bo, quotas: q, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
+	return serve(c.Context, o, serveOptions{bucket: bo, quotas: q, ml2: m, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
 }
 
 // serveOptions are what serve does besides running NATS.
 type serveOptions struct {
 	bucket     control.BucketOptions
 	quotas     control.Quotas
+	ml2        control.ML2Config
 	memberSync time.Duration
 	readyFile  string
 }
 
 // serve runs the server until ctx ends: it creates the bucket (retrying
-// while a cluster elects its leaders), stores the quotas, reports
+// while a cluster elects its leaders), stores the quotas and provider
+// network options, reports
 // readiness and keeps security group members in step with the ports.
 func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logger) error {
 	bo := so.bucket
@@ -229,6 +242,9 @@ func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logg
 	}
 	if err := storeQuotas(ctx, ctl, so.quotas); err != nil {
 		return fmt.Errorf("quotas: %w", err)
+	}
+	if err := storeML2(ctx, ctl, so.ml2); err != nil {
+		return fmt.Errorf("provider network options: %w", err)
 	}
 	go syncMembers(ctx, nc, o.Bucket, so.memberSync, log)
 	log.Info("vxdp server ready", "url", srv.ClientURL(), "store", o.StoreDir, "bucket", o.Bucket, "replicas", replicas,
