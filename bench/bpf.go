@@ -173,6 +173,11 @@ func RunBPF(ctx context.Context, o BPFOptions) (*BPFReport, error) {
 	figs := make([]struct{ loop, single []BPFFigure }, len(cases))
 	self := os.Getpid()
 	for pass := 1; pass <= o.Passes; pass++ {
+		if o.Passes > 2 { // not for a quick run: wait for a quiet second
+			if err := waitQuiet(ctx, o.NoiseLimit, time.Minute, o.Progress); err != nil {
+				return nil, err
+			}
+		}
 		a, err := takeCPU()
 		if err != nil {
 			return nil, err
