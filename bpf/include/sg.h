@@ -320,6 +320,20 @@ static __always_inline int ct_still_allowed(const struct ct_key *k, const struct
 	return sg_allows(port->policy, e->opener, k->family, k->remote, k->proto, e->opener_l4);
 }
 
+/* A live flow of an older generation than the port's is checked again,
+ * as it was opened, and marked open or cut until the next change. Every
+ * use of an entry goes through here, so a policy change (a remote group's
+ * members, say) never leaves a flow judged by a stale generation. */
+static __always_inline void ct_revalidate(const struct ct_key *k, struct ct_entry *e, const struct port_info *port,
+					  __u8 dir)
+{
+	if (e->generation == port->generation)
+		return;
+	e->state = ct_still_allowed(k, e, port) ? CT_OPEN : CT_CUT;
+	e->generation = port->generation;
+	sg_count(dir, e->state == CT_OPEN ? SG_EV_RECHECKED : SG_EV_CUT);
+}
+
 /* sg_check decides a packet of a port with security groups, in dir.
  * Returns 0 when it passes, or the reason of the drop; counts the event. */
 static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u32 l3off, __be16 ethertype,
@@ -355,11 +369,7 @@ static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u
 	ct_key_of(&k, ifindex, dir, p.family, p.proto, p.saddr, p.daddr, p.sport, p.dport);
 	e = ct_lookup(&k);
 	if (e && e->expires > now) {
-		if (e->generation != port->generation) {
-			e->state = ct_still_allowed(&k, e, port) ? CT_OPEN : CT_CUT;
-			e->generation = port->generation;
-			sg_count(dir, e->state == CT_OPEN ? SG_EV_RECHECKED : SG_EV_CUT);
-		}
+		ct_revalidate(&k, e, port, dir);
 		if (e->state == CT_CUT)
 			return DROP_SG_FLOW_CUT;
 		seen = e->seen | ct_seen(&p, dir, e->opener);
@@ -373,14 +383,19 @@ static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u
 	}
 	if (p.icmp_error) {
 		/* The quoted packet went the other way round: in its tuple the
-		 * VM's side is the source for an error coming in. */
+		 * VM's side is the source for an error coming in. An error about
+		 * a flow is as good as the flow: re-checked as it was opened
+		 * after a policy change, it relates while the flow may go on
+		 * (a PMTU error must not wait for the flow's next packet). */
 		struct ct_key ik = {};
 		struct ct_entry *ie;
 
 		ct_key_of(&ik, ifindex, dir == SG_EGRESS ? SG_INGRESS : SG_EGRESS, p.family, p.inner_proto, p.inner_saddr,
 			  p.inner_daddr, p.inner_sport, p.inner_dport);
 		ie = ct_lookup(&ik);
-		if (ie && ie->expires > now && ie->state == CT_OPEN && ie->generation == port->generation) {
+		if (ie && ie->expires > now)
+			ct_revalidate(&ik, ie, port, dir);
+		if (ie && ie->expires > now && ie->state == CT_OPEN) {
 			sg_count(dir, SG_EV_RELATED);
 			return 0;
 		}
