@@ -6,6 +6,7 @@ import (
 
 	"github.com/vxdp/vxdp/frames"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // Provider networks on the physical interface "lo" (ifindex 1: the
@@ -80,7 +81,31 @@ func TestProviderPortProgram(t *testing.T) {
 		{name: "port security holds on a provider port", setup: asPort(vmP), in: udp(vm{mac: vmP.mac, ip: vmQ.ip}, vmQ),
 			verdict: tcShot, reason: "DROP_SPOOF_IP"},
 		{name: "a VLAN tag from the VM drops", setup: asPort(vmP), in: frames.Tagged(udp(vmP, vmQ), 99), verdict: tcShot, reason: "DROP_VLAN"},
+		{name: "security groups, no egress rule: dropped", setup: withPortGroups(loIfindex, asPort(vmP)), in: udp(vmP, vmQ),
+			verdict: tcShot, reason: "DROP_SG_EGRESS"},
+		{name: "security groups, an egress rule to it: out of the physical interface", setup: withPortGroups(loIfindex, asPort(vmP), toQ),
+			in: udp(vmP, vmQ), verdict: tcRedirect, reason: "REDIRECT_PROVIDER"},
+		{name: "security groups, to another port of the VLAN than the rule's: dropped", setup: withPortGroups(loIfindex, asPort(vmP), toQ),
+			in: frames.UDP4(vmP.mac, vmQ.mac, vmP.ip, addr("172.16.99.21"), 40000, 5201), verdict: tcShot, reason: "DROP_SG_EGRESS"},
 	})
+}
+
+// Rules between vmP and vmQ of VLAN 99: UDP 5201 from vmP to vmQ, and
+// from vmQ to vmP.
+var (
+	toQ = state.Rule{Direction: state.Egress, EtherType: state.IPv4, Protocol: state.ProtoUDP, PortMin: 5201, PortMax: 5201,
+		RemotePrefixes: []netip.Prefix{netip.PrefixFrom(vmQ.ip, 32)}}
+	fromQRule = state.Rule{Direction: state.Ingress, EtherType: state.IPv4, Protocol: state.ProtoUDP, PortMin: 5201, PortMax: 5201,
+		RemotePrefixes: []netip.Prefix{netip.PrefixFrom(vmQ.ip, 32)}}
+)
+
+// withPortGroups serves the provider networks (setup) and gives the port
+// of ifindex security groups with rules.
+func withPortGroups(ifindex uint32, setup func(*testing.T, *world), rules ...state.Rule) func(*testing.T, *world) {
+	return func(t *testing.T, w *world) {
+		setup(t, w)
+		groupsOn(t, w, ifindex, false, rules...)
+	}
 }
 
 // TestProviderUplinkProgram: what arrives on the physical interface. A
@@ -109,6 +134,16 @@ func TestProviderUplinkProgram(t *testing.T) {
 		{name: "VXLAN on the flat network's interface is still decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
 			verdict: xdpRedirect, reason: "REDIRECT_LOCAL", want: toB()},
 		{name: "no provider network on the interface: tags pass as before", in: frames.Tagged(fromQ(vmP), 99), verdict: xdpPass, reason: "PASS_VLAN_TAGGED"},
+		{name: "VLAN 99 to a port with security groups, no rule: dropped", setup: withPortGroups(vmP.ifindex, withProvider),
+			in: frames.Tagged(fromQ(vmP), 99), verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
+		{name: "VLAN 99 to a port with security groups, a rule from the sender: untagged and redirected",
+			setup: withPortGroups(vmP.ifindex, withProvider, fromQRule), in: frames.Tagged(fromQ(vmP), 99),
+			verdict: xdpRedirect, reason: "REDIRECT_FROM_PROVIDER", want: fromQ(vmP)},
+		{name: "VLAN 99 to a port with security groups, from another address than the rule's: dropped",
+			setup: withPortGroups(vmP.ifindex, withProvider, fromQRule),
+			in:    frames.Tagged(frames.UDP4(vmQ.mac, vmP.mac, addr("172.16.99.21"), vmP.ip, 40000, 5201), 99), verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
+		{name: "untagged to a flat port with security groups, no rule: dropped", setup: withPortGroups(vmF.ifindex, withProvider),
+			in: toF, verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
 	})
 }
 
