@@ -412,6 +412,33 @@ func TestSecurityGroupsRelatedICMP(t *testing.T) {
 	}
 }
 
+// TestSecurityGroupsICMPOtherThanEcho: ICMP messages other than echo open
+// no flow: one a rule allows lets no other type in or out after it (they
+// carry no identifier: a flow would be every such message between the
+// two addresses).
+func TestSecurityGroupsICMPOtherThanEcho(t *testing.T) {
+	inNetns(t)
+	w := newWorld(t)
+	unreachable := uint8(3)
+	withGroups(t, w, false, egressAll[0],
+		state.Rule{Direction: state.Ingress, EtherType: state.IPv4, Protocol: state.ProtoICMP, ICMPType: &unreachable})
+	redirect := func(f []byte) []byte { return frames.Edited(f, frames.Put8(frames.EthLen+20, 5)) } // type 5
+	in := frames.Unreachable(vmR.mac, vmA.mac, router4, vmA.ip, udpToRemote(1, 2))                  // about no flow of vmA's
+	out := frames.Unreachable(vmA.mac, vmR.mac, vmA.ip, router4, udpFromRemote(3, 4))               // the same
+	runSteps(t, w, []step{
+		{name: "unreachable in: its rule", prog: progDeliver, in: in, verdict: tcOK, reason: "PASS_SG_ALLOWED", events: []string{"ingress/stateless"}},
+		{name: "a redirect in after it: no rule", prog: progDeliver, in: redirect(in), verdict: tcShot, reason: "DROP_SG_INGRESS",
+			events: []string{"ingress/denied"}},
+		{name: "unreachable out: egress allows all", prog: progPort, in: out, verdict: tcRedirect, reason: "REDIRECT_REMOTE",
+			events: []string{"egress/stateless"}},
+		{name: "a redirect in after that: no rule", prog: progDeliver, in: redirect(frames.Unreachable(vmR.mac, vmA.mac, router4, vmA.ip, udpToRemote(5, 6))),
+			verdict: tcShot, reason: "DROP_SG_INGRESS", events: []string{"ingress/denied"}},
+	})
+	if n := ctEntries(t, w); n != 0 {
+		t.Errorf("ICMP other than echo left %d tracked flows", n)
+	}
+}
+
 // TestSecurityGroupsCutAndRevive: UDP and ICMP flows, like TCP ones, stop
 // both ways when the rule that let them in goes and go on when it is back.
 func TestSecurityGroupsCutAndRevive(t *testing.T) {

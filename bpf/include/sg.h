@@ -4,7 +4,7 @@
  * Rules only allow. A packet passes when it is always allowed (DHCP, ND,
  * ...), belongs to a tracked flow of the port (or is an ICMP error about
  * one), or a rule of the port's policy allows it; only a rule creates a
- * tracked flow. The policy is two LPM lookups however many rules it has:
+ * tracked flow, and ICMP other than echo none. The policy is two LPM lookups however many rules it has:
  * the classes of rules whose remote prefixes hold the remote address,
  * and those allowing the protocol and destination port; a shared class
  * allows. A tracked flow of an older generation than the port's is
@@ -403,6 +403,14 @@ static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u
 	if (!sg_allows(port->policy, dir, p.family, remote, p.proto, p.l4)) {
 		sg_count(dir, SG_EV_DENIED);
 		return deny;
+	}
+	/* ICMP other than echo opens no flow (nor does it in conntrack): it
+	 * carries no identifier, so a flow of one message would let every
+	 * other non-echo type between the two addresses through, both ways,
+	 * whatever types the rules allow. The rules alone decide it. */
+	if (icmp_proto(p.family, p.proto) && !icmp_is_echo(p.family, bpf_ntohs(p.l4) >> 8)) {
+		sg_count(dir, SG_EV_STATELESS);
+		return 0;
 	}
 	/* Only an allowed packet creates state; TCP is picked up mid-stream. */
 	fresh.generation = port->generation;
