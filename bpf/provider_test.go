@@ -49,6 +49,21 @@ func withProvider(t *testing.T, w *world) {
 	w.put(t, maps.FDB, maps.NewFDBKey(vmQ.vni, mac6(vmQ.mac)), maps.FDBEntry{Kind: maps.FDBProvider})
 }
 
+// withVLANOnly serves VLAN 99 on lo, which carries no flat network.
+func withVLANOnly(t *testing.T, w *world) {
+	withProvider(t, w)
+	w.del(t, maps.ProviderIn, maps.NewProviderKey(loIfindex, 0))
+}
+
+// offUplink makes lo (a test run's ingress) a provider network's
+// interface only: the tunnel interface is another.
+func offUplink(setup func(*testing.T, *world)) func(*testing.T, *world) {
+	return func(t *testing.T, w *world) {
+		setup(t, w)
+		update(t, w, maps.Config, uint32(0), func(c *maps.ConfigValue) { c.UplinkIfindex = loIfindex + 1 })
+	}
+}
+
 // asPort makes the TC test run's device (lo) port p.
 func asPort(p vm) func(*testing.T, *world) {
 	return func(t *testing.T, w *world) {
@@ -106,8 +121,16 @@ func TestProviderUplinkProgram(t *testing.T) {
 		{name: "untagged to a flat port: redirected as it is", setup: withProvider, in: toF, verdict: xdpRedirect, reason: "REDIRECT_FROM_PROVIDER", want: toF},
 		{name: "untagged to a VLAN 99 port: not the flat network's", setup: withProvider,
 			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
-		{name: "VXLAN on the flat network's interface is still decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
+		{name: "VXLAN on a provider interface that is also the tunnel interface: decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
 			verdict: xdpRedirect, reason: "REDIRECT_LOCAL", want: toB()},
+		// A host of the flat network, or untagged on the VLAN trunk, forging
+		// a registered VTEP's address: the kernel's VXLAN socket would take it.
+		{name: "VXLAN from a registered VTEP's address on a flat network's interface: dropped", setup: offUplink(withProvider),
+			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
+		{name: "VXLAN untagged on a VLAN trunk: dropped", setup: offUplink(withVLANOnly),
+			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
+		{name: "other traffic on a provider interface is the host's", setup: offUplink(withVLANOnly),
+			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
 		{name: "no provider network on the interface: tags pass as before", in: frames.Tagged(fromQ(vmP), 99), verdict: xdpPass, reason: "PASS_VLAN_TAGGED"},
 	})
 }

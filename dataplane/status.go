@@ -320,11 +320,31 @@ func ReadStatus(opts Options) (*Status, error) {
 	if applied.Error != "" {
 		st.Problems = append(st.Problems, "the last apply failed: "+applied.Error)
 	}
+	unserved := map[string]bool{}
+	for _, u := range applied.Unservable {
+		what := "network " + u.Network + " is not served on this host: " + u.Reason
+		if len(u.Ports) > 0 {
+			what += "; its ports stay DOWN: " + strings.Join(u.Ports, ", ")
+		}
+		st.Problems = append(st.Problems, what)
+		for _, p := range u.Ports {
+			unserved[p] = true
+		}
+	}
 	for _, p := range st.Pending {
-		st.Warnings = append(st.Warnings, "port "+p+" is pending: its tap does not exist yet")
+		if !unserved[p] {
+			st.Warnings = append(st.Warnings, "port "+p+" is pending: its tap does not exist yet")
+		}
 	}
 	st.Programs = programs(nlh, opts.linkDir(), applied.Attachments)
 	st.Problems = append(st.Problems, missingPrograms(st.Programs)...)
+	served := make(map[string]bool, len(applied.Attachments))
+	for _, a := range applied.Attachments {
+		served[a.Device] = true
+	}
+	if recorded {
+		st.Warnings = append(st.Warnings, rpFilterWarnings(nlh, "/proc/sys/net/ipv4/conf", served)...)
+	}
 
 	set, err := maps.OpenPinned(opts.mapDir())
 	if errors.Is(err, maps.ErrNotPinned) {

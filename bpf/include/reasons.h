@@ -75,6 +75,7 @@
 	X(DROP_VXLAN_FLAGS, DROP, P_UPLINK, "I flag missing or reserved bits set (the kernel drops these too)")             \
 	X(PASS_VNI_UNKNOWN, PASS, P_UPLINK, "a VNI not served here: the kernel has no device for it and drops it")          \
 	X(DROP_VTEP_UNKNOWN, DROP, P_UPLINK | P_VXLAN, "the outer source is not a VTEP registered for this VNI")            \
+	X(DROP_NOT_UPLINK, DROP, P_UPLINK, "VXLAN on a provider network's physical interface: only the tunnel interface carries it (a host of that network forging a VTEP's address)") \
 	X(DROP_NOT_LOCAL, DROP, P_UPLINK | P_VXLAN, "VXLAN of a served VNI addressed to something other than local_ip (broadcast, another local address)") \
 	X(PASS_UDP_CSUM, PASS, P_UPLINK, "IPv4: a non-zero outer UDP checksum; IPv6: a zero one: the kernel verifies (or refuses) it before decapsulating (the vxlan program then checks the VTEP)") \
 	X(DROP_UDP_CSUM, DROP, P_UPLINK, "IPv6 underlay: VXLAN of a registered VTEP with a wrong outer UDP checksum (the kernel drops these too)") \
