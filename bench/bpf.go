@@ -373,7 +373,7 @@ func (l *bpfLab) fill() error {
 		m    string
 		k, v any
 	}{
-		{maps.Config, uint32(0), maps.ConfigValue{LocalIp: be(labLocalIP), UplinkIfindex: 2, VxlanPort: maps.BE16(labVXLANPort),
+		{maps.Config, uint32(0), maps.ConfigValue{LocalIp: be(labLocalIP), UplinkIfindex: 1 /* lo, a test run's ingress: VXLAN is taken on the uplink only */, VxlanPort: maps.BE16(labVXLANPort),
 			SrcPortMin: 32768, SrcPortMax: 60999, Ttl: 64, UplinkMac: [6]byte(labUplink), Flags: maps.ConfigForward}},
 		{maps.Networks, uint32(labVNI), maps.NetInfo{DevIfindex: 10, Mtu: labMTU}},
 		{maps.Ports, labVM.ifindex, l.portInfo(labVM)},

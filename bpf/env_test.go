@@ -57,7 +57,7 @@ const (
 	vniB     = 200 // another tenant
 	vniOther = 300 // not served here
 
-	uplinkIfindex = 2 // any number: bpf_redirect_neigh is not carried out by a test run
+	uplinkIfindex = 1 // lo, the ingress of an XDP test run: VXLAN comes in on the uplink only
 	loIfindex     = 1 // the skb device of a TC test run, and the tx_ports target
 )
 

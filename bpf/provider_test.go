@@ -4,6 +4,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/vxdp/vxdp/frames"
 	"github.com/vxdp/vxdp/maps"
 	"github.com/vxdp/vxdp/state"
@@ -48,6 +51,21 @@ func withProvider(t *testing.T, w *world) {
 		w.put(t, maps.TxPorts, p.ifindex, uint32(loIfindex))
 	}
 	w.put(t, maps.FDB, maps.NewFDBKey(vmQ.vni, mac6(vmQ.mac)), maps.FDBEntry{Kind: maps.FDBProvider})
+}
+
+// withVLANOnly serves VLAN 99 on lo, which carries no flat network.
+func withVLANOnly(t *testing.T, w *world) {
+	withProvider(t, w)
+	w.del(t, maps.ProviderIn, maps.NewProviderKey(loIfindex, 0))
+}
+
+// offUplink makes lo (a test run's ingress) a provider network's
+// interface only: the tunnel interface is another.
+func offUplink(setup func(*testing.T, *world)) func(*testing.T, *world) {
+	return func(t *testing.T, w *world) {
+		setup(t, w)
+		update(t, w, maps.Config, uint32(0), func(c *maps.ConfigValue) { c.UplinkIfindex = loIfindex + 1 })
+	}
 }
 
 // asPort makes the TC test run's device (lo) port p.
@@ -131,8 +149,22 @@ func TestProviderUplinkProgram(t *testing.T) {
 		{name: "untagged to a flat port: redirected as it is", setup: withProvider, in: toF, verdict: xdpRedirect, reason: "REDIRECT_FROM_PROVIDER", want: toF},
 		{name: "untagged to a VLAN 99 port: not the flat network's", setup: withProvider,
 			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
-		{name: "VXLAN on the flat network's interface is still decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
+		{name: "VXLAN on a provider interface that is also the tunnel interface: decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
 			verdict: xdpRedirect, reason: "REDIRECT_LOCAL", want: toB()},
+		// A host of the flat network, or untagged on the VLAN trunk, forging
+		// a registered VTEP's address: the kernel's VXLAN socket would take it.
+		{name: "VXLAN from a registered VTEP's address on a flat network's interface: dropped", setup: offUplink(withProvider),
+			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
+		{name: "VXLAN untagged on a VLAN trunk: dropped", setup: offUplink(withVLANOnly),
+			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
+		{name: "other traffic on a provider interface is the host's", setup: offUplink(withVLANOnly),
+			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
+		// A bridge hands link-local group frames to its port's own stack
+		// (eth1.99, eth3), whose sockets bound to any address would take IP.
+		{name: "IPv4 on VLAN 99 to a link-local group address: dropped", setup: withProvider,
+			in: frames.Tagged(frames.UDP4(physMAC, frames.LLDP, addr("172.16.99.1"), vmP.ip, 1, 8472), 99), verdict: xdpDrop, reason: "DROP_LINK_LOCAL_DST"},
+		{name: "LLDP on the flat network's interface: the host's, as on any NIC", setup: withProvider,
+			in: frames.Build(frames.Ether(physMAC, frames.LLDP, layers.EthernetTypeLinkLayerDiscovery), gopacket.Payload(make([]byte, 46))), verdict: xdpPass, reason: "PASS_PROVIDER_BUM"},
 		{name: "no provider network on the interface: tags pass as before", in: frames.Tagged(fromQ(vmP), 99), verdict: xdpPass, reason: "PASS_VLAN_TAGGED"},
 		{name: "VLAN 99 to a port with security groups, no rule: dropped", setup: withPortGroups(vmP.ifindex, withProvider),
 			in: frames.Tagged(fromQ(vmP), 99), verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
@@ -161,6 +193,8 @@ func TestSegmentProgram(t *testing.T) {
 	runCases(t, progSegment, []testCase{
 		{name: "to a local port: redirected", setup: withProvider, in: fromPhys(vmF), verdict: tcRedirect, reason: "REDIRECT_LOCAL"},
 		{name: "to another network's port: the bridge", setup: withProvider, in: fromPhys(vmP), verdict: tcOK, reason: "PASS_PROVIDER_FDB_MISS"},
+		{name: "IPv4 to a link-local group address: dropped", setup: withProvider,
+			in: frames.UDP4(physMAC, frames.LLDP, addr("172.16.98.1"), vmF.ip, 1, 8472), verdict: tcShot, reason: "DROP_LINK_LOCAL_DST"},
 		{name: "broadcast: the bridge", setup: withProvider, in: fromPhys(vm{mac: frames.Broadcast, ip: addr("172.16.98.255")}),
 			verdict: tcOK, reason: "PASS_PROVIDER_BUM"},
 		{name: "from a local port's MAC: a forgery", setup: withProvider,
