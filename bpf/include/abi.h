@@ -375,7 +375,7 @@ enum sg_event {
 	SG_EV_NEW = 1,         /* allowed by a rule, flow tracked from now */
 	SG_EV_RELATED = 2,     /* an ICMP error of a tracked flow */
 	SG_EV_ALWAYS = 3,      /* always allowed (DHCP, ND, ...) */
-	SG_EV_STATELESS = 4,   /* allowed by a rule of a stateless group */
+	SG_EV_STATELESS = 4,   /* allowed by a rule, nothing tracked: a stateless group, a later fragment, ICMP other than echo */
 	SG_EV_DENIED = 5,      /* no rule allows it */
 	SG_EV_RECHECKED = 6,   /* a flow of an older generation, still allowed */
 	SG_EV_CUT = 7,         /* a flow of an older generation, no longer allowed */
