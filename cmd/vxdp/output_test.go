@@ -285,5 +285,6 @@ func documentedViews() map[string][]string {
 		labNodeView.kind: labNodeView.keys(), statusView.kind: statusView.keys(), programView.kind: programView.keys(),
 		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
 		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(), subnetView.kind: subnetView.keys(),
+		monitorEventView.kind: monitorEventView.keys(),
 	}
 }
