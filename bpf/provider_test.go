@@ -4,6 +4,9 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/vxdp/vxdp/frames"
 	"github.com/vxdp/vxdp/maps"
 )
@@ -131,6 +134,12 @@ func TestProviderUplinkProgram(t *testing.T) {
 			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
 		{name: "other traffic on a provider interface is the host's", setup: offUplink(withVLANOnly),
 			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
+		// A bridge hands link-local group frames to its port's own stack
+		// (eth1.99, eth3), whose sockets bound to any address would take IP.
+		{name: "IPv4 on VLAN 99 to a link-local group address: dropped", setup: withProvider,
+			in: frames.Tagged(frames.UDP4(physMAC, frames.LLDP, addr("172.16.99.1"), vmP.ip, 1, 8472), 99), verdict: xdpDrop, reason: "DROP_LINK_LOCAL_DST"},
+		{name: "LLDP on the flat network's interface: the host's, as on any NIC", setup: withProvider,
+			in: frames.Build(frames.Ether(physMAC, frames.LLDP, layers.EthernetTypeLinkLayerDiscovery), gopacket.Payload(make([]byte, 46))), verdict: xdpPass, reason: "PASS_PROVIDER_BUM"},
 		{name: "no provider network on the interface: tags pass as before", in: frames.Tagged(fromQ(vmP), 99), verdict: xdpPass, reason: "PASS_VLAN_TAGGED"},
 	})
 }
@@ -149,6 +158,8 @@ func TestSegmentProgram(t *testing.T) {
 	runCases(t, progSegment, []testCase{
 		{name: "to a local port: redirected", setup: withProvider, in: fromPhys(vmF), verdict: tcRedirect, reason: "REDIRECT_LOCAL"},
 		{name: "to another network's port: the bridge", setup: withProvider, in: fromPhys(vmP), verdict: tcOK, reason: "PASS_PROVIDER_FDB_MISS"},
+		{name: "IPv4 to a link-local group address: dropped", setup: withProvider,
+			in: frames.UDP4(physMAC, frames.LLDP, addr("172.16.98.1"), vmF.ip, 1, 8472), verdict: tcShot, reason: "DROP_LINK_LOCAL_DST"},
 		{name: "broadcast: the bridge", setup: withProvider, in: fromPhys(vm{mac: frames.Broadcast, ip: addr("172.16.98.255")}),
 			verdict: tcOK, reason: "PASS_PROVIDER_BUM"},
 		{name: "from a local port's MAC: a forgery", setup: withProvider,

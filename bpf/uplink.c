@@ -151,6 +151,8 @@ static __always_inline enum vxdp_reason from_provider(struct xdp_md *ctx, const 
 		return DROP_VNI_MISMATCH;
 	if (mac_is_local_port(*seg, eth->h_source))
 		return DROP_INNER_SRC_LOCAL;
+	if (link_local_ip(eth->h_dest, l3->proto))
+		return DROP_LINK_LOCAL_DST;
 	if (!forwarding(cfg))
 		return PASS_KERNEL_FORWARDING;
 	if (mac_is_multicast(eth->h_dest))

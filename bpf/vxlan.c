@@ -70,6 +70,9 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 		return DROP_RUNT;
 	if (mac_is_local_port(vni, eth->h_source))
 		return DROP_INNER_SRC_LOCAL;
+	/* The bridge would hand it to the vxlan device's own stack. */
+	if (mac_is_link_local(eth->h_dest))
+		return DROP_LINK_LOCAL_DST;
 	if (!forwarding(cfg))
 		return PASS_KERNEL_FORWARDING;
 

@@ -133,8 +133,12 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 	secured := slices.DeleteFunc(slices.Clone(present), func(p localPort) bool { return !d.groupsEnforced(p) })
 	policies, perrs := compilePolicies(want.SecurityGroups, secured)
 	for set, err := range perrs {
-		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set, "err", err)
+		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set,
+			"ports", policies.ports[set], "err", err)
 	}
+	d.mu.Lock()
+	d.uncompiled = policies.uncompiledPorts(perrs)
+	d.mu.Unlock()
 	w.remote, w.l4 = policies.entries()
 	rec.policies = policies.describe(want.SecurityGroups, perrs)
 	for _, p := range present {

@@ -90,6 +90,9 @@ type Dataplane struct {
 	// attachments are the programs the last successful apply attached
 	// (CheckAttached).
 	attachments []Attachment
+	// uncompiled counts the ports whose groups the last apply could not
+	// compile (the vxdp_sg_uncompiled_ports metric).
+	uncompiled int
 }
 
 var _ state.Reconciler = (*Dataplane)(nil)
@@ -547,6 +550,8 @@ type AppliedPolicy struct {
 	Stateless bool          `json:"stateless,omitempty"`
 	Rules     []AppliedRule `json:"rules"`
 	Error     string        `json:"error,omitempty"` // why it allows nothing
+	// Ports are the local ports in these groups (ids, or taps).
+	Ports []string `json:"ports,omitempty"`
 }
 
 // AppliedRule is one rule of a policy, with the record behind it.

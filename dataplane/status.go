@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -211,6 +212,24 @@ func (d *Dataplane) CheckAttached() error {
 	return nil
 }
 
+// policyProblems names every port whose security groups the apply could
+// not compile: its policy is empty, so it passes only what is always
+// allowed (DHCP, ND, ...), which the agent's log alone would hide.
+func policyProblems(a *Applied) []string {
+	var out []string
+	for _, p := range a.Policies {
+		if p.Error == "" {
+			continue
+		}
+		for _, port := range p.Ports {
+			out = append(out, fmt.Sprintf("port %s: security groups %s not compiled: %s; it passes only always-allowed traffic",
+				port, strings.Join(p.Groups, ", "), p.Error))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // MapFill is how full one map is.
 type MapFill struct {
 	Name     string
@@ -331,6 +350,7 @@ func ReadStatus(opts Options) (*Status, error) {
 			unserved[p] = true
 		}
 	}
+	st.Problems = append(st.Problems, policyProblems(applied)...)
 	for _, p := range st.Pending {
 		if !unserved[p] {
 			st.Warnings = append(st.Warnings, "port "+p+" is pending: its tap does not exist yet")

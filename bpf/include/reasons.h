@@ -27,7 +27,7 @@
 	X(DROP_PORT_UNKNOWN, DROP, P_PORT | P_DELIVER, "the tap has a vxdp program but no entry in the ports map (never expected)") \
 	X(DROP_PORT_DISABLED, DROP, P_PORT | P_DELIVER, "the port is no longer bound to this host but its tap still exists")          \
 	X(DROP_RUNT, DROP, P_PORT | P_VXLAN | P_SEGMENT, "shorter than an Ethernet header")                                           \
-	X(DROP_LINK_LOCAL_DST, DROP, P_PORT, "to an IEEE 802.1D link-local group address (01:80:c2:00:00:0X): a bridge hands those to the hypervisor's own stack") \
+	X(DROP_LINK_LOCAL_DST, DROP, P_PORT | P_UPLINK | P_VXLAN | P_SEGMENT, "to an IEEE 802.1D link-local group address (01:80:c2:00:00:0X): a bridge hands those to the hypervisor's own stack (from a tap or a VXLAN peer: any frame; from a physical network: IPv4, IPv6 and ARP, LLDP and LACP stay the host's)") \
 	X(DROP_SPOOF_MAC, DROP, P_PORT, "port security: the source MAC is neither the port's nor an allowed address pair's") \
 	X(DROP_SPOOF_IP, DROP, P_PORT, "port security: the IPv4/IPv6 source is not allowed with this source MAC (0.0.0.0 only for a DHCP client, :: only for DAD and MLD)") \
 	X(DROP_SPOOF_ARP, DROP, P_PORT, "port security: the ARP sender MAC differs from the frame's, or the sender IP is not allowed")  \
