@@ -222,16 +222,20 @@ func (l *bpfLab) run(ctx context.Context, c bpfCase, repeat int) (*BPFFigure, BP
 	if err := l.prepare(c); err != nil {
 		return nil, BPFFigure{}, err
 	}
+	stop, err := l.listen(c)
+	if err != nil {
+		return nil, BPFFigure{}, err
+	}
 	var loop *BPFFigure
 	if c.loops() {
 		f, err := l.compare(ctx, c, false, repeat)
 		if err != nil {
-			return nil, BPFFigure{}, err
+			return nil, BPFFigure{}, errors.Join(err, stop())
 		}
 		loop = &f
 	}
 	single, err := l.compare(ctx, c, true, min(repeat, maxSingleRuns))
-	return loop, single, err
+	return loop, single, errors.Join(err, stop())
 }
 
 // loops reports whether a loop of runs measures the case: not when the
@@ -270,6 +274,8 @@ type bpfCase struct {
 	sgDir         uint8
 	sgEvent       maps.SGEvent // what every run must count (rules > 0)
 	allow         netip.Addr   // the remote the group's last rule allows
+	monitor       bool         // `vxdp monitor` listens (trace: every decision)
+	trace         bool
 }
 
 // bpfLab is a loaded vxdp over fresh maps holding one network, plus the

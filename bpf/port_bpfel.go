@@ -132,26 +132,38 @@ type PortMacValue struct {
 }
 
 type PortMonEvent struct {
-	_         structs.HostLayout
-	TsNs      uint64
-	Ifindex   uint32
-	Vni       uint32
-	Len       uint32
-	Reason    uint16
-	Prog      uint8
-	Verdict   uint8
-	BeforeLen uint16
-	AfterLen  uint16
-	Pad       [4]uint8
-	Before    [128]uint8
-	After     [128]uint8
+	_               structs.HostLayout
+	TsNs            uint64
+	Ifindex         uint32
+	Vni             uint32
+	Len             uint32
+	Reason          uint16
+	Prog            uint8
+	Verdict         uint8
+	BeforeLen       uint16
+	AfterLen        uint16
+	BeforeVlanProto uint16
+	BeforeVlanTci   uint16
+	AfterVlanProto  uint16
+	AfterVlanTci    uint16
+	OuterFamily     uint8
+	Pad             [3]uint8
+	OuterSrc        [16]uint8
+	OuterDst        [16]uint8
+	Before          [128]uint8
+	After           [128]uint8
 }
 
 type PortMonFrame struct {
-	_    structs.HostLayout
-	Len  uint16
-	Pad  [6]uint8
-	Data [128]uint8
+	_           structs.HostLayout
+	Len         uint16
+	VlanProto   uint16
+	VlanTci     uint16
+	OuterFamily uint8
+	Pad         uint8
+	OuterSrc    [16]uint8
+	OuterDst    [16]uint8
+	Data        [128]uint8
 }
 
 type PortNetFlag uint32

@@ -41,6 +41,7 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 	ipv6 = cfg->flags & CFG_F_UNDERLAY_IPV6;
 	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), ipv6 ? BPF_F_TUNINFO_IPV6 : 0))
 		return DROP_NO_TUNNEL_INFO;
+	mon_note_tunnel(cfg, &tk, ipv6);
 	vni = tk.tunnel_id;
 	*vni_out = vni;
 	net = bpf_map_lookup_elem(&networks, &vni);

@@ -532,6 +532,11 @@ func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 	if !d.opts.Kernel {
 		c.Flags |= maps.ConfigForward
 	}
+	// A running `vxdp monitor`'s flags are its own: an apply keeps them.
+	var cur maps.ConfigValue
+	if err := d.set.Map(maps.Config).Lookup(uint32(0), &cur); err == nil {
+		c.Flags |= cur.Flags & (maps.MonitorDrops | maps.MonitorTrace)
+	}
 	if d.opts.LocalIP.Is6() {
 		c.LocalIp6 = d.opts.LocalIP.As16()
 		c.Flags |= maps.ConfigUnderlayIPv6

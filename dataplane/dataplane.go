@@ -171,7 +171,7 @@ func (d *Dataplane) openBPF() error {
 }
 
 // layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
-const layoutVersion = 8
+const layoutVersion = 9
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.
@@ -438,6 +438,10 @@ type AppliedNetwork struct {
 	VTEPs    []netip.Addr    `json:"vteps"`
 	Local    []AppliedPort   `json:"local_ports"`
 	Remote   []AppliedRemote `json:"remote_ports"`
+
+	// PhysicalNetwork is a provider network's physical network (e.g.
+	// "default"): `vxdp monitor` names its segment so.
+	PhysicalNetwork string `json:"physical_network,omitempty"`
 }
 
 // provider reports whether the network is a provider network (an older
@@ -479,6 +483,7 @@ func (d *Dataplane) appliedNetworks(want *state.Desired, pending []string) []App
 			phys := d.opts.PhysicalInterfaceMappings[n.PhysicalNetwork]
 			out[i].VNI, _ = d.segment(n)
 			out[i].Physical, out[i].VLAN, out[i].VXLAN = phys, n.VLAN, phys
+			out[i].PhysicalNetwork = n.PhysicalNetwork
 			if n.Kind() == state.NetworkVLAN {
 				out[i].VXLAN = vlanDevName(phys, n.VLAN)
 			}

@@ -286,6 +286,7 @@ func documentedViews() map[string][]string {
 		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
 		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(), subnetView.kind: subnetView.keys(),
 		"dump ct": ctColumns(),
+		monitorEventView.kind: monitorEventView.keys(),
 	}
 }
 
