@@ -112,7 +112,7 @@ func (m *model) fromProvider(f []byte, proto uint16, tags int) (uplinkOutcome, b
 		out.reason = "PASS_INNER_TAGGED"
 		return out, true
 	}
-	l := m.toLocalPort(seg, f, dst, inner, l3off, "PASS_PROVIDER_FDB_MISS")
+	l := m.toLocalPort(seg, f, dst, inner, l3off, "PASS_PROVIDER_FDB_MISS", true)
 	out.reason, out.alt, out.flow = l.reason, l.alt, l.flow
 	if l.reason == "" {
 		// Delivered untagged: the tag (if any) goes, the rest stays.

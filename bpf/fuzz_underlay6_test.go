@@ -62,12 +62,10 @@ func (m *model) uplink6(f []byte, off int) uplinkOutcome {
 		out.reason = "PASS_UDP_CSUM"
 		return out
 	}
-	out = m.decapsulated(out, f, off+40+16)
-	if out.reason == "REDIRECT_LOCAL" && !udp6SumOK(ip) {
-		// Checked last: security groups (and their flows) have seen it.
-		out.reason, out.target, out.inner = "DROP_UDP_CSUM", 0, nil
-	}
-	return out
+	// The checksum is verified once the frame is for a local port and not
+	// left to GRO, before its security groups see it (no flow is opened
+	// by a frame the kernel would refuse).
+	return m.decapsulated(out, f, off+40+16, udp6SumOK(ip))
 }
 
 // udp6SumOK: the UDP checksum of the IPv6 packet ip (its whole payload)

@@ -519,7 +519,7 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 		out.reason = "PASS_UDP_CSUM"
 		return out
 	}
-	return m.decapsulated(out, f, off+ihl+16)
+	return m.decapsulated(out, f, off+ihl+16, true)
 }
 
 // acceptVXLAN is what the uplink program checks of a VXLAN header vx
@@ -546,7 +546,7 @@ func (m *model) acceptVXLAN(vx []byte, src, dst, local netip.Addr, vteps map[str
 
 // decapsulated: the checks of an accepted VXLAN frame whose inner
 // Ethernet header is at innerOff, from the forwarding switch on.
-func (m *model) decapsulated(out uplinkOutcome, f []byte, innerOff int) uplinkOutcome {
+func (m *model) decapsulated(out uplinkOutcome, f []byte, innerOff int, csumOK bool) uplinkOutcome {
 	inner := f[innerOff:]
 	if !m.forward {
 		out.reason = "PASS_KERNEL_FORWARDING"
@@ -556,7 +556,7 @@ func (m *model) decapsulated(out uplinkOutcome, f []byte, innerOff int) uplinkOu
 		out.reason = "PASS_INNER_BUM"
 		return out
 	}
-	l := m.toLocalPort(out.vni, f, inner[0:6], binary.BigEndian.Uint16(inner[12:]), innerOff+14, "PASS_INNER_FDB_MISS")
+	l := m.toLocalPort(out.vni, f, inner[0:6], binary.BigEndian.Uint16(inner[12:]), innerOff+14, "PASS_INNER_FDB_MISS", csumOK)
 	out.reason, out.alt, out.flow = l.reason, l.alt, l.flow
 	if l.reason == "" {
 		out.reason, out.target, out.inner = "REDIRECT_LOCAL", l.target, inner
@@ -576,8 +576,9 @@ type localOutcome struct {
 // toLocalPort is what the uplink program checks of any frame of segment
 // seg for a local port (decapsulated or from a provider network): the
 // FDB, the target's segment, TCP left to GRO, its security groups, the
-// devmap. proto and l3off describe the frame's network header.
-func (m *model) toLocalPort(seg uint32, f, dst []byte, proto uint16, l3off int, miss string) localOutcome {
+// devmap. proto and l3off describe the frame's network header; csumOK is
+// the outer UDP checksum over IPv6 (verified before security groups).
+func (m *model) toLocalPort(seg uint32, f, dst []byte, proto uint16, l3off int, miss string, csumOK bool) localOutcome {
 	e, ok := m.fdb[fdbKeyOf(seg, dst)]
 	if !ok || !e.local {
 		return localOutcome{reason: miss}
@@ -588,6 +589,9 @@ func (m *model) toLocalPort(seg uint32, f, dst []byte, proto uint16, l3off int, 
 	}
 	if l3IsTCP(f, proto, l3off) {
 		return localOutcome{reason: "PASS_TCP_GRO"}
+	}
+	if !csumOK {
+		return localOutcome{reason: "DROP_UDP_CSUM"}
 	}
 	var out localOutcome
 	if t.sg {

@@ -53,8 +53,18 @@ static __always_inline int l3_is_tcp(void *data, void *data_end, __be16 proto, _
  * frame changed (XDP_PASS in the low bits is the verdict when the key is
  * missing). Returns 0 when the frame is redirected once the caller strips
  * what comes before eth. */
+int vxdp_udp6_csum(struct xdp_md *ctx, __u32 off, __u32 len, __u32 seed);
+
+/* The outer UDP checksum of VXLAN over IPv6, to verify before the frame
+ * counts for anything (security groups open flows). */
+struct udp6_csum {
+	struct xdp_md *ctx;
+	__u32 off, len, seed;
+};
+
 static __always_inline enum vxdp_reason to_local_port(void *data, void *data_end, const __u8 *dst, __be16 proto,
-						      __u32 l3off, __u32 seg, enum vxdp_reason miss)
+						      __u32 l3off, __u32 seg, enum vxdp_reason miss,
+						      const struct udp6_csum *verify)
 {
 	struct port_info *port;
 	__u32 ifindex = 0;
@@ -68,6 +78,8 @@ static __always_inline enum vxdp_reason to_local_port(void *data, void *data_end
 		return r;
 	if (l3_is_tcp(data, data_end, proto, l3off))
 		return PASS_TCP_GRO;
+	if (verify && !vxdp_udp6_csum(verify->ctx, verify->off, verify->len, verify->seed))
+		return DROP_UDP_CSUM;
 	if (port->flags & PORT_F_SG) {
 		if (eth_is_vlan(proto))
 			return PASS_INNER_TAGGED;
@@ -164,9 +176,9 @@ static __always_inline enum vxdp_reason from_provider(struct xdp_md *ctx, const 
 			return PASS_PROVIDER_FDB_MISS;
 		if (eth_is_vlan(vh->encap_proto))
 			return PASS_INNER_TAGGED;
-		r = to_local_port(data, data_end, eth->h_dest, vh->encap_proto, ETH_HLEN + tag, *seg, PASS_PROVIDER_FDB_MISS);
+		r = to_local_port(data, data_end, eth->h_dest, vh->encap_proto, ETH_HLEN + tag, *seg, PASS_PROVIDER_FDB_MISS, 0);
 	} else {
-		r = to_local_port(data, data_end, eth->h_dest, eth->h_proto, ETH_HLEN, *seg, PASS_PROVIDER_FDB_MISS);
+		r = to_local_port(data, data_end, eth->h_dest, eth->h_proto, ETH_HLEN, *seg, PASS_PROVIDER_FDB_MISS, 0);
 	}
 	if (r)
 		return r;
@@ -296,6 +308,7 @@ static __always_inline enum vxdp_reason decide6(struct xdp_md *ctx, const struct
 	struct vxlanhdr *vx;
 	struct ethhdr *inner;
 	struct vni_addr6 vtep = {};
+	struct udp6_csum csum;
 	__u32 vni, len;
 	enum vxdp_reason r;
 
@@ -337,11 +350,14 @@ static __always_inline enum vxdp_reason decide6(struct xdp_md *ctx, const struct
 		return PASS_KERNEL_FORWARDING;
 	if (mac_is_multicast(inner->h_dest))
 		return PASS_INNER_BUM;
-	r = to_local_port(data, data_end, inner->h_dest, inner->h_proto, (void *)(inner + 1) - data, vni, PASS_INNER_FDB_MISS);
+	csum.ctx = ctx;
+	csum.off = (void *)udp - data;
+	csum.len = len;
+	csum.seed = udp6_pseudo_sum(ip6, len);
+	r = to_local_port(data, data_end, inner->h_dest, inner->h_proto, (void *)(inner + 1) - data, vni, PASS_INNER_FDB_MISS,
+			  &csum);
 	if (r)
 		return r;
-	if (!vxdp_udp6_csum(ctx, (void *)udp - data, len, udp6_pseudo_sum(ip6, len)))
-		return DROP_UDP_CSUM;
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
 		return PASS_DECAP_FAILED;
 	return REDIRECT_LOCAL;
@@ -449,7 +465,7 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 
 	if (mac_is_multicast(inner->h_dest))
 		return PASS_INNER_BUM;
-	r = to_local_port(data, data_end, inner->h_dest, inner->h_proto, (void *)(inner + 1) - data, vni, PASS_INNER_FDB_MISS);
+	r = to_local_port(data, data_end, inner->h_dest, inner->h_proto, (void *)(inner + 1) - data, vni, PASS_INNER_FDB_MISS, 0);
 	if (r)
 		return r;
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
