@@ -35,6 +35,12 @@ func buildVXDP(t *testing.T) string {
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster with each member's options changed by mod.
+func startClusterWith(t *testing.T, mod func(i int, o *natsd.Options)) *testCluster {
+	t.Helper()
 	tc := &testCluster{bin: buildVXDP(t)}
 	var routes []string
 	for i := range 3 {
@@ -55,6 +61,9 @@ func startCluster(t *testing.T) *testCluster {
 	}
 	for i := range tc.opts {
 		tc.opts[i].Routes = routes
+		if mod != nil {
+			mod(i, &tc.opts[i])
+		}
 	}
 	tc.servers = make([]*natsd.Process, 3)
 	tc.startAll(t)

@@ -186,3 +186,19 @@ func readSnapshot(dir, host string) (*snapshotHeader, *view, error) {
 	}
 	return &h, v, nil
 }
+
+// SnapshotRevision is the desired revision of the snapshot in dir: the
+// state it was captured with (0 when there is none or it is unreadable).
+func SnapshotRevision(dir string) uint64 {
+	f, err := os.Open(filepath.Join(dir, SnapshotFile))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadBytes('\n')
+	var h snapshotHeader
+	if json.Unmarshal(line, &h) != nil {
+		return 0
+	}
+	return h.DesiredRevision
+}
