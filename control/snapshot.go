@@ -48,9 +48,9 @@ type snapshot struct {
 
 // capture copies the view's record pointers (records are immutable), cheap
 // enough to do at every build.
-func (a *Agent) capture(v *view, watermark, desiredRev uint64, sgs map[string]bool) *snapshot {
+func (f *viewFollower) capture(v *view, watermark, desiredRev uint64, sgs map[string]bool) *snapshot {
 	s := &snapshot{snapshotHeader: snapshotHeader{
-		Schema: snapshotSchema, Host: a.opts.Host, Bucket: a.bucket, StreamCreated: a.streamCreated,
+		Schema: snapshotSchema, Host: f.opts.Host, Bucket: f.bucket, StreamCreated: f.streamCreated,
 		Watermark: watermark, DesiredRevision: desiredRev,
 	}}
 	for id := range v.nets {

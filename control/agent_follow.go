@@ -1,0 +1,579 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vxdp/vxdp/state"
+)
+
+// viewFollower is the agent's follower: it keeps the view of the part of
+// the bucket its host needs (synchronised at start, from a snapshot or in
+// full, then following every change), builds the host's state from it and
+// hands that to the dataplane, and decides which port statuses to write.
+// Everything here runs on run's goroutine; applied and the queues are the
+// only ways in.
+type viewFollower struct {
+	*agentEnv
+	out     *latest[*state.Desired]
+	status  *statusWriter
+	beat    *heartbeat
+	persist *persister
+
+	v             *view
+	watermark     uint64 // every followed change up to here is in v
+	maxRev        uint64 // highest revision merged into v (loads run ahead)
+	sgs           map[string]bool
+	filters       []string
+	main          *follower
+	caughtUp      bool
+	synced        bool // a complete state was sent since the last resync
+	dirty         bool
+	dirtySince    time.Time
+	streamCreated time.Time
+	reported      map[string]uint64 // conflicts already logged, key -> revision
+	inflight      map[string]statusOp
+	reconnects    uint64
+	snapshotTried bool
+	lastBuild     time.Duration // how long the last build took
+	builtAt       time.Time     // when it ended
+
+	// kick asks for the statuses to be reconciled with wantStatus, the
+	// status of each local port after the last apply.
+	kick       chan struct{}
+	wantMu     sync.Mutex
+	wantStatus map[string]statusWant
+}
+
+type statusWant struct {
+	net    string
+	status string
+}
+
+func newViewFollower(env *agentEnv, out *latest[*state.Desired], status *statusWriter, beat *heartbeat, persist *persister) *viewFollower {
+	return &viewFollower{agentEnv: env, out: out, status: status, beat: beat, persist: persist,
+		reported: map[string]uint64{}, inflight: map[string]statusOp{}, kick: make(chan struct{}, 1)}
+}
+
+// applied takes the status of the local ports after an apply.
+func (f *viewFollower) applied(want map[string]statusWant) {
+	f.wantMu.Lock()
+	f.wantStatus = want
+	f.wantMu.Unlock()
+	poke(f.kick)
+}
+
+// close stops following (after run returned).
+func (f *viewFollower) close() {
+	if f.main != nil {
+		f.main.close()
+	}
+}
+
+func (f *viewFollower) run(ctx context.Context) error {
+	wait := 500 * time.Millisecond
+	for {
+		err := f.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errResync) {
+			f.log.Warn("control plane resync", "reason", err)
+			f.dropView()
+			continue
+		}
+		if errors.Is(err, errRefused) {
+			// The broker refused a filter of the view (a network no longer
+			// hosted): what the view says is stale; start from scratch.
+			f.log.Warn("control plane resync", "reason", err)
+			f.dropView()
+		}
+		f.log.Warn("control plane sync interrupted; retrying", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (f *viewFollower) dropView() {
+	if f.main != nil {
+		f.main.close()
+		f.main = nil
+	}
+	f.v = nil
+}
+
+// session synchronises with the bucket and then follows it until an error.
+// The snapshot is tried once, at the first session that reaches the bucket.
+func (f *viewFollower) session(ctx context.Context) error {
+	info, err := f.broker.info(ctx)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", f.bucket, err)
+	}
+	created, lastSeq := info.Created, info.LastRevision
+	f.reconnects = f.nc.Stats().Reconnects
+
+	switch {
+	case f.v != nil && created.Equal(f.streamCreated) && lastSeq >= f.watermark:
+		// Same bucket, after an interruption: carry on from the watermark.
+		if err := f.restartMain(ctx); err != nil {
+			return err
+		}
+	case !f.snapshotTried && f.loadSnapshot(info):
+		if err := f.restartMain(ctx); err != nil {
+			return err // the next session carries on from the snapshot
+		}
+	default:
+		f.fullSync(created, lastSeq)
+		if err := f.reconfigure(ctx); err != nil {
+			f.v = nil
+			return err
+		}
+	}
+	return f.followChanges(ctx)
+}
+
+func (f *viewFollower) resynced(mode string) {
+	f.m.resyncs.WithLabelValues(mode).Inc()
+	f.updateStats(func(s *AgentStats) {
+		if mode == "full" {
+			s.FullResyncs++
+		} else {
+			s.DeltaResyncs++
+		}
+		s.LastResync = mode
+	})
+	f.synced = false
+	f.markDirty()
+}
+
+func (f *viewFollower) fullSync(created time.Time, lastSeq uint64) {
+	f.dropView()
+	f.v = newView(f.opts.Host)
+	f.watermark, f.maxRev = lastSeq, lastSeq
+	f.sgs = map[string]bool{}
+	f.filters = nil
+	f.streamCreated = created
+	clear(f.inflight)
+	f.log.Info("control plane full resync", "revision", lastSeq)
+	f.resynced("full")
+}
+
+// loadSnapshot restores the view from the state dir when the snapshot is
+// exactly what the dataplane applied and the bucket still holds every
+// change since; otherwise it says why not and returns false.
+func (f *viewFollower) loadSnapshot(info bucketInfo) bool {
+	created, lastSeq := info.Created, info.LastRevision
+	f.snapshotTried = true
+	if f.opts.StateDir == "" {
+		return false
+	}
+	h, v, err := readSnapshot(f.opts.StateDir, f.opts.Host)
+	why := ""
+	switch {
+	case err != nil:
+		why = err.Error()
+	case f.opts.AppliedRevision == 0 || h.DesiredRevision != f.opts.AppliedRevision:
+		why = fmt.Sprintf("snapshot is of revision %d, the dataplane applied %d", h.DesiredRevision, f.opts.AppliedRevision)
+	case h.Bucket != f.bucket:
+		why = fmt.Sprintf("snapshot is of bucket %s", h.Bucket)
+	case !h.StreamCreated.Equal(created):
+		why = "the bucket was created again since the snapshot (history gone)"
+	case h.Watermark > lastSeq:
+		why = fmt.Sprintf("the bucket ends at revision %d, before the snapshot's %d (history gone)", lastSeq, h.Watermark)
+	case info.Floor > h.Watermark:
+		why = fmt.Sprintf("deletions up to revision %d were compacted away (history gone)", info.Floor)
+	}
+	if why != "" {
+		f.log.Info("control plane snapshot not usable; full resync", "reason", why)
+		return false
+	}
+	f.dropView()
+	f.v = v
+	f.watermark, f.maxRev = h.Watermark, max(h.Watermark, h.DesiredRevision)
+	f.sgs = map[string]bool{}
+	for _, id := range h.SecurityGroups {
+		f.sgs[id] = true
+	}
+	f.filters = v.filters(f.sgs)
+	f.streamCreated = created
+	f.log.Info("control plane delta resync", "from_revision", h.Watermark, "records", h.Records, "bucket_revision", lastSeq)
+	f.resynced("delta")
+	return true
+}
+
+// restartMain (re)creates the follower of the followed keys after the watermark.
+func (f *viewFollower) restartMain(ctx context.Context) error {
+	if f.main != nil {
+		f.main.close()
+		f.main = nil
+	}
+	main, err := f.reader.follow(ctx, f.filters, followOptions{startRev: f.watermark + 1, proofs: f.v.proofs(f.filters)})
+	if err != nil {
+		return err
+	}
+	f.main = main
+	f.caughtUp = main.initialPending == 0
+	return nil
+}
+
+// reconfigure makes the followed part match what the view says the host
+// needs: it loads networks and security groups newly needed (their latest
+// values), forgets those no longer needed, and restarts the follower with
+// the new filters from the watermark. Loading can reveal more needs (a new
+// network's local ports name security groups), hence the loop.
+func (f *viewFollower) reconfigure(ctx context.Context) error {
+	changed := f.main == nil
+	for range 8 {
+		w := f.v.wanted()
+		var load []string
+		for id := range f.v.nets {
+			if !w.nets[id] {
+				f.forgetNetwork(id)
+				changed = true
+			}
+		}
+		for id := range f.sgs {
+			if !w.sgs[id] {
+				f.v.dropSG(id)
+				delete(f.sgs, id)
+				changed = true
+			}
+		}
+		var addedNets, addedSGs []string
+		for id := range w.nets {
+			if f.v.nets[id] == nil {
+				f.v.followNetwork(id)
+				addedNets = append(addedNets, id)
+				load = append(load, NetworkFilter(id))
+			}
+		}
+		for id := range w.sgs {
+			if !f.sgs[id] {
+				f.sgs[id] = true
+				addedSGs = append(addedSGs, id)
+				load = append(load, SecGroupKey(id))
+			}
+		}
+		base := f.filters == nil
+		if base {
+			load = append(load, baseFilters(f.opts.Host)...)
+		}
+		if len(load) == 0 {
+			break
+		}
+		changed = true
+		entries, err := f.reader.loadLatest(ctx, load, f.v.proofs(load))
+		if err != nil {
+			// Undo, so that the next attempt loads them again.
+			for _, id := range addedNets {
+				f.v.dropNetwork(id)
+			}
+			for _, id := range addedSGs {
+				delete(f.sgs, id)
+			}
+			return err
+		}
+		if base {
+			f.filters = []string{}
+		}
+		for _, e := range entries {
+			f.fold(e)
+		}
+	}
+	if !changed {
+		return nil
+	}
+	f.filters = f.v.filters(f.sgs)
+	f.m.networks.Set(float64(len(f.v.nets)))
+	f.markDirty()
+	return f.restartMain(ctx)
+}
+
+// forgetNetwork stops following a network; the agent's own statuses in it
+// are deleted (they no longer mean anything).
+func (f *viewFollower) forgetNetwork(id string) {
+	if nv := f.v.nets[id]; nv != nil {
+		var ops []statusOp
+		for portID, s := range nv.own {
+			ops = append(ops, statusOp{key: StatusKey(id, f.opts.Host, portID), delRev: s.Rev})
+		}
+		f.queueStatus(ops)
+	}
+	f.v.dropNetwork(id)
+}
+
+// fold applies one message to the view.
+func (f *viewFollower) fold(e kvEntry) bool {
+	f.fetched.Add(1)
+	f.m.fetched.Inc()
+	f.maxRev = max(f.maxRev, e.Rev)
+	changed, err := f.v.apply(e)
+	if err != nil {
+		f.reject(err)
+	}
+	if changed {
+		f.markDirty()
+	}
+	return changed
+}
+
+func (f *viewFollower) markDirty() {
+	if !f.dirty {
+		f.dirty = true
+		f.dirtySince = time.Now()
+	}
+}
+
+// followChanges is the steady state: fold changes, rebuild after quiet periods.
+func (f *viewFollower) followChanges(ctx context.Context) error {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	arm := func(d time.Duration) {
+		if !armed {
+			timer.Reset(d)
+			armed = true
+		}
+	}
+	if f.caughtUp && f.dirty {
+		arm(0)
+	}
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	lastMsg := time.Now()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.main.failed:
+			return f.main.err
+		case e := <-f.main.ch:
+			lastMsg = time.Now()
+			f.advance(e)
+		drain:
+			for range 4096 {
+				select {
+				case e := <-f.main.ch:
+					f.advance(e)
+				default:
+					break drain
+				}
+			}
+			if f.dirty && (f.caughtUp || f.synced) {
+				arm(f.buildDelay())
+			}
+		case <-timer.C:
+			armed = false
+			if !f.dirty {
+				continue
+			}
+			if !f.caughtUp && (!f.synced || time.Since(f.dirtySince) < f.opts.MaxDelay) {
+				// More is queued: wait for it (the first state only when complete).
+				if f.synced {
+					arm(f.buildDelay())
+				}
+				continue
+			}
+			if err := f.reconfigure(ctx); err != nil {
+				return err
+			}
+			if !f.caughtUp && !f.synced {
+				continue
+			}
+			began := time.Now()
+			f.publish()
+			f.lastBuild = time.Since(began)
+			f.builtAt = time.Now()
+			f.reconcileStatuses()
+		case <-f.kick:
+			f.reconcileStatuses()
+		case r := <-f.status.done:
+			// A written status stays in flight until the view shows it
+			// (reconcileStatuses), so it is not written twice meanwhile.
+			if cur, ok := f.inflight[r.op.key]; ok && cur == r.op && (r.err != nil || r.op.rec == nil) {
+				delete(f.inflight, r.op.key)
+			}
+			if r.err != nil {
+				retry.Reset(time.Second)
+			}
+		case <-retry.C:
+			f.reconcileStatuses()
+		case <-poll.C:
+			if idle := time.Since(lastMsg); !f.caughtUp && idle >= 2*time.Second {
+				// Behind, yet nothing arrives: ask the server.
+				if f.main.caughtUp(ctx) {
+					f.caughtUp = true
+					if f.dirty {
+						arm(f.buildDelay())
+					}
+				} else if idle >= loadStall {
+					return fmt.Errorf("follower delivered nothing for %s with messages pending", idle.Round(time.Second))
+				}
+			}
+			// After a reconnect, make sure the bucket is the same one
+			// (checked again every second until JetStream answers).
+			if n := f.nc.Stats().Reconnects; n != f.reconnects {
+				ok, err := f.checkStream(ctx)
+				if err != nil {
+					return err
+				}
+				if ok {
+					f.reconnects = n
+				}
+			}
+		}
+	}
+}
+
+// buildDelay is how long to wait before building: the debounce, and at
+// least four times the last build's duration after it ended, so that
+// building (O(ports of the hosted networks)) never takes more than a fifth
+// of the agent's time however fast changes come. Under CPU contention the
+// builds take longer and the agent batches more.
+func (f *viewFollower) buildDelay() time.Duration {
+	return max(f.opts.Debounce, time.Until(f.builtAt.Add(4*f.lastBuild)))
+}
+
+// advance folds a message of the main follower and moves the watermark.
+func (f *viewFollower) advance(e kvEntry) {
+	if e.Rev <= f.watermark {
+		return
+	}
+	f.fold(e)
+	f.watermark = e.Rev
+	f.caughtUp = e.Pending == 0
+}
+
+// checkStream detects a bucket that lost its history (created again, or
+// behind the watermark) after a reconnect.
+// It reports false when the bucket cannot be asked yet.
+func (f *viewFollower) checkStream(ctx context.Context) (bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	info, err := f.broker.info(cctx)
+	if err != nil {
+		f.log.Debug("stream check after reconnect", "err", err)
+		return false, nil
+	}
+	if !info.Created.Equal(f.streamCreated) || info.LastRevision < f.watermark {
+		return true, fmt.Errorf("%w (bucket revision %d, agent at %d)", errResync, info.LastRevision, f.watermark)
+	}
+	return true, nil
+}
+
+// publish builds the Desired from the view and hands it to the sender.
+func (f *viewFollower) publish() {
+	br := f.v.build(f.opts.VTEP)
+	for _, c := range br.conflicts {
+		if f.reported[c.Key] != f.v.storedRev(ParseKey(c.Key)) {
+			f.reported[c.Key] = f.v.storedRev(ParseKey(c.Key))
+			f.reject(c)
+		}
+	}
+	d := br.desired
+	d.Revision = max(f.watermark, f.maxRev)
+	f.dirty = false
+	if err := d.Validate(); err != nil {
+		f.reject(&RecordError{Key: "desired", Reason: RejectBadState, Err: err})
+		return
+	}
+	f.synced = true
+	f.v.prune(f.watermark)
+	f.checkOwnRecord()
+	if f.opts.StateDir != "" {
+		f.persist.capture(f.capture(f.v, f.watermark, d.Revision, f.sgs))
+	}
+	f.updateStats(func(s *AgentStats) {
+		s.Sent++
+		s.Watermark = f.watermark
+		s.Records = f.v.size()
+		s.Networks = len(f.v.nets)
+	})
+	f.out.set(d)
+	f.m.sent.Inc()
+	f.m.networks.Set(float64(len(f.v.nets))) // also after a delta resync, which reconfigures nothing
+	f.m.watermark.Set(float64(f.watermark))
+	f.m.records.Set(float64(f.v.size()))
+	f.log.Debug("desired state", "revision", d.Revision, "networks", len(d.Networks), "local_ports", len(d.LocalPorts), "remote_ports", len(d.RemotePorts))
+}
+
+// checkOwnRecord asks for re-registration when the view lacks this
+// agent's record or holds another version of it.
+func (f *viewFollower) checkOwnRecord() {
+	cur, ok := f.v.agents[f.opts.Host]
+	if !ok || !sameRecord(cur.Rec, f.agentRecord()) {
+		f.beat.reregister()
+	}
+}
+
+func (f *viewFollower) reconcileStatuses() {
+	if f.v == nil {
+		return
+	}
+	f.wantMu.Lock()
+	want := f.wantStatus
+	f.wantMu.Unlock()
+	host := f.opts.Host
+	var ops []statusOp
+	for portID, w := range want {
+		nv := f.v.nets[w.net]
+		if nv == nil {
+			continue
+		}
+		p, ok := nv.ports[portID]
+		if !ok || p.Rec.Host != host {
+			continue
+		}
+		key := StatusKey(w.net, host, portID)
+		cur, has := nv.status[statusID{portID, host}]
+		if has && cur.Rec.Status == w.status && cur.Rec.Generation == p.Rec.Generation {
+			if in, ok := f.inflight[key]; ok && in.rec != nil {
+				delete(f.inflight, key)
+			}
+			continue
+		}
+		if in, ok := f.inflight[key]; ok && in.rec != nil && in.rec.Status == w.status && in.rec.Generation == p.Rec.Generation {
+			continue
+		}
+		ops = append(ops, statusOp{key: key, rec: &StatusRecord{PortID: portID, Host: host, Status: w.status, Generation: p.Rec.Generation, UpdatedAt: now()}})
+	}
+	for key, op := range f.inflight {
+		if _, ok := want[ParseKey(key).Port]; op.rec != nil && !ok {
+			delete(f.inflight, key) // written; the port is no longer here
+		}
+	}
+	for netID, nv := range f.v.nets {
+		for portID, s := range nv.own {
+			if p, ok := nv.ports[portID]; ok && p.Rec.Host == host {
+				continue
+			}
+			key := StatusKey(netID, host, portID)
+			if _, ok := f.inflight[key]; ok {
+				continue
+			}
+			ops = append(ops, statusOp{key: key, delRev: s.Rev})
+		}
+	}
+	f.queueStatus(ops)
+}
+
+func (f *viewFollower) queueStatus(ops []statusOp) {
+	if len(ops) == 0 {
+		return
+	}
+	for _, op := range ops {
+		f.inflight[op.key] = op
+	}
+	f.status.queue(ops)
+}
+
+// persistLoop writes the snapshot of the last applied state.
