@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -15,11 +16,11 @@ func requireRoot(tb testing.TB) {
 }
 
 // TestRunBPF runs the whole report briefly. compare fails a case whose
-// runs do not all count its reason, so this checks that every case
-// measures the path it names.
+// runs do not all count its reason (and security-group event), so this
+// checks that every case measures the path it names.
 func TestRunBPF(t *testing.T) {
 	requireRoot(t)
-	rep, err := RunBPF(context.Background(), 1000)
+	rep, err := RunBPF(context.Background(), BPFOptions{Repeat: 1000, SGRules: []int{1, 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,24 +34,33 @@ func TestRunBPF(t *testing.T) {
 				t.Errorf("%s %s: %+v", c.Hook, c.Name, f)
 			}
 		}
+		if c.Flow == "new" && c.Loop != nil {
+			t.Errorf("%s: a loop would find the flow tracked after its first run: %+v", c.Name, c)
+		}
 	}
 	var out bytes.Buffer
 	if err := rep.WriteTable(&out); err != nil {
 		t.Fatal(err)
 	}
-	t.Log("\n" + out.String())
+	for _, want := range []string{"SG 1000 rules, new flow", "deliver: port without groups", "port: proxy ARP reply", "target "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
 }
 
-func TestRunBPFRejectsRepeat(t *testing.T) {
-	if _, err := RunBPF(context.Background(), 0); err == nil {
-		t.Error("repeat 0 accepted")
+func TestRunBPFRejectsBadSizes(t *testing.T) {
+	for _, o := range []BPFOptions{{Repeat: -1}, {SGRules: []int{0}}, {SGRules: []int{10001}}} {
+		if _, err := RunBPF(context.Background(), o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
 	}
 }
 
 // BenchmarkBPF reports each case's kernel-measured time per packet as
-// ns/op (single-run figure for programs that rewrite the packet, loop
-// figure otherwise) and its ratio to the empty program of the same hook,
-// measured the same way in the same run.
+// ns/op (single-run figure for programs that rewrite the packet and for
+// new flows, loop figure otherwise) and its ratio to the empty program
+// of the same hook, measured the same way in the same run.
 func BenchmarkBPF(b *testing.B) {
 	requireRoot(b)
 	l, err := newBPFLab()
@@ -58,9 +68,12 @@ func BenchmarkBPF(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.close()
-	for _, c := range l.cases() {
+	for _, c := range l.cases([]int{1, 1000}) {
 		b.Run(c.id, func(b *testing.B) {
-			f, err := l.compare(context.Background(), c, c.rewrites, b.N)
+			if err := l.prepare(c); err != nil {
+				b.Fatal(err)
+			}
+			f, err := l.compare(context.Background(), c, c.rewrites || c.flow == "new", b.N)
 			if err != nil {
 				b.Fatal(err)
 			}

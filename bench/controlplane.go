@@ -6,13 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"runtime"
 	"slices"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/vxdp/vxdp/state"
@@ -44,8 +42,10 @@ type ControlPlaneOptions struct {
 	DeltaChanges int
 	// ListenersPerProcess (default 2500).
 	ListenersPerProcess int
-	// Progress receives the progress display (nil: none).
-	Progress io.Writer
+	// Progress shows the steps (nil: nothing); Commit of the binary, for
+	// the report.
+	Progress *Progress
+	Commit   string
 	// Log (default: discarded).
 	Log *slog.Logger
 }
@@ -128,6 +128,7 @@ type ResyncFigure struct {
 
 // ControlPlaneReport is the result of RunControlPlane.
 type ControlPlaneReport struct {
+	Machine   Machine        `json:"machine"`
 	CPUs      int            `json:"cpus"`
 	GoVersion string         `json:"go_version"`
 	FanOut    []FanOutFigure `json:"fan_out"`
@@ -177,9 +178,10 @@ func RunControlPlane(ctx context.Context, o ControlPlaneOptions) (*ControlPlaneR
 	if o.Binary == "" {
 		return nil, errors.New("control-plane benchmark: the vxdp binary is required")
 	}
-	r := &ControlPlaneReport{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
-	pr := newProgress(o.Progress)
-	defer pr.done()
+	r := &ControlPlaneReport{Machine: machineInfo(o.Commit), CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	pr := o.Progress
+	pr.Start(len(o.FanOut)*(1+len(o.Modes)) + 5*len(o.ResyncPorts))
+	defer pr.Done()
 	for _, n := range o.FanOut {
 		figs, err := cpFanOut(ctx, o, n, pr)
 		r.FanOut = append(r.FanOut, figs...)
@@ -195,27 +197,6 @@ func RunControlPlane(ctx context.Context, o ControlPlaneOptions) (*ControlPlaneR
 		r.Resync = append(r.Resync, fig)
 	}
 	return r, nil
-}
-
-// WriteTable prints the report for people.
-func (r *ControlPlaneReport) WriteTable(w io.Writer) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "control plane: vxdp server, agents and listeners as processes, %d CPUs, %s\t\n\n", r.CPUs, r.GoVersion)
-	fmt.Fprintln(tw, "receivers\tagents\tlisteners\tevents\tagent p50/p99 ms\tfloor p50/p99 ms\tagent-floor p99 ms\tmissed\tagent CPU/event ms\tserver CPU/delivery µs\tbusy\tload\tagent RSS MiB\tserver RSS MiB\t")
-	for _, f := range r.FanOut {
-		fmt.Fprintf(tw, "%d\t%d\t%d %s\t%d\t%.1f / %.1f\t%.1f / %.1f\t%.1f\t%d\t%.3f\t%.2f\t%.0f%%\t%.1f\t%.0f\t%.0f\t\n",
-			f.Receivers, f.Agents, f.Listeners, f.Mode, f.Events, f.Agent.P50, f.Agent.P99, f.Floor.P50, f.Floor.P99,
-			f.AgentOverFloorP99Ms, f.Missed, f.AgentCPUPerEventMs, f.ServerCPUPerDeliveryUs, 100*f.MachineBusy, f.Load1,
-			f.AgentPeakRSSMiB, f.ServerPeakRSSMiB)
-	}
-	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t\t\t\t\t")
-	fmt.Fprintln(tw, "ports\tfull ms\t(floor)\trecords\tfull CPU ms\tevent p50/p99 ms\t(floor)\tCPU/event ms\tpeak RSS MiB\trestart ms\trecords\tmode\tsnapshot MB\tload\t")
-	for _, f := range r.Resync {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d\t%.0f\t%.1f / %.1f\t%.1f / %.1f\t%.3f\t%.1f\t%.1f\t%d\t%s\t%.1f\t%.1f\t\n",
-			f.Ports, f.FullMs, f.FloorFullMs, f.FullRecords, f.FullCPUMs, f.Event.P50, f.Event.P99, f.FloorEvent.P50, f.FloorEvent.P99,
-			f.AgentCPUPerEventMs, f.PeakRSSMiB, f.DeltaMs, f.DeltaRecords, f.DeltaMode, f.SnapshotMB, f.Load1)
-	}
-	return tw.Flush()
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

@@ -67,7 +67,7 @@ func BenchmarkControlPlane(b *testing.B) {
 	bin := buildVXDP(b)
 	for b.Loop() {
 		r, err := RunControlPlane(context.Background(), ControlPlaneOptions{Binary: bin, Agents: 20, FanOut: []int{200},
-			ResyncPorts: []int{10000}, Progress: os.Stderr})
+			ResyncPorts: []int{10000}, Progress: NewProgress(os.Stderr)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -237,7 +237,7 @@ type cpListeners struct {
 	byKey   map[string][]int64
 }
 
-func (e *cpEnv) startListeners(ctx context.Context, n int, mode, netID, watch string, pr *progress) (*cpListeners, error) {
+func (e *cpEnv) startListeners(ctx context.Context, n int, mode, netID, watch string, pr *Progress) (*cpListeners, error) {
 	ls := &cpListeners{byKey: map[string][]int64{}}
 	for first := 0; first < n; first += e.o.ListenersPerProcess {
 		count := min(e.o.ListenersPerProcess, n-first)
@@ -269,7 +269,7 @@ func (e *cpEnv) startListeners(ctx context.Context, n int, mode, netID, watch st
 	err := wait(ctx, 30*time.Minute, func() string { return fmt.Sprintf("%d %s listeners", n, mode) }, func() bool {
 		ls.mu.Lock()
 		defer ls.mu.Unlock()
-		pr.update("listeners (%s): %d of %d ready, %d set-ups retried", mode, ls.ready, n, ls.retries)
+		pr.Update("listeners (%s): %d of %d ready, %d set-ups retried", mode, ls.ready, n, ls.retries)
 		return ls.ready == n
 	}, ls.procs...)
 	if err != nil {

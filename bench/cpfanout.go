@@ -12,9 +12,9 @@ import (
 
 // cpFanOut measures events reaching n receivers: o.Agents agent processes
 // hosting one network and n-o.Agents bare listeners, in each mode.
-func cpFanOut(ctx context.Context, o ControlPlaneOptions, n int, pr *progress) ([]FanOutFigure, error) {
+func cpFanOut(ctx context.Context, o ControlPlaneOptions, n int, pr *Progress) ([]FanOutFigure, error) {
 	agentsN := min(o.Agents, n)
-	pr.phase("fan-out to %d: starting vxdp server and %d agents", n, agentsN)
+	pr.Step("fan-out to %d: starting vxdp server and %d agents", n, agentsN)
 	env, err := cpStart(ctx, o)
 	if err != nil {
 		return nil, err
@@ -49,7 +49,7 @@ func cpFanOut(ctx context.Context, o ControlPlaneOptions, n int, pr *progress) (
 						started++
 					}
 				}
-				pr.update("fan-out to %d: %d of %d agents started", n, started, agentsN)
+				pr.Update("fan-out to %d: %d of %d agents started", n, started, agentsN)
 				return started == len(agents)
 			}, agentChildren(agents)...)
 			if err != nil {
@@ -64,7 +64,7 @@ func cpFanOut(ctx context.Context, o ControlPlaneOptions, n int, pr *progress) (
 				done++
 			}
 		}
-		pr.update("fan-out to %d: %d of %d agents see every other", n, done, agentsN)
+		pr.Update("fan-out to %d: %d of %d agents see every other", n, done, agentsN)
 		return done == agentsN
 	}, agentChildren(agents)...)
 	if err != nil {
@@ -82,7 +82,7 @@ func cpFanOut(ctx context.Context, o ControlPlaneOptions, n int, pr *progress) (
 	return figs, nil
 }
 
-func cpFanOutMode(ctx context.Context, env *cpEnv, agents []*cpAgent, netID string, n int, mode string, portIndex *int, pr *progress) (FanOutFigure, error) {
+func cpFanOutMode(ctx context.Context, env *cpEnv, agents []*cpAgent, netID string, n int, mode string, portIndex *int, pr *Progress) (FanOutFigure, error) {
 	o := env.o
 	fig := FanOutFigure{Receivers: n, Agents: len(agents), Listeners: n - len(agents), Mode: mode, Events: o.Events}
 	if mode == ListenRePublish {
@@ -91,7 +91,7 @@ func cpFanOutMode(ctx context.Context, env *cpEnv, agents []*cpAgent, netID stri
 		}
 		defer env.rePublish(context.Background(), false)
 	}
-	pr.phase("fan-out to %d: starting %d %s listeners", n, fig.Listeners, mode)
+	pr.Step("fan-out to %d: starting %d %s listeners", n, fig.Listeners, mode)
 	setup := time.Now()
 	watch := "nets." + netID + ".status."
 	ls := &cpListeners{byKey: map[string][]int64{}}
@@ -110,7 +110,7 @@ func cpFanOutMode(ctx context.Context, env *cpEnv, agents []*cpAgent, netID stri
 	meter := startCPU(pids...)
 	var agentMs, floorMs []float64
 	for ev := range o.Events {
-		pr.update("fan-out to %d (%s listeners): event %d of %d", n, mode, ev+1, o.Events)
+		pr.Update("fan-out to %d (%s listeners): event %d of %d", n, mode, ev+1, o.Events)
 		i := 1_000_000 + *portIndex
 		*portIndex++
 		key, rev, t0, err := env.portUp(ctx, netID, cpSourceHost(i), i)
@@ -162,7 +162,7 @@ func cpFanOutMode(ctx context.Context, env *cpEnv, agents []*cpAgent, netID stri
 		fig.AgentPeakRSSMiB = max(fig.AgentPeakRSSMiB, peak)
 	}
 	fig.ServerPeakRSSMiB, _, _ = procMemory(env.serverPID())
-	pr.phase("fan-out to %d (%s): agent p99 %.1f ms, floor p99 %.1f ms, agent CPU %.3f ms/event, server %.2f µs/delivery",
+	pr.Logf("fan-out to %d (%s): agent p99 %.1f ms, floor p99 %.1f ms, agent CPU %.3f ms/event, server %.2f µs/delivery",
 		n, mode, fig.Agent.P99, fig.Floor.P99, fig.AgentCPUPerEventMs, fig.ServerCPUPerDeliveryUs)
 	return fig, nil
 }

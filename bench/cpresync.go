@@ -17,9 +17,9 @@ import (
 )
 
 // cpResync measures one agent hosting a network of ports remote ports.
-func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *progress) (ResyncFigure, error) {
+func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *Progress) (ResyncFigure, error) {
 	fig := ResyncFigure{Ports: ports, DeltaChanges: o.DeltaChanges}
-	pr.phase("resync at %d ports: writing the network", ports)
+	pr.Step("resync at %d ports: writing the network", ports)
 	env, err := cpStart(ctx, o)
 	if err != nil {
 		return fig, err
@@ -48,14 +48,14 @@ func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *progres
 		return fig, err
 	}
 	filters := []string{control.RegistrationsFilter, control.AgentKey(host), control.BindingsFilter(host), control.NetworkFilter(netw.ID)}
-	pr.phase("resync at %d ports: transport floor (a bare consumer reads what the agent will)", ports)
+	pr.Step("resync at %d ports: transport floor (a bare consumer reads what the agent will)", ports)
 	floor, err := env.loadFloor(ctx, filters)
 	if err != nil {
 		return fig, err
 	}
 	fig.FloorFullMs = ms(floor)
 
-	pr.phase("resync at %d ports: full resync", ports)
+	pr.Step("resync at %d ports: full resync", ports)
 	stateDir := filepath.Join(env.dir, "agent")
 	a, err := env.startAgent(host, netip.MustParseAddr("10.255.0.1"), stateDir)
 	if err != nil {
@@ -86,7 +86,7 @@ func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *progres
 		return fig, err
 	}
 
-	pr.phase("resync at %d ports: %d port events", ports, o.ResyncEvents)
+	pr.Step("resync at %d ports: %d port events", ports, o.ResyncEvents)
 	floorSub, err := env.eventFloor(ctx, netw.ID)
 	if err != nil {
 		return fig, err
@@ -108,7 +108,7 @@ func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *progres
 		if ft, ok := floorSub.at(key); ok {
 			floorLat = append(floorLat, ms(ft.Sub(t0)))
 		}
-		pr.update("resync at %d ports: event %d of %d", ports, ev+1, o.ResyncEvents)
+		pr.Update("resync at %d ports: event %d of %d", ports, ev+1, o.ResyncEvents)
 		time.Sleep(10 * time.Millisecond)
 	}
 	use := meter.stop()
@@ -117,7 +117,7 @@ func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *progres
 	fig.PeakRSSMiB, fig.RSSMiB, _ = procMemory(a.c.pid())
 	fig.Load1 = use.Load1
 
-	pr.phase("resync at %d ports: restart after %d changes", ports, o.DeltaChanges)
+	pr.Step("resync at %d ports: restart after %d changes", ports, o.DeltaChanges)
 	if err := env.settle(ctx, a, netw.ID, host, stateDir); err != nil {
 		return fig, err
 	}
@@ -138,7 +138,7 @@ func cpResync(ctx context.Context, o ControlPlaneOptions, ports int, pr *progres
 	}
 	fig.DeltaMs, fig.DeltaRecords, fig.DeltaMode = delta.RunMS, delta.Fetched, delta.Resync
 	fig.DeltaWallMs = ms(time.Unix(0, delta.UnixNS).Sub(a.began))
-	pr.phase("resync at %d ports: full %.0f ms (floor %.0f), %.3f ms CPU per event, peak RSS %.1f MiB, restart %.1f ms (%s, %d records)",
+	pr.Logf("resync at %d ports: full %.0f ms (floor %.0f), %.3f ms CPU per event, peak RSS %.1f MiB, restart %.1f ms (%s, %d records)",
 		ports, fig.FullMs, fig.FloorFullMs, fig.AgentCPUPerEventMs, fig.PeakRSSMiB, fig.DeltaMs, fig.DeltaMode, fig.DeltaRecords)
 	return fig, nil
 }

@@ -5,284 +5,481 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"sync/atomic"
-	"text/tabwriter"
+	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/vxdp/vxdp/lab"
-	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
-// PathOptions size the end-to-end comparison.
+// Suites of `vxdp bench path`.
+const (
+	// SuitePath: vm2 -> vm1 across the lab in every mode: TCP, 64-byte
+	// UDP, TCP request/response, CPU per packet and per GB.
+	SuitePath = "path"
+	// SuiteGuest: the same with vm1 a real guest (qemu, virtio-net),
+	// kernel against bpf: TCP both ways and bytes per packet into it.
+	SuiteGuest = "path-guest"
+	// SuiteSG: vm1's port in a group of N rules, Neutron's iptables
+	// firewall against vxdp's BPF groups: established and new flows.
+	SuiteSG = "path-sg"
+)
+
+// Modes: how vm2's packets reach vm1.
+const (
+	ModePlain  = "plain"  // the VMs on one wire: no node, no overlay
+	ModeFlat   = "flat"   // node bridges joined by the wire: no overlay
+	ModeKernel = "kernel" // Neutron's linuxbridge path, no vxdp at all
+	ModeBPF    = "bpf"    // vxdp's agents with the BPF dataplane
+	// ModeKernelFiltered: vxdp's agents with --dataplane kernel: the
+	// kernel forwards, vxdp's programs still filter.
+	ModeKernelFiltered = "kernel-filtered"
+)
+
+// PathOptions size a path suite; zero values take the defaults.
 type PathOptions struct {
-	Binary    string        // the vxdp executable the lab's agents run
-	BPFFS     string        // default /sys/fs/bpf
-	TCPBytes  int64         // per TCP transfer (default 256 MiB)
-	Runs      int           // TCP transfers per dataplane; the median counts (default 3)
-	UDPPeriod time.Duration // small-packet flood length (default 2s)
-	Pings     int           // RTT samples (default 200)
-	Log       io.Writer
+	Suite  string // SuitePath (default), SuiteGuest or SuiteSG
+	Binary string // the vxdp executable the bpf labs' agents run
+	BPFFS  string // default /sys/fs/bpf
+	Commit string // of Binary, for the report
+	// Metrics are ids of the suite's metrics to run (default: all).
+	Metrics []string
+	// Modes in the order measured (default: plain, flat, kernel, bpf;
+	// kernel, bpf for the guest and security-group suites).
+	Modes []string
+	// Runs of every metric per mode (default 5), alternating modes.
+	Runs int
+	// Window is how long each measurement counts (default 5 s; TCP
+	// rounds it up to whole seconds, after Omit seconds of slow start).
+	Window time.Duration
+	Omit   int // TCP seconds left out at the start (default 1)
+	// SGRules are the group sizes of SuiteSG (default 1, 100, 1000).
+	SGRules []int
+	// NoiseLimit flags a measurement whose other processes and steal
+	// took more than this share of the machine (default 0.03); a noisy
+	// measurement is taken again up to Retries times, the quietest try
+	// counting.
+	NoiseLimit float64
+	Retries    int
+	// Quick is a tiny load that proves the suite runs end to end.
+	Quick bool
+	// BPFStats has the kernel count each BPF program's runs and run time
+	// (a profile of the bpf mode; the counting costs time per run).
+	BPFStats bool
+	Progress *Progress
 }
 
-// PathFigures are one dataplane's results for vm2 -> vm1 across the
-// overlay of the seed lab (node3 -> node4).
-type PathFigures struct {
-	Dataplane  string        `json:"dataplane"`
-	TCPGbps    float64       `json:"tcp_gbps"`
-	UDPPPS     float64       `json:"udp_64b_pps"`
-	RTTMedian  time.Duration `json:"rtt_median_ns"`
-	BPFPackets uint64        `json:"bpf_redirected_packets"` // proof of which path carried it
+func (o PathOptions) withDefaults() (PathOptions, error) {
+	if o.Suite == "" {
+		o.Suite = SuitePath
+	}
+	if !slices.Contains([]string{SuitePath, SuiteGuest, SuiteSG}, o.Suite) {
+		return o, fmt.Errorf("bench path: suite %q: want %s, %s or %s", o.Suite, SuitePath, SuiteGuest, SuiteSG)
+	}
+	if len(o.Modes) == 0 {
+		o.Modes = []string{ModePlain, ModeFlat, ModeKernel, ModeBPF}
+		if o.Suite != SuitePath {
+			o.Modes = []string{ModeKernel, ModeBPF}
+		}
+	}
+	for _, m := range o.Modes {
+		def, ok := pathModes[m]
+		if !ok {
+			return o, fmt.Errorf("bench path: mode %q: want %s", m, strings.Join(modeNames(), ", "))
+		}
+		if o.Suite != SuitePath && !def.overlay {
+			return o, fmt.Errorf("bench path: mode %s has no guest or security groups: the %s suite compares %s, %s and %s", m, o.Suite, ModeKernel, ModeBPF, ModeKernelFiltered)
+		}
+	}
+	for _, id := range o.Metrics {
+		if !slices.ContainsFunc(suiteMetrics(o.Suite), func(m pathMetric) bool { return m.id == id }) {
+			var ids []string
+			for _, m := range suiteMetrics(o.Suite) {
+				ids = append(ids, m.id)
+			}
+			return o, fmt.Errorf("bench path: metric %q is not one of the %s suite's: %s", id, o.Suite, strings.Join(ids, ", "))
+		}
+	}
+	if o.Runs == 0 {
+		o.Runs = map[bool]int{true: 2, false: 5}[o.Quick]
+	}
+	if o.Window == 0 {
+		o.Window = map[bool]time.Duration{true: 300 * time.Millisecond, false: 5 * time.Second}[o.Quick]
+	}
+	if o.Omit == 0 && !o.Quick {
+		o.Omit = 1
+	}
+	if len(o.SGRules) == 0 {
+		o.SGRules = []int{1, 100, 1000}
+		if o.Quick {
+			o.SGRules = []int{1, 100}
+		}
+	}
+	if o.NoiseLimit == 0 {
+		o.NoiseLimit = 0.03
+	}
+	if o.Runs < 1 || o.Window < 100*time.Millisecond || o.Omit < 0 || o.Retries < 0 {
+		return o, fmt.Errorf("bench path: runs %d, window %s, omit %d: want at least 1 run, a window of 100ms, omit >= 0", o.Runs, o.Window, o.Omit)
+	}
+	for _, n := range o.SGRules {
+		if n < 1 || n > 10000 {
+			return o, fmt.Errorf("bench path: --sg %d: want 1 to 10000 rules", n)
+		}
+	}
+	if o.BPFFS == "" {
+		o.BPFFS = "/sys/fs/bpf"
+	}
+	return o, nil
 }
 
-// PathReport compares the BPF fast path with the kernel path (Linux bridge
-// and vxlan device, what Neutron's linuxbridge agent runs) in one run.
-type PathReport struct {
-	Kernel    string      `json:"kernel"`
-	CPUs      int         `json:"cpus"`
-	BPF       PathFigures `json:"bpf"`
-	KernelRef PathFigures `json:"kernel_path"`
+// pathMode is how a mode's lab is built and what its report says of it.
+type pathMode struct {
+	what    string
+	overlay bool // VXLAN between the nodes (kernel, bpf): guests and groups
+	bpf     bool // vxdp's programs forward: BPF redirects must count
+	lab     func(c *lab.Config, suite string)
+	// groups and groupsSG say which security groups the mode enforces, in
+	// the path and guest suites and in the security-group suite.
+	groups, groupsSG string
 }
 
-// RunPath builds the seed lab twice in network namespaces, once with the
-// BPF dataplane on every node and once with the kernel dataplane, and
-// measures TCP throughput, small-packet rate and latency vm2 -> vm1 in
-// each. Needs root.
-func RunPath(ctx context.Context, o PathOptions) (PathReport, error) {
-	if o.TCPBytes <= 0 {
-		o.TCPBytes = 256 << 20
+// agentsWith runs vxdp's agents with dataplane dp on every node.
+func agentsWith(dp string) func(*lab.Config, string) {
+	return func(c *lab.Config, _ string) {
+		c.Dataplane = map[string]string{}
+		for _, n := range lab.Nodes {
+			c.Dataplane[n] = dp
+		}
 	}
-	if o.Runs <= 0 {
-		o.Runs = 3
-	}
-	if o.UDPPeriod <= 0 {
-		o.UDPPeriod = 2 * time.Second
-	}
-	if o.Pings <= 0 {
-		o.Pings = 200
-	}
-	if o.Log == nil {
-		o.Log = io.Discard
-	}
-	r := PathReport{Kernel: kernelRelease(), CPUs: runtime.NumCPU()}
-	var err error
-	if r.BPF, err = measurePath(ctx, o, lab.DataplaneBPF); err != nil {
-		return r, err
-	}
-	if r.KernelRef, err = measurePath(ctx, o, lab.DataplaneKernel); err != nil {
-		return r, err
-	}
-	return r, nil
 }
 
-func measurePath(ctx context.Context, o PathOptions, dataplane string) (f PathFigures, err error) {
-	f.Dataplane = dataplane
-	dir, err := os.MkdirTemp("", "vxdp-bench-path-")
+// groupsIn is what a mode enforces in suite.
+func (m pathMode) groupsIn(suite string) string {
+	if suite == SuiteSG {
+		return m.groupsSG
+	}
+	return m.groups
+}
+
+const vm1InGroup = "; vm1's port in a group of N rules, the others in the default group"
+
+var pathModes = map[string]pathMode{
+	ModePlain: {
+		what:   "vm2's and vm1's NICs on the underlay bridge itself: the same wire, no node namespace, no overlay",
+		lab:    func(c *lab.Config, _ string) { c.Mode = lab.ModePlain },
+		groups: "none",
+	},
+	ModeFlat: {
+		what:   "a flat network through the same node namespaces and hops: each node's bridge holds its taps and its NIC, no encapsulation",
+		lab:    func(c *lab.Config, _ string) { c.Mode = lab.ModeFlat },
+		groups: "none",
+	},
+	ModeKernel: {
+		what: "Neutron's linuxbridge + l2population path, made with iproute2 as its agent does (brq bridge, vxlan-100 " +
+			"dstport 8472 nolearning noudpcsum, l2pop FDB); no vxdp agent and no BPF program anywhere",
+		overlay: true,
+		lab: func(c *lab.Config, suite string) {
+			c.Mode = lab.ModeNeutron
+			if suite == SuiteSG {
+				c.Firewall = lab.FirewallIptables
+			}
+		},
+		groups: "none: Neutron with firewall_driver = noop (no iptables, br_netfilter off)",
+		groupsSG: "Neutron's iptables+ipset firewall driver (per-port chains, physdev, conntrack zone, ipset) and ebtables " +
+			"arp_protect" + vm1InGroup,
+	},
+	ModeBPF: {
+		what:     "vxdp's agents, BPF dataplane on every node (port program encapsulates, uplink XDP decapsulates, TCP through the kernel's GRO and the vxlan program)",
+		overlay:  true,
+		bpf:      true,
+		lab:      agentsWith(lab.DataplaneBPF),
+		groups:   "on (vxdp's default): port security and the default group on every port, BPF conntrack",
+		groupsSG: "vxdp's groups in BPF, port security on" + vm1InGroup,
+	},
+	ModeKernelFiltered: {
+		what:     "vxdp's agents with --dataplane kernel: Neutron's objects forward, vxdp's programs still filter",
+		overlay:  true,
+		lab:      agentsWith(lab.DataplaneKernel),
+		groups:   "on: port security and the default group in BPF",
+		groupsSG: "vxdp's groups in BPF on the kernel's path" + vm1InGroup,
+	},
+}
+
+func modeNames() []string {
+	var out []string
+	for m := range pathModes {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pathSetup is one mode's lab, up for the whole suite.
+type pathSetup struct {
+	mode string
+	def  pathMode
+	lab  *lab.Lab
+}
+
+// vmNS is where a VM's side of a measurement runs.
+func (s *pathSetup) vmNS(p lab.Port) string { return s.lab.PortNS(p) }
+
+// RunPath runs a path suite: one lab per mode, all up at once, every
+// metric measured Runs times per mode with the modes alternating (the
+// order reversed every other round, so a drift of the machine weighs on
+// every mode alike). Needs root; traffic stays in the labs' namespaces.
+func RunPath(ctx context.Context, o PathOptions) (*PathReport, error) {
+	o, err := o.withDefaults()
 	if err != nil {
-		return f, err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	if os.Geteuid() != 0 {
+		return nil, errors.New("bench path: needs root (network namespaces, BPF)")
+	}
+	if err := lab.InstallPackages(map[string]string{"iperf3": "iperf3"}, progressWriter{o.Progress}, "bench"); err != nil {
+		return nil, err
+	}
+	r := &pathRun{o: o, rep: newPathReport(o)}
+	idle, err := checkIdle(map[bool]time.Duration{true: 500 * time.Millisecond, false: 3 * time.Second}[o.Quick], o.NoiseLimit)
+	if err != nil {
+		return nil, err
+	}
+	r.rep.Machine.IdleCheck = &idle
+	if o.BPFStats {
+		stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+		if err != nil {
+			return nil, fmt.Errorf("bench path: --bpf-stats: %w", err)
+		}
+		defer stats.Close()
+	}
+	metrics := suiteMetrics(o.Suite)
+	if len(o.Metrics) > 0 {
+		metrics = slices.DeleteFunc(metrics, func(m pathMetric) bool { return !slices.Contains(o.Metrics, m.id) })
+	}
+	groups := []int{0}
+	if o.Suite == SuiteSG {
+		groups = o.SGRules
+	}
+	o.Progress.Start(len(o.Modes) + len(groups)*o.Runs*len(o.Modes)*len(metrics))
+	defer o.Progress.Done()
+	defer r.close()
+	for _, m := range o.Modes {
+		o.Progress.Step("%s: building its lab", m)
+		if err := r.setUp(ctx, m); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range groups {
+		group := ""
+		if n > 0 {
+			group = fmt.Sprintf("N=%d", n)
+			if err := r.setGroups(ctx, n); err != nil {
+				return nil, err
+			}
+		}
+		for run := 1; run <= o.Runs; run++ {
+			order := slices.Clone(r.setups)
+			if run%2 == 0 {
+				slices.Reverse(order)
+			}
+			for _, s := range order {
+				if err := r.focus(s); err != nil {
+					return nil, err
+				}
+				for _, m := range metrics {
+					if err := ctx.Err(); err != nil {
+						return nil, err
+					}
+					where := fmt.Sprintf("%s run %d/%d%s: %s", s.mode, run, o.Runs, map[bool]string{true: " " + group}[group != ""], m.label)
+					o.Progress.Step("%s", where)
+					smp, err := r.measureQuiet(ctx, s, m, where)
+					if err != nil {
+						return nil, fmt.Errorf("%s: %w", where, err)
+					}
+					smp.Group, smp.Run = group, run
+					r.rep.Samples = append(r.rep.Samples, smp)
+				}
+			}
+		}
+	}
+	r.rep.summarize(metrics, groups)
+	return r.rep, nil
+}
+
+// measureQuiet measures, and measures again (up to Retries times) while
+// others took more than the noise limit of the machine: of the tries the
+// quietest counts.
+func (r *pathRun) measureQuiet(ctx context.Context, s *pathSetup, m pathMetric, where string) (Sample, error) {
+	var best Sample
+	for try := 0; try <= r.o.Retries; try++ {
+		smp, err := r.measure(ctx, s, m)
+		if err != nil {
+			return smp, err
+		}
+		smp.Tries = try + 1
+		if try == 0 || smp.CPU.OtherShare < best.CPU.OtherShare {
+			best = smp
+		}
+		if !smp.CPU.Noisy {
+			break
+		}
+		r.o.Progress.Logf("noisy: %s: other processes and steal took %.1f %% of the machine (try %d of %d)", where,
+			100*smp.CPU.OtherShare, try+1, r.o.Retries+1)
+	}
+	best.Tries = min(best.Tries, r.o.Retries+1)
+	return best, nil
+}
+
+// pathRun is a suite in progress.
+type pathRun struct {
+	o      PathOptions
+	rep    *PathReport
+	setups []*pathSetup
+	dirs   []string
+}
+
+func (r *pathRun) setUp(ctx context.Context, mode string) error {
+	def := pathModes[mode]
+	dir, err := os.MkdirTemp("", "vxdp-bench-"+mode+"-")
+	if err != nil {
+		return err
+	}
+	r.dirs = append(r.dirs, dir)
 	cfg := lab.Config{
-		Prefix: fmt.Sprintf("vxb%d-", os.Getpid()), Dir: filepath.Join(dir, "lab"), Binary: o.Binary, BPFFS: o.BPFFS,
-		Dataplane: map[string]string{"node1": dataplane, "node3": dataplane, "node4": dataplane},
+		Prefix: fmt.Sprintf("vxb%d%c-", os.Getpid(), "pfkbx"[slices.Index([]string{ModePlain, ModeFlat, ModeKernel, ModeBPF, ModeKernelFiltered}, mode)]),
+		Dir:    filepath.Join(dir, "lab"), Binary: r.o.Binary, BPFFS: r.o.BPFFS, Control: lab.ControlFile,
 	}
-	l, err := lab.Up(ctx, cfg, o.Log)
+	if r.o.Suite == SuiteGuest {
+		cfg.Guest = lab.VM1.Name
+	}
+	def.lab(&cfg, r.o.Suite)
+	upCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	l, err := lab.Up(upCtx, cfg, progressWriter{r.o.Progress})
 	if err != nil {
-		return f, fmt.Errorf("lab with the %s dataplane: %w", dataplane, err)
+		return fmt.Errorf("%s lab: %w", mode, err)
 	}
-	defer func() {
-		if cerr := l.Close(); cerr != nil && err == nil {
-			err = cerr
+	s := &pathSetup{mode: mode, def: def, lab: l}
+	r.setups = append(r.setups, s)
+	if err := l.LikeHardware(); err != nil {
+		return fmt.Errorf("%s lab: %w", mode, err)
+	}
+	if err := checkPrograms(s); err != nil {
+		return err
+	}
+	if r.o.Suite != SuiteGuest {
+		if _, err := l.StartServer("iperf3", s.vmNS(lab.VM1), "iperf3", "-s"); err != nil {
+			return err
 		}
-	}()
-	src, dst := l.PortNS(lab.VM2), l.PortNS(lab.VM1)
-	before := redirected(l)
-
-	ping, err := lab.Ping(src, lab.VM1.IP, o.Pings, time.Millisecond, time.Second)
-	if err != nil || ping.Received == 0 {
-		return f, fmt.Errorf("ping vm2 -> vm1 over %s: %d/%d replies: %v", dataplane, ping.Received, ping.Sent, err)
 	}
-	f.RTTMedian = median(ping.RTTs)
-
-	// Correctness of TCP over both paths is the end-to-end tests' job
-	// (payload hashed there); here the sender and sink stay out of the way.
-	var gbps []float64
-	for i := 0; i < o.Runs; i++ {
-		g, err := tcpThroughput(src, dst, lab.VM1.IP, o.TCPBytes)
-		if err != nil {
-			return f, fmt.Errorf("tcp vm2 -> vm1 over %s: %w", dataplane, err)
+	// Many short connections (crr): reuse the sender's ports in TIME_WAIT.
+	if err := lab.Do(s.vmNS(lab.VM2), func() error {
+		for k, v := range map[string]string{"net/ipv4/tcp_tw_reuse": "1", "net/ipv4/ip_local_port_range": "1024 65535"} {
+			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+				return err
+			}
 		}
-		gbps = append(gbps, g)
+		return nil
+	}); err != nil {
+		return err
 	}
-	f.TCPGbps = median(gbps)
-
-	if f.UDPPPS, err = udpFlood(src, dst, lab.VM1.IP, o.UDPPeriod); err != nil {
-		return f, fmt.Errorf("udp flood over %s: %w", dataplane, err)
-	}
-	f.BPFPackets = redirected(l) - before
-	fmt.Fprintf(o.Log, "%s: tcp %.2f Gbit/s, udp %.0f pps, rtt %v, bpf-redirected %d\n",
-		dataplane, f.TCPGbps, f.UDPPPS, f.RTTMedian, f.BPFPackets)
-	return f, nil
+	return r.warm(s, 20)
 }
 
-// redirected sums the packets node3 and node4 forwarded in BPF (encap,
-// decap, local); zero on the kernel path.
-func redirected(l *lab.Lab) uint64 {
-	var n uint64
-	for _, node := range []string{"node3", "node4"} {
-		set, err := maps.OpenPinned(l.PinDir(node) + "/maps")
+// checkPrograms holds each mode to what it claims: no BPF program on any
+// device of a node without vxdp's agents, the uplink program on node4's
+// NIC with them.
+func checkPrograms(s *pathSetup) error {
+	agents := s.lab.Mode == ""
+	for _, node := range lab.Nodes {
+		links, err := lab.Links(s.lab.NS(node))
 		if err != nil {
-			continue
+			return err
 		}
-		cs, err := maps.ReadStats(set.Map(maps.Stats), false)
-		set.Close()
-		if err != nil {
-			continue
-		}
-		for _, c := range cs {
-			if c.Verdict == "redirect" {
-				n += c.Packets
+		for _, dev := range links {
+			progs, err := lab.BPFAttachments(s.lab.NS(node), dev)
+			if err != nil {
+				return err
+			}
+			if len(progs) > 0 && !agents {
+				return fmt.Errorf("%s lab: %s on %s has BPF programs %v: the mode must run without any", s.mode, dev, node, progs)
+			}
+			if agents && node == lab.VM1.Node && dev == lab.VTEPDev && len(progs) == 0 {
+				return fmt.Errorf("%s lab: no program on %s's %s", s.mode, node, dev)
 			}
 		}
 	}
-	return n
+	return nil
 }
 
-// tcpThroughput sends size bytes over one TCP connection from namespace
-// src to a sink in dst and returns the rate in Gbit/s, timed at the sink.
-func tcpThroughput(src, dst string, dstIP netip.Addr, size int64) (float64, error) {
-	var ln net.Listener
-	if err := lab.Do(dst, func() (err error) {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(dstIP.String(), "0"))
+// warm pings vm2 -> vm1 until it answers: ARP and bridge FDBs learned.
+func (r *pathRun) warm(s *pathSetup, pings int) error {
+	res, err := lab.Ping(s.vmNS(lab.VM2), lab.VM1.IP, pings, 10*time.Millisecond, time.Second)
+	if err != nil {
 		return err
-	}); err != nil {
-		return 0, err
 	}
-	defer ln.Close()
-	type result struct {
-		n   int64
-		d   time.Duration
-		err error
+	if res.Received == 0 {
+		return fmt.Errorf("%s lab: vm2 -> vm1 ping: no reply of %d", s.mode, res.Sent)
 	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
+	return nil
+}
+
+// setGroups puts vm1's port in a group of n rules in every lab.
+func (r *pathRun) setGroups(ctx context.Context, n int) error {
+	g := SGGroup(fmt.Sprintf("7b3e9c2a-1d4f-4a8b-9e6c-%012d", n), n, state.Ingress, netip.PrefixFrom(lab.VM2.IP, 32))
+	for _, s := range r.setups {
+		r.o.Progress.Logf("%s: vm1's port in a group of %d rules", s.mode, n)
+		applyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		err := s.lab.SetPortGroups(applyCtx, map[string][]state.SecurityGroup{lab.VM1.Name: {g}})
+		cancel()
 		if err != nil {
-			done <- result{err: err}
-			return
+			return fmt.Errorf("%s: %d rules: %w", s.mode, n, err)
 		}
-		defer c.Close()
-		start := time.Now()
-		n, err := io.Copy(io.Discard, c)
-		done <- result{n, time.Since(start), err}
-	}()
-	var conn net.Conn
-	if err := lab.Do(src, func() (err error) {
-		conn, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 256<<10)
-	for sent := int64(0); sent < size; sent += int64(len(buf)) {
-		if _, err := conn.Write(buf); err != nil {
-			conn.Close()
-			return 0, err
+		if err := r.warm(s, 5); err != nil {
+			return err
 		}
 	}
-	conn.Close()
-	r := <-done
-	if r.err != nil {
-		return 0, r.err
-	}
-	if r.n < size {
-		return 0, fmt.Errorf("sink got %d of %d bytes", r.n, size)
-	}
-	return float64(r.n) * 8 / r.d.Seconds() / 1e9, nil
+	return nil
 }
 
-// udpFlood sends 64-byte datagrams from namespace src to dstIP for period
-// as fast as one sender can, and returns the rate received in dst.
-func udpFlood(src, dst string, dstIP netip.Addr, period time.Duration) (float64, error) {
-	var rx *net.UDPConn
-	if err := lab.Do(dst, func() (err error) {
-		rx, err = net.ListenUDP("udp4", &net.UDPAddr{IP: dstIP.AsSlice()})
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	defer rx.Close()
-	_ = rx.SetReadBuffer(8 << 20)
-	var tx *net.UDPConn
-	if err := lab.Do(src, func() (err error) {
-		tx, err = net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
-		return err
-	}); err != nil {
-		return 0, err
-	}
-	defer tx.Close()
-
-	var received atomic.Int64
-	var counting atomic.Bool
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, err := rx.Read(buf); err != nil {
-				return
-			}
-			if counting.Load() {
-				received.Add(1)
-			}
-		}
-	}()
-	payload := make([]byte, 64)
-	warm := time.Now().Add(200 * time.Millisecond)
-	for time.Now().Before(warm) {
-		_, _ = tx.Write(payload)
-	}
-	counting.Store(true)
-	start := time.Now()
-	end := start.Add(period)
-	for time.Now().Before(end) {
-		if _, err := tx.Write(payload); err != nil && !isNoBufs(err) {
-			return 0, err
+// focus readies s for measuring: other labs' guests paused (an idle
+// emulated guest still costs CPU), its own running, the path warm.
+func (r *pathRun) focus(s *pathSetup) error {
+	for _, o := range r.setups {
+		if err := o.lab.PauseGuest(o != s); err != nil {
+			return err
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // let the last ones land
-	counting.Store(false)
-	return float64(received.Load()) / period.Seconds(), nil
+	return r.warm(s, 3)
 }
 
-func isNoBufs(err error) bool {
-	var errno unix.Errno
-	return errors.As(err, &errno) && (errno == unix.ENOBUFS || errno == unix.ECONNREFUSED)
-}
-
-func median[T int64 | float64 | time.Duration](v []T) T {
-	if len(v) == 0 {
-		return 0
+func (r *pathRun) close() {
+	for _, s := range r.setups {
+		_ = s.lab.PauseGuest(false)
+		if err := s.lab.Close(); err != nil {
+			r.o.Progress.Logf("%s lab teardown: %v", s.mode, err)
+		}
 	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
+	for _, d := range r.dirs {
+		os.RemoveAll(d)
+	}
 }
 
-// WriteTable prints the comparison with BPF/kernel ratios.
-func (r PathReport) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "vm2 -> vm1 across the seed lab's overlay (node3 -> node4), kernel %s, %d CPUs\n", r.Kernel, r.CPUs)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "METRIC\tBPF\tKERNEL PATH\tBPF/KERNEL")
-	fmt.Fprintf(tw, "TCP throughput (Gbit/s)\t%.2f\t%.2f\t%.2f\n", r.BPF.TCPGbps, r.KernelRef.TCPGbps, r.BPF.TCPGbps/r.KernelRef.TCPGbps)
-	fmt.Fprintf(tw, "UDP 64-byte rate (pkt/s)\t%.0f\t%.0f\t%.2f\n", r.BPF.UDPPPS, r.KernelRef.UDPPPS, r.BPF.UDPPPS/r.KernelRef.UDPPPS)
-	fmt.Fprintf(tw, "ICMP RTT median\t%v\t%v\t%.2f\n", r.BPF.RTTMedian, r.KernelRef.RTTMedian,
-		float64(r.BPF.RTTMedian)/float64(r.KernelRef.RTTMedian))
-	fmt.Fprintf(tw, "packets redirected in BPF\t%d\t%d\t-\n", r.BPF.BPFPackets, r.KernelRef.BPFPackets)
-	return tw.Flush()
+// progressWriter turns lab output into progress log lines.
+type progressWriter struct{ p *Progress }
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	if s := strings.TrimRight(string(b), "\n"); s != "" {
+		w.p.Logf("%s", s)
+	}
+	return len(b), nil
 }
+
+var _ io.Writer = progressWriter{}

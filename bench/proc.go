@@ -61,29 +61,6 @@ func procMemory(pid int) (peak, now float64, err error) {
 	return peak, now, nil
 }
 
-// machineCPU is the machine's busy and total CPU time so far (jiffies,
-// all CPUs, from /proc/stat): busy/total over an interval is the load the
-// whole machine carried, whoever caused it.
-func machineCPU() (busy, total uint64) {
-	raw, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := bytes.Cut(raw, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0
-	}
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseUint(v, 10, 64)
-		total += n
-		if i != 3 && i != 4 { // idle, iowait
-			busy += n
-		}
-	}
-	return busy, total
-}
-
 // loadAverage is the one-minute load average.
 func loadAverage() float64 {
 	raw, err := os.ReadFile("/proc/loadavg")
@@ -100,10 +77,10 @@ func loadAverage() float64 {
 
 // cpuMeter measures the CPU processes and the machine use over an interval.
 type cpuMeter struct {
-	pids      []int
-	start     []time.Duration
-	busy, tot uint64
-	began     time.Time
+	pids    []int
+	start   []time.Duration
+	machine cpuSnapshot
+	began   time.Time
 }
 
 func startCPU(pids ...int) *cpuMeter {
@@ -112,7 +89,7 @@ func startCPU(pids ...int) *cpuMeter {
 		c, _ := procCPU(p)
 		m.start = append(m.start, c)
 	}
-	m.busy, m.tot = machineCPU()
+	m.machine, _ = takeCPU()
 	return m
 }
 
@@ -139,9 +116,11 @@ func (m *cpuMeter) stop() cpuUse {
 		u.PerPID = append(u.PerPID, c-m.start[i])
 		u.Total += c - m.start[i]
 	}
-	busy, tot := machineCPU()
-	if tot > m.tot {
-		u.MachineBusy = float64(busy-m.busy) / float64(tot-m.tot)
+	if end, err := takeCPU(); err == nil {
+		c := cpuBetween(m.machine, end, func(int, procTimes, map[int]procTimes) bool { return true }, 1)
+		if capacity := c.Seconds * float64(c.CPUs); capacity > 0 {
+			u.MachineBusy = c.Busy / capacity
+		}
 	}
 	return u
 }

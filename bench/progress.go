@@ -4,25 +4,26 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// progress shows what a long benchmark is doing: one line rewritten in
-// place on a terminal, otherwise a line per change at most every few
-// seconds (and every phase), so a log stays readable.
-type progress struct {
-	w    io.Writer
-	tty  bool
-	mu   sync.Mutex
-	last time.Time
-	text string
+// Progress shows how far a long benchmark is: one line per step with the
+// share done and the time left, rewritten in place on a terminal.
+type Progress struct {
+	w     io.Writer
+	tty   bool
+	total int
+	done  int
+	start time.Time
+	// lastUpdate is when Update last printed.
+	lastUpdate time.Time
 }
 
-func newProgress(w io.Writer) *progress {
-	p := &progress{w: w}
+// NewProgress writes progress to w (nil: nowhere).
+func NewProgress(w io.Writer) *Progress {
+	p := &Progress{w: w}
 	if f, ok := w.(*os.File); ok {
 		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 		p.tty = err == nil
@@ -30,47 +31,67 @@ func newProgress(w io.Writer) *progress {
 	return p
 }
 
-// phase starts a new step: always shown.
-func (p *progress) phase(format string, args ...any) { p.show(true, format, args...) }
-
-// update says how far the step is: shown on a terminal, elsewhere at most
-// every 5 seconds.
-func (p *progress) update(format string, args ...any) { p.show(false, format, args...) }
-
-func (p *progress) show(force bool, format string, args ...any) {
-	if p == nil || p.w == nil {
+// Start sets the number of steps the benchmark takes.
+func (p *Progress) Start(total int) {
+	if p == nil {
 		return
 	}
-	text := fmt.Sprintf(format, args...)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if text == p.text {
-		return
-	}
-	switch {
-	case p.tty:
-		if force && p.text != "" {
-			fmt.Fprintln(p.w) // keep the finished step's last line
-		}
-		fmt.Fprintf(p.w, "\r\033[K%s", text)
-	case force || time.Since(p.last) >= 5*time.Second:
-		fmt.Fprintf(p.w, "%s %s\n", time.Now().Format("15:04:05"), text)
-		p.last = time.Now()
-	default:
-		return
-	}
-	p.text = text
+	p.total, p.done, p.start = total, 0, time.Now()
 }
 
-// done ends the display (a newline after an in-place line).
-func (p *progress) done() {
+// Step reports that a step begins.
+func (p *Progress) Step(format string, args ...any) {
 	if p == nil || p.w == nil {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tty && p.text != "" {
-		fmt.Fprintln(p.w)
+	eta := "?"
+	if p.done > 0 {
+		left := time.Duration(float64(time.Since(p.start)) / float64(p.done) * float64(p.total-p.done))
+		eta = left.Round(time.Second).String()
 	}
-	p.text = ""
+	line := fmt.Sprintf("[%3d/%d %3.0f%% %s left] %s", p.done+1, p.total, 100*float64(p.done)/float64(max(p.total, 1)), eta,
+		fmt.Sprintf(format, args...))
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+	p.done++
+}
+
+// Logf prints a line that stays, above the progress line on a terminal.
+func (p *Progress) Logf(format string, args ...any) {
+	if p == nil || p.w == nil {
+		return
+	}
+	if p.tty {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+// Done ends the display.
+func (p *Progress) Done() {
+	if p != nil && p.w != nil && p.tty {
+		fmt.Fprintf(p.w, "\r\033[Kdone in %s\n", time.Since(p.start).Round(time.Second))
+	}
+}
+
+// Update says how far the current step is, without starting another: it
+// rewrites the step's line on a terminal, elsewhere it prints at most
+// every 5 seconds.
+func (p *Progress) Update(format string, args ...any) {
+	if p == nil || p.w == nil {
+		return
+	}
+	if !p.tty && time.Since(p.lastUpdate) < 5*time.Second {
+		return
+	}
+	p.lastUpdate = time.Now()
+	line := "    " + fmt.Sprintf(format, args...)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
 }

@@ -41,6 +41,7 @@ const (
 	progVXLAN   = "vxlan"
 	progBridge  = "bridge"
 	progDeliver = "deliver"
+	progSegment = "segment"
 )
 
 // The topology every test starts from, on the seed's private addresses.
@@ -220,6 +221,7 @@ func newWorld(t testing.TB) *world {
 		vxlan   bpf.VxlanPrograms
 		bridge  bpf.BridgePrograms
 		deliver bpf.DeliverPrograms
+		segment bpf.SegmentPrograms
 	)
 	for _, l := range []struct {
 		name string
@@ -231,6 +233,7 @@ func newWorld(t testing.TB) *world {
 		{progVXLAN, bpf.LoadVxlanObjects, &vxlan},
 		{progBridge, bpf.LoadBridgeObjects, &bridge},
 		{progDeliver, bpf.LoadDeliverObjects, &deliver},
+		{progSegment, bpf.LoadSegmentObjects, &segment},
 	} {
 		if err := l.load(l.obj, opts); err != nil {
 			t.Fatalf("load %s program: %s", l.name, verifierLog(err))
@@ -239,7 +242,7 @@ func newWorld(t testing.TB) *world {
 	}
 	w := &world{set: set, progs: map[string]*ebpf.Program{
 		progPort: port.VxdpPort, progUplink: uplink.VxdpUplink, progVXLAN: vxlan.VxdpVxlan, progBridge: bridge.VxdpBridge,
-		progDeliver: deliver.VxdpDeliver,
+		progDeliver: deliver.VxdpDeliver, progSegment: segment.VxdpSegment,
 	}}
 	w.seed(t)
 	return w
@@ -267,7 +270,7 @@ func (w *world) seed(t testing.TB) {
 	})
 	w.seedIPID(t, seedIPID)
 	for _, vni := range []uint32{vniA, vniB} {
-		w.put(t, maps.Networks, vni, maps.NetInfo{VxlanIfindex: 10 + vni, Mtu: netMTU})
+		w.put(t, maps.Networks, vni, maps.NetInfo{DevIfindex: 10 + vni, Mtu: netMTU})
 	}
 	allow := func(ifindex uint32, m net.HardwareAddr, p netip.Prefix) {
 		w.put(t, maps.PortAddrs, maps.NewPortMACKey(ifindex, mac6(m)), maps.PortAddrValue{Kind: maps.AddrMACOnly})

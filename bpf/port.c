@@ -31,6 +31,7 @@ const enum vxdp_prog *btf_anchor_prog __attribute__((unused));
 const enum fdb_kind *btf_anchor_fdb_kind __attribute__((unused));
 const enum port_flag *btf_anchor_port_flag __attribute__((unused));
 const enum net_flag *btf_anchor_net_flag __attribute__((unused));
+const enum net_kind *btf_anchor_net_kind __attribute__((unused));
 const enum config_flag *btf_anchor_config_flag __attribute__((unused));
 const enum addr_family *btf_anchor_addr_family __attribute__((unused));
 const enum port_addr_kind *btf_anchor_port_addr_kind __attribute__((unused));
@@ -62,6 +63,29 @@ static __always_inline int proxy_arp(struct ethhdr *eth, struct arp_eth *req, __
 	mac_copy(req->sha, target->mac);
 	req->spa = tpa;
 	return 1;
+}
+
+/* Whether a frame is too big for the port's network, whole or (TSO/GSO)
+ * per segment, whose payload plus at least an IPv4 and a TCP header must
+ * fit: the kernel path then answers with ICMP fragmentation-needed or
+ * fragments. */
+static __always_inline int too_big(struct __sk_buff *skb, const struct port_info *port)
+{
+	return skb->gso_size ? skb->gso_size + GSO_MIN_HEADERS > port->mtu : skb->len > (__u32)port->mtu + ETH_HLEN;
+}
+
+/* Send a frame to a remote port of the provider network seg: tagged with
+ * its VLAN (a flat network's as it is) out of its physical interface. */
+static __always_inline enum vxdp_reason to_provider(struct __sk_buff *skb, __u32 seg)
+{
+	struct net_info *net = bpf_map_lookup_elem(&networks, &seg);
+
+	if (!net || net->kind == NET_VXLAN || !net->phys_ifindex)
+		return PASS_FDB_MISS;
+	if (net->kind == NET_VLAN && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), net->vlan))
+		return PASS_ENCAP_FAILED;
+	bpf_redirect(net->phys_ifindex, 0);
+	return REDIRECT_PROVIDER;
 }
 
 /* Where a checked, untagged frame goes: a broadcast (or a proxy ARP
@@ -108,6 +132,8 @@ static __always_inline enum vxdp_reason forward(struct __sk_buff *skb, const str
 		return REDIRECT_LOCAL;
 	}
 
+	if (dst->kind == FDB_PROVIDER)
+		return too_big(skb, port) ? PASS_TOO_BIG : to_provider(skb, port->vni);
 	/* Anything but a well-formed remote entry is left to the kernel: an
 	 * entry of another kind or without a VTEP would encapsulate to 0.0.0.0. */
 	if (dst->kind != FDB_REMOTE || !dst->vtep)
@@ -116,10 +142,7 @@ static __always_inline enum vxdp_reason forward(struct __sk_buff *skb, const str
 	 * ethertypes take the kernel vxlan device. */
 	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
 		return PASS_NOT_IP;
-	/* Too big for the network, whole or (TSO/GSO) per segment, whose
-	 * payload plus at least an IPv4 and a TCP header must fit: the kernel
-	 * path then answers with ICMP fragmentation-needed or fragments. */
-	if (skb->gso_size ? skb->gso_size + GSO_MIN_HEADERS > port->mtu : skb->len > (__u32)port->mtu + ETH_HLEN)
+	if (too_big(skb, port))
 		return PASS_TOO_BIG;
 	if (!cfg->uplink_ifindex)
 		return PASS_ENCAP_FAILED;

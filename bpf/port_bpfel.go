@@ -118,8 +118,9 @@ type PortFdbKey struct {
 type PortFdbKind uint32
 
 const (
-	PortFdbKindFDB_LOCAL  PortFdbKind = 1
-	PortFdbKindFDB_REMOTE PortFdbKind = 2
+	PortFdbKindFDB_LOCAL    PortFdbKind = 1
+	PortFdbKindFDB_REMOTE   PortFdbKind = 2
+	PortFdbKindFDB_PROVIDER PortFdbKind = 3
 )
 
 type PortMacValue struct {
@@ -158,11 +159,23 @@ const (
 )
 
 type PortNetInfo struct {
-	_            structs.HostLayout
-	VxlanIfindex uint32
-	Mtu          uint16
-	Flags        uint16
+	_           structs.HostLayout
+	DevIfindex  uint32
+	PhysIfindex uint32
+	Mtu         uint16
+	Flags       uint16
+	Vlan        uint16
+	Kind        uint8
+	Pad         uint8
 }
+
+type PortNetKind uint32
+
+const (
+	PortNetKindNET_VXLAN PortNetKind = 0
+	PortNetKindNET_VLAN  PortNetKind = 1
+	PortNetKindNET_FLAT  PortNetKind = 2
+)
 
 type PortPolicyL4Key struct {
 	_         structs.HostLayout
@@ -232,6 +245,13 @@ type PortPortInfo struct {
 	Generation uint32
 }
 
+type PortProviderKey struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Vlan    uint16
+	Pad     uint16
+}
+
 type PortSgDir uint32
 
 const (
@@ -292,7 +312,8 @@ const (
 	PortVxdpProgVXDP_PROG_VXLAN   PortVxdpProg = 2
 	PortVxdpProgVXDP_PROG_BRIDGE  PortVxdpProg = 3
 	PortVxdpProgVXDP_PROG_DELIVER PortVxdpProg = 4
-	PortVxdpProgVXDP_PROG_MAX     PortVxdpProg = 5
+	PortVxdpProgVXDP_PROG_SEGMENT PortVxdpProg = 5
+	PortVxdpProgVXDP_PROG_MAX     PortVxdpProg = 6
 )
 
 type PortVxdpReason uint32
@@ -336,33 +357,38 @@ const (
 	PortVxdpReasonREDIRECT_LOCAL           PortVxdpReason = 35
 	PortVxdpReasonREDIRECT_REMOTE          PortVxdpReason = 36
 	PortVxdpReasonREDIRECT_REMOTE_GSO      PortVxdpReason = 37
-	PortVxdpReasonPASS_NOT_IPV4            PortVxdpReason = 38
-	PortVxdpReasonPASS_MALFORMED           PortVxdpReason = 39
-	PortVxdpReasonPASS_NOT_UDP             PortVxdpReason = 40
-	PortVxdpReasonPASS_VLAN_TAGGED         PortVxdpReason = 41
-	PortVxdpReasonPASS_IP_OPTIONS          PortVxdpReason = 42
-	PortVxdpReasonPASS_FRAGMENT            PortVxdpReason = 43
-	PortVxdpReasonPASS_NOT_VXLAN           PortVxdpReason = 44
-	PortVxdpReasonDROP_VXLAN_TRUNCATED     PortVxdpReason = 45
-	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 46
-	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 47
-	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 48
-	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 49
-	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 50
-	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 51
-	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 52
-	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 53
-	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 54
-	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 55
-	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 56
-	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 57
-	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 58
-	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 59
-	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 60
-	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 61
-	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 62
-	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 63
-	PortVxdpReasonREASON_MAX               PortVxdpReason = 64
+	PortVxdpReasonREDIRECT_PROVIDER        PortVxdpReason = 38
+	PortVxdpReasonPASS_NOT_IPV4            PortVxdpReason = 39
+	PortVxdpReasonPASS_MALFORMED           PortVxdpReason = 40
+	PortVxdpReasonPASS_NOT_UDP             PortVxdpReason = 41
+	PortVxdpReasonPASS_VLAN_TAGGED         PortVxdpReason = 42
+	PortVxdpReasonPASS_IP_OPTIONS          PortVxdpReason = 43
+	PortVxdpReasonPASS_FRAGMENT            PortVxdpReason = 44
+	PortVxdpReasonPASS_NOT_VXLAN           PortVxdpReason = 45
+	PortVxdpReasonDROP_VXLAN_TRUNCATED     PortVxdpReason = 46
+	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 47
+	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 48
+	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 49
+	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 50
+	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 51
+	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 52
+	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 53
+	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 54
+	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 55
+	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 56
+	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 57
+	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 58
+	PortVxdpReasonREDIRECT_FROM_PROVIDER   PortVxdpReason = 59
+	PortVxdpReasonPASS_PROVIDER_BUM        PortVxdpReason = 60
+	PortVxdpReasonPASS_PROVIDER_FDB_MISS   PortVxdpReason = 61
+	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 62
+	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 63
+	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 64
+	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 65
+	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 66
+	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 67
+	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 68
+	PortVxdpReasonREASON_MAX               PortVxdpReason = 69
 )
 
 // Names of all BPF objects in the ELF.
@@ -385,6 +411,8 @@ const (
 	PortMapPolicyRemote          = "policy_remote"
 	PortMapPortAddrs             = "port_addrs"
 	PortMapPorts                 = "ports"
+	PortMapProviderIn            = "provider_in"
+	PortMapSegmentDevs           = "segment_devs"
 	PortMapSgStats               = "sg_stats"
 	PortMapStats                 = "stats"
 	PortMapTxPorts               = "tx_ports"
@@ -397,6 +425,7 @@ const (
 	PortVarBtfAnchorFdbKind      = "btf_anchor_fdb_kind"
 	PortVarBtfAnchorMonEvent     = "btf_anchor_mon_event"
 	PortVarBtfAnchorNetFlag      = "btf_anchor_net_flag"
+	PortVarBtfAnchorNetKind      = "btf_anchor_net_kind"
 	PortVarBtfAnchorPortAddrKind = "btf_anchor_port_addr_kind"
 	PortVarBtfAnchorPortFlag     = "btf_anchor_port_flag"
 	PortVarBtfAnchorProg         = "btf_anchor_prog"
@@ -471,6 +500,8 @@ type PortMapSpecs struct {
 	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
 	PortAddrs    *ebpf.MapSpec `ebpf:"port_addrs"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	ProviderIn   *ebpf.MapSpec `ebpf:"provider_in"`
+	SegmentDevs  *ebpf.MapSpec `ebpf:"segment_devs"`
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -488,6 +519,7 @@ type PortVariableSpecs struct {
 	BtfAnchorFdbKind      *ebpf.VariableSpec `ebpf:"btf_anchor_fdb_kind"`
 	BtfAnchorMonEvent     *ebpf.VariableSpec `ebpf:"btf_anchor_mon_event"`
 	BtfAnchorNetFlag      *ebpf.VariableSpec `ebpf:"btf_anchor_net_flag"`
+	BtfAnchorNetKind      *ebpf.VariableSpec `ebpf:"btf_anchor_net_kind"`
 	BtfAnchorPortAddrKind *ebpf.VariableSpec `ebpf:"btf_anchor_port_addr_kind"`
 	BtfAnchorPortFlag     *ebpf.VariableSpec `ebpf:"btf_anchor_port_flag"`
 	BtfAnchorProg         *ebpf.VariableSpec `ebpf:"btf_anchor_prog"`
@@ -533,6 +565,8 @@ type PortMaps struct {
 	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
 	PortAddrs    *ebpf.Map `ebpf:"port_addrs"`
 	Ports        *ebpf.Map `ebpf:"ports"`
+	ProviderIn   *ebpf.Map `ebpf:"provider_in"`
+	SegmentDevs  *ebpf.Map `ebpf:"segment_devs"`
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
@@ -557,6 +591,8 @@ func (m *PortMaps) Close() error {
 		m.PolicyRemote,
 		m.PortAddrs,
 		m.Ports,
+		m.ProviderIn,
+		m.SegmentDevs,
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
@@ -575,6 +611,7 @@ type PortVariables struct {
 	BtfAnchorFdbKind      *ebpf.Variable `ebpf:"btf_anchor_fdb_kind"`
 	BtfAnchorMonEvent     *ebpf.Variable `ebpf:"btf_anchor_mon_event"`
 	BtfAnchorNetFlag      *ebpf.Variable `ebpf:"btf_anchor_net_flag"`
+	BtfAnchorNetKind      *ebpf.Variable `ebpf:"btf_anchor_net_kind"`
 	BtfAnchorPortAddrKind *ebpf.Variable `ebpf:"btf_anchor_port_addr_kind"`
 	BtfAnchorPortFlag     *ebpf.Variable `ebpf:"btf_anchor_port_flag"`
 	BtfAnchorProg         *ebpf.Variable `ebpf:"btf_anchor_prog"`

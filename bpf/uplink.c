@@ -23,21 +23,164 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Whether an inner frame is TCP over IPv4 or IPv6 (no extension headers):
- * what UDP-tunnel GRO merges. */
-static __always_inline int inner_is_tcp(struct ethhdr *inner, void *data_end)
+#ifndef ENODATA
+#define ENODATA 61
+#endif
+
+/* Whether the packet at l3off (of ethertype proto) is TCP over IPv4 or
+ * IPv6 without extension headers: what GRO merges. */
+static __always_inline int l3_is_tcp(void *data, void *data_end, __be16 proto, __u32 l3off)
 {
-	if (inner->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = header_at(struct iphdr, inner + 1, data_end);
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = header_at(struct iphdr, data + l3off, data_end);
 
 		return ip && ip->protocol == IPPROTO_TCP;
 	}
-	if (inner->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = header_at(struct ipv6hdr, inner + 1, data_end);
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = header_at(struct ipv6hdr, data + l3off, data_end);
 
 		return ip6 && ip6->nexthdr == IPPROTO_TCP;
 	}
 	return 0;
+}
+
+/* The checks every frame for a local port passes in XDP, decapsulated or
+ * from a provider network: the target port (of seg), TCP left to the
+ * kernel's GRO, the port's security groups (the frame never passes the
+ * tap's deliver program), and the devmap redirect, resolved before the
+ * caller touches the frame: the lookup and the redirect are one step, so a
+ * port leaving tx_ports in between cannot turn into XDP_ABORTED after the
+ * frame changed (XDP_PASS in the low bits is the verdict when the key is
+ * missing). Returns 0 when the frame is redirected once the caller strips
+ * what comes before eth. */
+static __always_inline enum vxdp_reason to_local_port(void *data, void *data_end, const __u8 *dst, __be16 proto,
+						      __u32 l3off, __u32 seg, enum vxdp_reason miss)
+{
+	struct port_info *port;
+	__u32 ifindex = 0;
+	enum vxdp_reason r;
+
+	/* At most 14 + 22 + 20 + 8 + 8 (VXLAN) or 18 (a tag): the mask
+	 * only tells the verifier. */
+	l3off &= 0x7f;
+	r = local_target(seg, dst, &ifindex, &port, miss);
+	if (r)
+		return r;
+	if (l3_is_tcp(data, data_end, proto, l3off))
+		return PASS_TCP_GRO;
+	if (port->flags & PORT_F_SG) {
+		if (eth_is_vlan(proto))
+			return PASS_INNER_TAGGED;
+		if (proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6)) {
+			r = sg_check(data, data_end, l3off, proto, ifindex, port, SG_INGRESS);
+			if (r)
+				return r;
+		}
+	}
+	if (bpf_redirect_map(&tx_ports, ifindex, XDP_PASS) != XDP_REDIRECT)
+		return PASS_NO_TXPORT;
+	return 0;
+}
+
+/* A VLAN tag the driver took out of the frame (hardware VLAN stripping,
+ * or a veth peer's out-of-band tag): 1 with *vid set, 0 when there is
+ * none, -1 when the driver cannot say. Only a program bound to its device
+ * (VXDP_DEV_BOUND, loaded per interface) may ask the driver; the unbound
+ * build (generic XDP, drivers that refuse bound programs, tests) assumes
+ * tags stay in the frame. */
+#ifdef VXDP_DEV_BOUND
+extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto, __u16 *vlan_tci) __ksym;
+
+static __always_inline int stripped_tag(struct xdp_md *ctx, __u16 *vid)
+{
+	__be16 proto = 0;
+	__u16 tci = 0;
+	int err = bpf_xdp_metadata_rx_vlan_tag(ctx, &proto, &tci);
+
+	if (!err) {
+		*vid = tci & VLAN_VID_MASK;
+		return 1;
+	}
+	return err == -ENODATA ? 0 : -1;
+}
+#else
+static __always_inline int stripped_tag(struct xdp_md *ctx __attribute__((unused)), __u16 *vid __attribute__((unused)))
+{
+	return 0;
+}
+#endif
+
+/* A frame of a provider network served here: tagged (in the frame, or by
+ * the driver) with a VLAN id of this interface, or untagged on an
+ * interface with a flat network (only when the driver can say it took no
+ * tag out). Returns 0 when the frame is no provider network's (the caller
+ * goes on with VXLAN), else the reason; REDIRECT_FROM_PROVIDER once the
+ * frame is untagged and redirected to the tap. */
+static __always_inline enum vxdp_reason from_provider(struct xdp_md *ctx, const struct vxdp_config *cfg,
+						      const struct l3 *l3, int stripped, __u16 stripped_vid, __u32 *seg_out)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = header_at(struct ethhdr, data, data_end);
+	struct provider_key k = { .ifindex = ctx->ingress_ifindex };
+	struct net_info *net;
+	__u32 *seg, tag = 0;
+	enum vxdp_reason r;
+
+	if (!eth)
+		return 0;
+	if (stripped > 0) {
+		k.vlan = stripped_vid;
+	} else if (l3->tags) {
+		k.vlan = l3->vid;
+		tag = sizeof(struct vlanhdr);
+	} else if (stripped < 0) {
+		return 0; /* untagged, or a tag the driver hides: not ours to say */
+	}
+	seg = bpf_map_lookup_elem(&provider_in, &k);
+	if (!seg)
+		return 0;
+	/* An untagged frame on a flat network's interface is the network's
+	 * only when it is for one of its ports (or a broadcast); anything else
+	 * may be the host's (VXLAN to local_ip, ARP). */
+	if (!k.vlan && !mac_is_multicast(eth->h_dest) && !mac_is_local_port(*seg, eth->h_dest))
+		return 0;
+	*seg_out = *seg;
+	net = bpf_map_lookup_elem(&networks, seg);
+	if (!net || net->kind == NET_VXLAN || net->phys_ifindex != k.ifindex)
+		return DROP_VNI_MISMATCH;
+	if (mac_is_local_port(*seg, eth->h_source))
+		return DROP_INNER_SRC_LOCAL;
+	if (!forwarding(cfg))
+		return PASS_KERNEL_FORWARDING;
+	if (mac_is_multicast(eth->h_dest))
+		return PASS_PROVIDER_BUM;
+	if (tag) {
+		struct vlanhdr *vh = header_at(struct vlanhdr, eth + 1, data_end);
+
+		if (!vh)
+			return PASS_PROVIDER_FDB_MISS;
+		if (eth_is_vlan(vh->encap_proto))
+			return PASS_INNER_TAGGED;
+		r = to_local_port(data, data_end, eth->h_dest, vh->encap_proto, ETH_HLEN + tag, *seg, PASS_PROVIDER_FDB_MISS);
+	} else {
+		r = to_local_port(data, data_end, eth->h_dest, eth->h_proto, ETH_HLEN, *seg, PASS_PROVIDER_FDB_MISS);
+	}
+	if (r)
+		return r;
+	if (tag) {
+		__u8 macs[2 * ETH_ALEN];
+
+		__builtin_memcpy(macs, eth, sizeof(macs));
+		if (bpf_xdp_adjust_head(ctx, sizeof(struct vlanhdr)))
+			return PASS_DECAP_FAILED;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+		if (data + sizeof(macs) > data_end)
+			return PASS_DECAP_FAILED;
+		__builtin_memcpy(data, macs, sizeof(macs));
+	}
+	return REDIRECT_FROM_PROVIDER;
 }
 
 static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_out)
@@ -49,18 +192,25 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 	struct vxlanhdr *vx;
 	struct udphdr *udp;
 	struct iphdr *ip;
-	struct port_info *port;
 	struct vni_addr vtep;
 	struct l3 l3 = {};
-	__u32 vni, ifindex = 0;
-	__u16 ip_len;
+	__u32 vni;
+	__u16 ip_len, stripped_vid = 0;
 	enum vxdp_reason r;
+	int parsed, stripped;
 
 	if (!header_at(struct ethhdr, data, data_end))
 		return PASS_MALFORMED;
+	parsed = l3_of(data, data_end, &l3);
+	cfg = get_config();
+	stripped = stripped_tag(ctx, &stripped_vid);
+	r = from_provider(ctx, cfg, &l3, stripped, stripped_vid, vni_out);
+	if (r)
+		return r;
 	/* Priority tags (VLAN id 0) are stripped by the kernel before it
-	 * decapsulates: look through them. Any other tag is for a VLAN device. */
-	if (!l3_of(data, data_end, &l3) || !l3.vid_zero)
+	 * decapsulates: look through them. Any other tag, in the frame or
+	 * taken out by the driver, is for a VLAN device. */
+	if (!parsed || !l3.vid_zero || (stripped > 0 && stripped_vid))
 		return PASS_VLAN_TAGGED;
 	if (l3.proto != bpf_htons(ETH_P_IP))
 		return PASS_NOT_IPV4;
@@ -78,7 +228,6 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 	udp = (struct udphdr *)((void *)ip + ip->ihl * 4);
 	if (!header_at(struct udphdr, udp, data_end))
 		return PASS_MALFORMED;
-	cfg = get_config();
 	if (!cfg || udp->dest != cfg->vxlan_port)
 		return PASS_NOT_VXLAN;
 	/* A header with options is rare and slow: the kernel verifies and
@@ -130,32 +279,9 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 
 	if (mac_is_multicast(inner->h_dest))
 		return PASS_INNER_BUM;
-	r = local_target(vni, inner->h_dest, &ifindex, &port, PASS_INNER_FDB_MISS);
+	r = to_local_port(data, data_end, inner->h_dest, inner->h_proto, (void *)(inner + 1) - data, vni, PASS_INNER_FDB_MISS);
 	if (r)
 		return r;
-	if (inner_is_tcp(inner, data_end))
-		return PASS_TCP_GRO;
-	/* The frame never passes the tap's deliver program: its security
-	 * groups are applied here. */
-	if (port->flags & PORT_F_SG) {
-		/* At most 22 + 20 + 8 + 8: the mask only tells the verifier. */
-		__u32 off = ((void *)inner - data) & 0x7f;
-		__be16 proto = inner->h_proto;
-
-		if (eth_is_vlan(proto))
-			return PASS_INNER_TAGGED;
-		if (proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6)) {
-			r = sg_check(data, data_end, off + ETH_HLEN, proto, ifindex, port, SG_INGRESS);
-			if (r)
-				return r;
-		}
-	}
-	/* Resolve the target before touching the frame: the devmap lookup
-	 * and the redirect are one step, so a port leaving tx_ports between a
-	 * check and the redirect cannot turn into XDP_ABORTED after decap.
-	 * XDP_PASS in the low bits is the verdict when the key is missing. */
-	if (bpf_redirect_map(&tx_ports, ifindex, XDP_PASS) != XDP_REDIRECT)
-		return PASS_NO_TXPORT;
 	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
 		return PASS_DECAP_FAILED;
 	return REDIRECT_LOCAL;

@@ -32,6 +32,8 @@ const (
 	UplinkMapPolicyRemote = "policy_remote"
 	UplinkMapPortAddrs    = "port_addrs"
 	UplinkMapPorts        = "ports"
+	UplinkMapProviderIn   = "provider_in"
+	UplinkMapSegmentDevs  = "segment_devs"
 	UplinkMapSgStats      = "sg_stats"
 	UplinkMapStats        = "stats"
 	UplinkMapTxPorts      = "tx_ports"
@@ -104,6 +106,8 @@ type UplinkMapSpecs struct {
 	PolicyRemote *ebpf.MapSpec `ebpf:"policy_remote"`
 	PortAddrs    *ebpf.MapSpec `ebpf:"port_addrs"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	ProviderIn   *ebpf.MapSpec `ebpf:"provider_in"`
+	SegmentDevs  *ebpf.MapSpec `ebpf:"segment_devs"`
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
@@ -152,6 +156,8 @@ type UplinkMaps struct {
 	PolicyRemote *ebpf.Map `ebpf:"policy_remote"`
 	PortAddrs    *ebpf.Map `ebpf:"port_addrs"`
 	Ports        *ebpf.Map `ebpf:"ports"`
+	ProviderIn   *ebpf.Map `ebpf:"provider_in"`
+	SegmentDevs  *ebpf.Map `ebpf:"segment_devs"`
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
@@ -176,6 +182,8 @@ func (m *UplinkMaps) Close() error {
 		m.PolicyRemote,
 		m.PortAddrs,
 		m.Ports,
+		m.ProviderIn,
+		m.SegmentDevs,
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,

@@ -42,7 +42,7 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 	net = bpf_map_lookup_elem(&networks, &vni);
 	if (!net)
 		return DROP_VNI_UNKNOWN;
-	if (net->vxlan_ifindex != skb->ifindex)
+	if (net->kind != NET_VXLAN || net->dev_ifindex != skb->ifindex)
 		return DROP_VNI_MISMATCH;
 	vtep.vni = vni;
 	vtep.addr = bpf_htonl(tk.remote_ipv4);

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,10 @@ var (
 	bridgeHook = tcHook{kind: "bridge", filter: "vxdp_bridge", prog: func(p *Programs) *ebpf.Program { return p.Bridge }}
 	// deliverHook: frames on their way into a VM (TC egress of its tap).
 	deliverHook = tcHook{kind: "deliver", filter: "vxdp_deliver", egress: true, prog: func(p *Programs) *ebpf.Program { return p.Deliver }}
-	tcHooks     = []tcHook{portHook, deliverHook, vxlanHook, bridgeHook}
+	// segmentHook: what the kernel received of a provider network (TC
+	// ingress of its VLAN device or flat interface).
+	segmentHook = tcHook{kind: "segment", filter: "vxdp_segment", prog: func(p *Programs) *ebpf.Program { return p.Segment }}
+	tcHooks     = []tcHook{portHook, deliverHook, vxlanHook, segmentHook, bridgeHook}
 )
 
 // xdpKind prefixes the link pin of the uplink's XDP program.
@@ -69,6 +73,7 @@ type attacher struct {
 	tcMode  string
 	// refreshed holds pins whose program was already swapped to progs.
 	refreshed map[string]bool
+	log       *slog.Logger
 }
 
 func (a *attacher) pinPath(kind, ifname string) string {
@@ -151,22 +156,38 @@ func (a *attacher) ensure(path string, ifindex int, prog *ebpf.Program, attach f
 	return true, nil
 }
 
-// attachUplink attaches the uplink program to the VTEP interface in native
-// XDP mode, falling back to generic mode when the driver lacks XDP.
-func (a *attacher) attachUplink(ifname string, ifindex int) (bool, error) {
-	return a.ensure(a.pinPath(xdpKind, ifname), ifindex, a.progs.Uplink, func() (link.Link, error) {
-		var modes []link.XDPAttachFlags
-		switch a.xdpMode {
-		case ModeNative:
-			modes = []link.XDPAttachFlags{link.XDPDriverMode}
-		case ModeGeneric:
-			modes = []link.XDPAttachFlags{link.XDPGenericMode}
-		default:
-			modes = []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
+// attachXDP attaches the uplink program to an interface frames arrive by
+// from outside (the VTEP interface, a provider network's physical
+// interface): in native mode a copy bound to the device, which can ask the
+// driver for VLAN tags it stripped (falling back to the unbound program
+// when the driver refuses bound programs), in generic mode the unbound one.
+func (a *attacher) attachXDP(ifname string, ifindex int) (bool, error) {
+	var modes []link.XDPAttachFlags
+	switch a.xdpMode {
+	case ModeNative:
+		modes = []link.XDPAttachFlags{link.XDPDriverMode}
+	case ModeGeneric:
+		modes = []link.XDPAttachFlags{link.XDPGenericMode}
+	default:
+		modes = []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
+	}
+	prog := a.progs.Uplink
+	if modes[0] == link.XDPDriverMode {
+		if bound, err := a.progs.boundUplink(ifindex); err == nil {
+			prog = bound
+		} else if a.log != nil {
+			a.log.Warn("XDP program not bound to its device: VLAN tags the driver strips stay invisible to it (provider networks then take the kernel path on this interface)",
+				"dev", ifname, "err", err)
 		}
+	}
+	return a.ensure(a.pinPath(xdpKind, ifname), ifindex, prog, func() (link.Link, error) {
 		var errs []error
 		for _, m := range modes {
-			l, err := link.AttachXDP(link.XDPOptions{Program: a.progs.Uplink, Interface: ifindex, Flags: m})
+			p := prog
+			if m == link.XDPGenericMode {
+				p = a.progs.Uplink // a bound program cannot attach in generic mode
+			}
+			l, err := link.AttachXDP(link.XDPOptions{Program: p, Interface: ifindex, Flags: m})
 			if err == nil {
 				return l, nil
 			}

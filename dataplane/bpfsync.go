@@ -62,6 +62,9 @@ type bpfWant struct {
 	remote    map[maps.PolicyRemoteKey]maps.SGMask
 	l4        map[maps.PolicyL4Key]maps.SGMask
 	dhcp      map[uint32]maps.DHCPLease
+	// provider networks
+	providerIn  map[maps.ProviderKey]uint32
+	segmentDevs map[uint32]uint32
 }
 
 // disabledSource is the provenance of a port entry kept for a tap whose
@@ -83,19 +86,30 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		arp:       map[maps.VNIAddr]maps.MACValue{},
 		fdb:       map[maps.FDBKey]maps.FDBEntry{},
 		dhcp:      map[uint32]maps.DHCPLease{},
+
+		providerIn:  map[maps.ProviderKey]uint32{},
+		segmentDevs: map[uint32]uint32{},
 	}
 	vniOf := map[string]uint32{}
 	netOf := map[string]state.Network{}
+	provider := map[string]bool{}
 	for _, n := range want.Networks {
 		netOf[n.ID] = n
 		kn := nets[n.ID]
-		vniOf[n.ID] = n.VNI
-		info := maps.NetInfo{VxlanIfindex: uint32(kn.vxlan.Attrs().Index), Mtu: uint16(kn.mtu)}
+		vniOf[n.ID] = kn.seg
+		info := maps.NetInfo{DevIfindex: uint32(kn.dev.Attrs().Index), Mtu: uint16(kn.mtu)}
 		if n.VLANTransparent {
 			info.Flags |= maps.NetVLANTransp
 		}
-		w.networks[n.VNI] = info
-		rec.source("bpf/networks", maps.U32KeyString(n.VNI), n.Source)
+		key := maps.U32KeyString(kn.seg)
+		if n.Provider() {
+			provider[n.ID] = true
+			providerEntries(kn, &info, w)
+			rec.source("bpf/provider_in", maps.ProviderKeyString(maps.NewProviderKey(kn.phys.Attrs().Index, kn.vlan)), n.Source)
+			rec.source("bpf/segment_devs", maps.U32KeyString(uint32(kn.dev.Attrs().Index)), n.Source)
+		}
+		w.networks[kn.seg] = info
+		rec.source("bpf/networks", key, n.Source)
 		for _, v := range want.FloodList(n.ID) {
 			k := maps.NewVNIAddr(n.VNI, v.IP)
 			w.vteps[k] = 0
@@ -111,7 +125,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 	rec.policies = policies.describe(want.SecurityGroups, perrs)
 	for _, p := range present {
 		idx := uint32(p.ifindex())
-		info := maps.PortInfo{Vni: p.net.vni, Mtu: uint16(p.net.mtu), Mac: p.MAC}
+		info := maps.PortInfo{Vni: p.net.seg, Mtu: uint16(p.net.mtu), Mac: p.MAC}
 		if p.tap.Attrs().MasterIndex == p.net.bridge.Attrs().Index {
 			info.Flags |= maps.PortBridged
 		}
@@ -144,7 +158,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 				rec.source("bpf/dhcp", maps.U32KeyString(idx), p.Source)
 			}
 		}
-		fk := maps.NewFDBKey(p.net.vni, p.MAC)
+		fk := maps.NewFDBKey(p.net.seg, p.MAC)
 		w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBLocal, Ifindex: idx}
 		rec.source("bpf/ports", maps.U32KeyString(idx), p.Source)
 		rec.source("bpf/tx_ports", maps.U32KeyString(idx), p.Source)
@@ -159,6 +173,12 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		fk := maps.NewFDBKey(vni, p.MAC)
 		if _, local := w.fdb[fk]; local {
 			continue // a port migrating here: the local entry wins
+		}
+		if provider[p.NetworkID] {
+			// Out of the network's physical interface; ARP floods there.
+			w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBProvider}
+			rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
+			continue
 		}
 		w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBRemote, Vtep: maps.BE32(p.VTEP)}
 		rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
@@ -267,6 +287,10 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 	for _, s := range []func() (mapStep, error){
 		func() (mapStep, error) { return plan(d.set, maps.Config, w.config, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.Networks, w.networks, maps.U32KeyString) },
+		func() (mapStep, error) {
+			return plan(d.set, maps.ProviderIn, w.providerIn, maps.ProviderKeyString)
+		},
+		func() (mapStep, error) { return plan(d.set, maps.SegmentDevs, w.segmentDevs, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs, w.vteps, maps.VNIAddrKeyString) },
 		// A port switches policy in one write, once the policy is complete.
 		func() (mapStep, error) { return plan(d.set, maps.PolicyRemote, w.remote, maps.PolicyRemoteKeyString) },
@@ -304,24 +328,40 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 }
 
 // attachAll attaches every program where it belongs and detaches it from
-// where it no longer does: the uplink (XDP, only when BPF forwards), each
-// network's bridge and vxlan device, each present port's tap and each
-// disabled tap (whose program now drops everything).
+// where it no longer does: the uplink and provider networks' physical
+// interfaces (XDP, only when BPF forwards), each network's bridge and
+// vxlan or segment device, each present port's tap and each disabled tap
+// (whose program now drops everything).
 func (d *Dataplane) attachAll(nets map[string]*kernelNet, present []localPort, disabled map[string]int, rec *recorder) error {
-	uplink := d.kernel.uplink.Attrs()
-	if d.opts.Kernel {
-		if target, err := d.att.pinnedTarget(xdpKind, uplink.Name); err != nil {
-			return err
-		} else if target >= 0 {
-			if err := d.att.detach(xdpKind, uplink.Name); err != nil {
-				return err
+	// XDP: the uplink and every provider network's physical interface.
+	xdpWant := map[string]int{}
+	if !d.opts.Kernel {
+		xdpWant[d.kernel.uplink.Attrs().Name] = d.kernel.uplink.Attrs().Index
+		for _, n := range nets {
+			if n.phys != nil {
+				xdpWant[n.phys.Attrs().Name] = n.phys.Attrs().Index
 			}
-			rec.op("bpf/xdp", "remove", uplink.Name)
 		}
-	} else if added, err := d.att.attachUplink(uplink.Name, uplink.Index); err != nil {
+	}
+	for dev, idx := range xdpWant {
+		if added, err := d.att.attachXDP(dev, idx); err != nil {
+			return err
+		} else if added {
+			rec.op("bpf/xdp", "add", dev)
+		}
+	}
+	xdpPinned, err := d.att.pinned(xdpKind)
+	if err != nil {
 		return err
-	} else if added {
-		rec.op("bpf/xdp", "add", uplink.Name)
+	}
+	for _, dev := range xdpPinned {
+		if _, ok := xdpWant[dev]; ok {
+			continue
+		}
+		if err := d.att.detach(xdpKind, dev); err != nil {
+			return err
+		}
+		rec.op("bpf/xdp", "remove", dev)
 	}
 
 	want := map[string]map[string]int{} // hook kind -> device -> ifindex
@@ -330,7 +370,11 @@ func (d *Dataplane) attachAll(nets map[string]*kernelNet, present []localPort, d
 	}
 	for _, n := range nets {
 		want[bridgeHook.kind][n.bridge.Attrs().Name] = n.bridge.Attrs().Index
-		want[vxlanHook.kind][n.vxlan.Attrs().Name] = n.vxlan.Attrs().Index
+		if n.vxlan != nil {
+			want[vxlanHook.kind][n.vxlan.Attrs().Name] = n.vxlan.Attrs().Index
+		} else {
+			want[segmentHook.kind][n.dev.Attrs().Name] = n.dev.Attrs().Index
+		}
 	}
 	for _, p := range present {
 		want[portHook.kind][p.TapName()] = p.ifindex()

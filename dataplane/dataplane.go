@@ -41,6 +41,12 @@ type Options struct {
 	// SecurityGroups enforces the security groups of ports with port
 	// security (Neutron's [securitygroup] enable_security_group).
 	SecurityGroups bool
+	// PhysicalInterfaceMappings maps physical networks to interfaces
+	// (Neutron's [linux_bridge] physical_interface_mappings), for VLAN and
+	// flat networks; MappingsSource says where they were set (file:line),
+	// for errors.
+	PhysicalInterfaceMappings map[string]string
+	MappingsSource            string
 	// DHCP answers DHCPv4 at the port for ports whose subnet has DHCP on
 	// ([dataplane] dhcp); otherwise DHCP goes to the network.
 	DHCP bool
@@ -152,12 +158,12 @@ func (d *Dataplane) openBPF() error {
 		return err
 	}
 	d.att = &attacher{linkDir: d.opts.linkDir(), nl: d.nl, progs: d.progs,
-		xdpMode: d.opts.XDPMode, tcMode: d.opts.TCMode, refreshed: map[string]bool{}}
+		xdpMode: d.opts.XDPMode, tcMode: d.opts.TCMode, refreshed: map[string]bool{}, log: d.log}
 	return nil
 }
 
 // layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
-const layoutVersion = 3
+const layoutVersion = 6
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.
@@ -224,8 +230,12 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		kn := &kernelNet{id: n.ID, vni: n.VNI, mtu: n.MTU}
-		if kn.mtu == 0 || kn.mtu > maxMTU {
+		kn := &kernelNet{id: n.ID, kind: n.Kind(), vni: n.VNI, seg: n.VNI, mtu: n.MTU}
+		if n.Provider() {
+			if err := d.providerNet(n, kn); err != nil {
+				return err
+			}
+		} else if kn.mtu == 0 || kn.mtu > maxMTU {
 			if kn.mtu > maxMTU {
 				d.log.Warn("network MTU too large for the underlay; using the largest that fits",
 					"network", n.ID, "mtu", kn.mtu, "uplink_mtu", maxMTU+vxlanOverhead, "using", maxMTU)
@@ -237,7 +247,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		}
 		nets[n.ID] = kn
 		keep[kn.bridge.Attrs().Name] = true
-		keep[kn.vxlan.Attrs().Name] = true
+		keep[kn.dev.Attrs().Name] = true
 	}
 
 	var present []localPort
@@ -278,6 +288,9 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 	}
 
 	for _, n := range want.Networks {
+		if n.Provider() {
+			continue // no l2pop on provider networks: the bridge learns, ARP floods
+		}
 		fdb, neigh := kernelL2pop(want, n.ID, rec)
 		kn := nets[n.ID]
 		if err := d.kernel.syncFDB(kn.vxlan, fdb, rec); err != nil {
@@ -389,13 +402,27 @@ type Applied struct {
 // AppliedNetwork is one network as applied: its devices, its flood list,
 // its local ports whose tap exists and its remote ports.
 type AppliedNetwork struct {
-	ID     string          `json:"id"`
-	VNI    uint32          `json:"vni"`
-	Bridge string          `json:"bridge"`
-	VXLAN  string          `json:"vxlan"`
-	VTEPs  []netip.Addr    `json:"vteps"`
-	Local  []AppliedPort   `json:"local_ports"`
-	Remote []AppliedRemote `json:"remote_ports"`
+	ID   string `json:"id"`
+	Type string `json:"network_type"`
+	// VNI is the network's key in the BPF maps: its VNI, or a provider
+	// network's segment (maps.ProviderSegment).
+	VNI    uint32 `json:"vni"`
+	Bridge string `json:"bridge"`
+	// VXLAN is the network's device on the bridge: vxlan-<VNI>, the VLAN
+	// device or the flat interface.
+	VXLAN string `json:"vxlan"`
+	// Physical is a provider network's physical interface.
+	Physical string          `json:"physical,omitempty"`
+	VLAN     uint16          `json:"vlan,omitempty"`
+	VTEPs    []netip.Addr    `json:"vteps"`
+	Local    []AppliedPort   `json:"local_ports"`
+	Remote   []AppliedRemote `json:"remote_ports"`
+}
+
+// provider reports whether the network is a provider network (an older
+// record has no type: VXLAN).
+func (n AppliedNetwork) provider() bool {
+	return n.Type == state.NetworkVLAN || n.Type == state.NetworkFlat
 }
 
 // AppliedPort is a local port as applied.
@@ -414,7 +441,7 @@ type AppliedRemote struct {
 // appliedNetworks is the record of want's networks; ports in pending have
 // no tap. The flood list is FloodList's: the network's VTEPs, then those
 // of its remote ports.
-func appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
+func (d *Dataplane) appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
 	out := make([]AppliedNetwork, len(want.Networks))
 	byID := make(map[string]*AppliedNetwork, len(want.Networks))
 	flood := map[string]map[netip.Addr]bool{}
@@ -425,8 +452,16 @@ func appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
 		}
 	}
 	for i, n := range want.Networks {
-		out[i] = AppliedNetwork{ID: n.ID, VNI: n.VNI, Bridge: state.BridgeName(n.ID), VXLAN: state.VXLANName(n.VNI),
+		out[i] = AppliedNetwork{ID: n.ID, Type: n.Kind(), VNI: n.VNI, Bridge: state.BridgeName(n.ID), VXLAN: state.VXLANName(n.VNI),
 			VTEPs: []netip.Addr{}, Local: []AppliedPort{}, Remote: []AppliedRemote{}}
+		if n.Provider() {
+			phys := d.opts.PhysicalInterfaceMappings[n.PhysicalNetwork]
+			out[i].VNI, _ = d.segment(n)
+			out[i].Physical, out[i].VLAN, out[i].VXLAN = phys, n.VLAN, phys
+			if n.Kind() == state.NetworkVLAN {
+				out[i].VXLAN = vlanDevName(phys, n.VLAN)
+			}
+		}
 		byID[n.ID], flood[n.ID] = &out[i], map[netip.Addr]bool{}
 		for _, v := range n.VTEPs {
 			addVTEP(&out[i], v.IP)
@@ -444,7 +479,9 @@ func appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
 	for _, p := range want.RemotePorts {
 		if an := byID[p.NetworkID]; an != nil {
 			an.Remote = append(an.Remote, AppliedRemote{MAC: p.MAC, VTEP: p.VTEP, IPs: p.IPs})
-			addVTEP(an, p.VTEP)
+			if p.VTEP.IsValid() {
+				addVTEP(an, p.VTEP)
+			}
 		}
 	}
 	return out
@@ -455,11 +492,21 @@ func appliedNetworks(want *state.Desired, pending []string) []AppliedNetwork {
 // local port's tap (both directions).
 func (d *Dataplane) attachmentsFor(nets []AppliedNetwork) []Attachment {
 	var out []Attachment
+	xdp := map[string]bool{}
 	if !d.opts.Kernel {
 		out = append(out, Attachment{Kind: xdpKind, Device: d.kernel.uplink.Attrs().Name})
+		xdp[d.kernel.uplink.Attrs().Name] = true
 	}
 	for _, n := range nets {
-		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge}, Attachment{Kind: vxlanHook.kind, Device: n.VXLAN})
+		dev := Attachment{Kind: vxlanHook.kind, Device: n.VXLAN}
+		if n.provider() {
+			dev.Kind = segmentHook.kind
+			if !d.opts.Kernel && !xdp[n.Physical] {
+				out = append(out, Attachment{Kind: xdpKind, Device: n.Physical})
+				xdp[n.Physical] = true
+			}
+		}
+		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge}, dev)
 		for _, p := range n.Local {
 			out = append(out, Attachment{Kind: portHook.kind, Device: p.Tap}, Attachment{Kind: deliverHook.kind, Device: p.Tap})
 		}
@@ -492,7 +539,7 @@ func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, rec *rec
 	if d.opts.Kernel {
 		a.Dataplane = "kernel"
 	}
-	a.Networks = appliedNetworks(want, res.Pending)
+	a.Networks = d.appliedNetworks(want, res.Pending)
 	a.Attachments = d.attachmentsFor(a.Networks)
 	if applyErr == nil {
 		d.mu.Lock()

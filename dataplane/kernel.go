@@ -39,11 +39,22 @@ type kernel struct {
 
 // kernelNet is what the kernel needs to know of one network.
 type kernelNet struct {
-	id     string
-	vni    uint32
-	mtu    int
+	id   string
+	kind string // state.NetworkVXLAN, NetworkVLAN or NetworkFlat
+	vni  uint32 // VXLAN
+	// seg is the network's key in the BPF maps: the VNI, or the provider
+	// segment (maps.ProviderSegment).
+	seg  uint32
+	vlan uint16 // VLAN
+	mtu  int
+	// phys is a provider network's physical interface.
+	phys   netlink.Link
 	bridge netlink.Link
-	vxlan  netlink.Link
+	// dev is the network's device on its bridge: the vxlan device, the
+	// VLAN device on phys, or phys itself (flat).
+	dev netlink.Link
+	// vxlan is dev for a VXLAN network, nil otherwise.
+	vxlan netlink.Link
 }
 
 func (k *kernel) linkByName(name string) (netlink.Link, error) {
@@ -61,32 +72,46 @@ func (k *kernel) linkByName(name string) (netlink.Link, error) {
 // packet; a vxlan device is recreated only when it cannot carry the
 // network (see reuseVXLAN).
 func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
-	brName := state.BridgeName(n.id)
+	br, err := k.ensureBridge(n.id, rec)
+	if err != nil {
+		return err
+	}
+	if n.kind != state.NetworkVXLAN {
+		return k.ensureProvider(n, br, rec)
+	}
+	return k.ensureVXLAN(n, br, rec)
+}
+
+// ensureBridge creates or adopts the brq bridge of network id.
+func (k *kernel) ensureBridge(id string, rec *recorder) (netlink.Link, error) {
+	brName := state.BridgeName(id)
 	br, err := k.linkByName(brName)
 	if err != nil {
-		return fmt.Errorf("look up bridge %s: %w", brName, err)
+		return nil, fmt.Errorf("look up bridge %s: %w", brName, err)
 	}
 	madeBridge := br == nil
 	if br == nil {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = brName
 		if err := k.nl.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
-			return fmt.Errorf("create bridge %s: %w", brName, err)
+			return nil, fmt.Errorf("create bridge %s: %w", brName, err)
 		}
 		if br, err = k.nl.LinkByName(brName); err != nil {
-			return fmt.Errorf("look up bridge %s: %w", brName, err)
+			return nil, fmt.Errorf("look up bridge %s: %w", brName, err)
 		}
 		rec.op("kernel/bridge", "add", brName)
 	} else if _, ok := br.(*netlink.Bridge); !ok {
-		return fmt.Errorf("%s exists but is a %s, not a bridge: rename or remove it", brName, br.Type())
+		return nil, fmt.Errorf("%s exists but is a %s, not a bridge: rename or remove it", brName, br.Type())
 	}
 	if err := k.claim(br, madeBridge, adoption{}, rec); err != nil {
-		return err
+		return nil, err
 	}
-	if err := disableIPv6(brName); err != nil {
-		return err
-	}
+	return br, disableIPv6(brName)
+}
 
+// ensureVXLAN creates or adopts the vxlan device of a VXLAN network and
+// puts it on the network's bridge.
+func (k *kernel) ensureVXLAN(n *kernelNet, br netlink.Link, rec *recorder) error {
 	vxName := state.VXLANName(n.vni)
 	vx, err := k.linkByName(vxName)
 	if err != nil {
@@ -150,7 +175,7 @@ func (k *kernel) ensureNetwork(n *kernelNet, rec *recorder) error {
 	if err := k.up(br); err != nil {
 		return err
 	}
-	n.bridge, n.vxlan = br, vx
+	n.bridge, n.vxlan, n.dev = br, vx, vx
 	return nil
 }
 
@@ -247,7 +272,7 @@ func (k *kernel) release(l netlink.Link, rec *recorder) error {
 func (k *kernel) releaseSlaves(nets map[string]*kernelNet, present []localPort, rec *recorder) ([]string, error) {
 	belongs := map[int]bool{}
 	for _, n := range nets {
-		belongs[n.vxlan.Attrs().Index] = true
+		belongs[n.dev.Attrs().Index] = true
 	}
 	for _, p := range present {
 		belongs[p.ifindex()] = true

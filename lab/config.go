@@ -67,10 +67,6 @@ type Config struct {
 	// NoPublish leaves the networks and ports to the caller (e.g. the
 	// controller CLI in NATS mode); the topology still has their taps.
 	NoPublish bool
-	// SecurityGroups are groups besides the default one (file control);
-	// PortGroups puts a port (by name) in groups other than the default.
-	SecurityGroups []state.SecurityGroup
-	PortGroups     map[string][]string
 	// Guest makes a VM (by port name, e.g. "vm1") a real guest: qemu with
 	// virtio-net on a tap of the port's name in its node, as Nova/libvirt
 	// creates it, instead of a namespace on a veth.
@@ -84,6 +80,15 @@ type Config struct {
 	// network, where the DHCP port (trusted, as Neutron trusts
 	// network:dhcp ports: no port security) may run a server.
 	NoDHCPAtPort bool
+	// Mode wires the lab without vxdp, for benchmarks (lab/modes.go):
+	// ModePlain, ModeFlat or ModeNeutron; "" runs the agents.
+	Mode string
+	// Firewall is ModeNeutron's security-group driver: FirewallIptables
+	// (Neutron's iptables+ipset driver) or "" (none).
+	Firewall string
+	// PortGroups puts ports (by name) in these security groups instead
+	// of the default group.
+	PortGroups map[string][]state.SecurityGroup
 }
 
 // Control planes of a lab.
@@ -125,6 +130,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if _, ok := c.GuestPort(); c.Guest != "" && !ok {
 		return c, fmt.Errorf("lab: guest %q is not a port of the lab (vm1, vm2, ...)", c.Guest)
+	}
+	if err := c.checkMode(); err != nil {
+		return c, err
 	}
 	for node, dp := range c.Dataplane {
 		if _, ok := nodeIPs[node]; !ok {
@@ -264,7 +272,7 @@ func (c Config) networks() []state.Network {
 // localPort is the local_ports entry of p.
 func (c Config) localPort(p Port) state.LocalPort {
 	lp := state.LocalPort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}, Tap: p.Tap(),
-		SecurityGroups: c.groupsOf(p)}
+		SecurityGroups: c.groupIDsOf(p)}
 	if c.VIP && p.ID == VM1.ID {
 		lp.AllowedAddressPairs = []state.AddressPair{{IP: netip.PrefixFrom(VIP, 32)}}
 	}
@@ -279,14 +287,6 @@ func (c Config) localPort(p Port) state.LocalPort {
 // it, as Neutron puts a port created without groups in its project's.
 const DefaultGroupID = "0d7d1f3c-5e1a-4c7b-9a24-6f3e2b1d8c50"
 
-// groupsOf is the groups a port is in: PortGroups, or the default.
-func (c Config) groupsOf(p Port) []string {
-	if gs, ok := c.PortGroups[p.Name]; ok {
-		return gs
-	}
-	return []string{DefaultGroupID}
-}
-
 // defaultGroup is Neutron's default group: everything out, and in from
 // the group's own members (here, every lab port).
 func (c Config) defaultGroup() state.SecurityGroup {
@@ -297,7 +297,7 @@ func (c Config) defaultGroup() state.SecurityGroup {
 		{ID: "ingress-default-v6", Direction: state.Ingress, EtherType: state.IPv6, RemoteGroup: DefaultGroupID},
 	}}
 	for _, p := range c.Ports() {
-		if !slices.Contains(c.groupsOf(p), DefaultGroupID) {
+		if gs, ok := c.PortGroups[p.Name]; ok && !slices.ContainsFunc(gs, func(g state.SecurityGroup) bool { return g.ID == DefaultGroupID }) {
 			continue
 		}
 		g.Rules[2].RemotePrefixes = append(g.Rules[2].RemotePrefixes, netip.PrefixFrom(p.IP, 32))
@@ -333,7 +333,7 @@ func (c Config) DesiredState(node string) *state.Desired {
 		}
 		d.Networks = append(d.Networks, n)
 		if len(d.SecurityGroups) == 0 {
-			d.SecurityGroups = append([]state.SecurityGroup{c.defaultGroup()}, c.SecurityGroups...)
+			d.SecurityGroups = c.securityGroups()
 		}
 		for _, p := range ports {
 			switch {
@@ -394,6 +394,9 @@ func (c Config) processPaths(key string) []string {
 	}
 	if key == guestKey {
 		return []string{c.GuestLog(), c.GuestLog() + ".qemu"}
+	}
+	if isServerKey(key) {
+		return []string{c.LogFile(key)}
 	}
 	return []string{c.StateDir(key), c.LogFile(key), c.PinDir(key)}
 }

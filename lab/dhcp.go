@@ -76,7 +76,7 @@ func (c Config) LeaseFile(p Port) string { return filepath.Join(c.Dir, "dhcp-"+p
 // until it holds a lease, as a VM booting would, and checks it got the
 // port's address. It returns the client's output.
 func (l *Lab) RunDHCPClient(ctx context.Context, p Port) (string, error) {
-	if err := ensureCommands("dhcp client", map[string]string{"busybox": "busybox"}, l.log); err != nil {
+	if err := InstallPackages(map[string]string{"busybox": "busybox"}, l.log, "dhcp client"); err != nil {
 		return "", err
 	}
 	script := filepath.Join(l.Dir, "udhcpc.script")

@@ -45,7 +45,7 @@ func EnsureGuestImage(dir string, log io.Writer) (GuestImage, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return img, err
 	}
-	if err := ensureCommands("guest", guestPackages, log); err != nil {
+	if err := InstallPackages(guestPackages, log, "guest"); err != nil {
 		return img, err
 	}
 	kernelDir, err := fetchKernel(dir, log)

@@ -141,14 +141,7 @@ func TestTopology(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("teardown: %v", err)
-		}
-		if left := Leftovers(l.Config); len(left) > 0 {
-			t.Errorf("left behind: %v", left)
-		}
-	})
+	closeAtEnd(t, l)
 	if err := l.Build(); err != nil {
 		t.Fatal(err)
 	}

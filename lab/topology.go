@@ -78,7 +78,7 @@ func buildTopology(c Config) error {
 		if p.Name == c.Guest {
 			continue // qemu makes its tap
 		}
-		if err := addPort(c, p); err != nil {
+		if err := addModePort(c, p); err != nil {
 			return err
 		}
 	}

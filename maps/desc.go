@@ -35,6 +35,8 @@ const (
 	Events       = "events"
 	MonScratch   = "mon_scratch"
 	DHCP         = "dhcp"
+	ProviderIn   = "provider_in"
+	SegmentDevs  = "segment_devs"
 	DHCPWork     = "dhcp_work"
 )
 
@@ -172,10 +174,18 @@ func Descs() []Desc {
 				}
 				return []any{m.Revision, at, m.Layout}
 			})},
-		{Name: Networks, Purpose: "networks served here, by VNI", Provenance: true,
-			Columns: []string{"vni", "vxlan_dev", "mtu", "vlan_transparent"},
+		{Name: Networks, Purpose: "networks served here, by segment (VNI, or provider segment)", Provenance: true,
+			Columns: []string{"segment", "type", "dev", "physical_dev", "vlan", "mtu", "vlan_transparent"},
 			rows: keyed[uint32, NetInfo]{Key: U32KeyString, Row: func(k uint32, v NetInfo, n DevName) []any {
-				return []any{k, dev(n, v.VxlanIfindex), v.Mtu, OnOff(v.Flags&NetVLANTransp != 0)}
+				var phys any = "-"
+				vlan := "-"
+				if v.Kind != NetVXLAN {
+					phys = dev(n, v.PhysIfindex)
+				}
+				if v.Kind == NetVLAN {
+					vlan = strconv.Itoa(int(v.Vlan))
+				}
+				return []any{SegmentString(k), NetKindName(v.Kind), dev(n, v.DevIfindex), phys, vlan, v.Mtu, OnOff(v.Flags&NetVLANTransp != 0)}
 			}}.rows},
 		{Name: Ports, Purpose: "local ports by tap", Provenance: true,
 			Columns: []string{"tap", "vni", "mac", "mtu", "port_security", "bridged", "disabled", "ip4", "ip6"},
@@ -249,6 +259,16 @@ func Descs() []Desc {
 				}
 				return out, nil
 			}},
+		{Name: ProviderIn, Purpose: "provider networks by how they arrive: (physical interface, VLAN id; 0 flat)", Provenance: true,
+			Columns: []string{"dev", "vlan", "segment"},
+			rows: keyed[ProviderKey, uint32]{Key: ProviderKeyString, Row: func(k ProviderKey, v uint32, n DevName) []any {
+				return []any{dev(n, k.Ifindex), k.Vlan, SegmentString(v)}
+			}}.rows},
+		{Name: SegmentDevs, Purpose: "provider segment devices (VLAN devices, flat interfaces) and their segment", Provenance: true,
+			Columns: []string{"dev", "segment"},
+			rows: keyed[uint32, uint32]{Key: U32KeyString, Row: func(k, v uint32, n DevName) []any {
+				return []any{dev(n, k), SegmentString(v)}
+			}}.rows},
 		{Name: DHCP, Purpose: "DHCP at the port: the answer each port's DHCP client gets", Provenance: true,
 			Columns: []string{"tap", "mac", "ip", "server", "lease", "host_name"},
 			rows: keyed[uint32, DHCPLease]{Key: U32KeyString, Row: func(k uint32, v DHCPLease, n DevName) []any {

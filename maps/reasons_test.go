@@ -32,7 +32,7 @@ func TestReasonsDoc(t *testing.T) {
 	if len(entries) != len(Reasons()) {
 		t.Fatalf("reasons.h lists %d reasons, the programs' BTF %d", len(entries), len(Reasons()))
 	}
-	progOf := map[string]Prog{"P_PORT": ProgPort, "P_UPLINK": ProgUplink, "P_VXLAN": ProgVXLAN, "P_BRIDGE": ProgBridge, "P_DELIVER": ProgDeliver}
+	progOf := map[string]Prog{"P_PORT": ProgPort, "P_UPLINK": ProgUplink, "P_VXLAN": ProgVXLAN, "P_BRIDGE": ProgBridge, "P_DELIVER": ProgDeliver, "P_SEGMENT": ProgSegment}
 	var b bytes.Buffer
 	b.WriteString(docHeader)
 	for _, p := range Progs() {
@@ -82,6 +82,7 @@ var progTitles = map[Prog]string{
 	ProgVXLAN:   "VXLAN program (TC ingress of `vxlan-<VNI>`: what the kernel decapsulated)",
 	ProgBridge:  "Bridge program (TC ingress of `brq…`: what a bridge hands to the host)",
 	ProgDeliver: "Deliver program (TC egress of a tap: frames on their way into the VM)",
+	ProgSegment: "Segment program (TC ingress of a provider segment device: what the kernel received of a provider network)",
 }
 
 const docHeader = `# Verdict reasons

@@ -66,7 +66,7 @@ func ReasonName(r Reason) string {
 }
 
 // progNames name the programs for dumps and metric labels, by enum vxdp_prog.
-var progNames = [...]string{ProgPort: "port", ProgUplink: "uplink", ProgVXLAN: "vxlan", ProgBridge: "bridge", ProgDeliver: "deliver"}
+var progNames = [...]string{ProgPort: "port", ProgUplink: "uplink", ProgVXLAN: "vxlan", ProgBridge: "bridge", ProgDeliver: "deliver", ProgSegment: "segment"}
 
 // ProgName names a program for dumps and metric labels.
 func ProgName(p Prog) string {

@@ -30,6 +30,7 @@ type (
 	SGEvent         = bpf.PortSgEvent
 	MonEvent        = bpf.PortMonEvent
 	DHCPLease       = bpf.PortDhcpLease
+	ProviderKey     = bpf.PortProviderKey
 )
 
 // Values shared with the C side.
@@ -50,6 +51,12 @@ const (
 	ProgVXLAN       = bpf.PortVxdpProgVXDP_PROG_VXLAN
 	ProgBridge      = bpf.PortVxdpProgVXDP_PROG_BRIDGE
 	ProgDeliver     = bpf.PortVxdpProgVXDP_PROG_DELIVER
+	ProgSegment     = bpf.PortVxdpProgVXDP_PROG_SEGMENT
+	FDBProvider     = uint8(bpf.PortFdbKindFDB_PROVIDER)
+	NetVXLAN        = uint8(bpf.PortNetKindNET_VXLAN)
+	NetVLAN         = uint8(bpf.PortNetKindNET_VLAN)
+	NetFlat         = uint8(bpf.PortNetKindNET_FLAT)
+	SegProvider     = 0x01000000 // SEG_PROVIDER
 	PortSG          = uint16(bpf.PortPortFlagPORT_F_SG)
 	PortStateless   = uint16(bpf.PortPortFlagPORT_F_STATELESS)
 	PortIPv6        = uint16(bpf.PortPortFlagPORT_F_IPV6)

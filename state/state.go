@@ -43,11 +43,27 @@ func (s Source) String() string {
 	return fmt.Sprintf("%s@%d", s.Key, s.Revision)
 }
 
-// Network is a VXLAN tenant network served on this host.
+// Network types (Neutron's provider:network_type).
+const (
+	NetworkVXLAN = "vxlan"
+	NetworkVLAN  = "vlan"
+	NetworkFlat  = "flat"
+)
+
+// Network is a tenant network served on this host: VXLAN (the default),
+// or a provider network (VLAN or flat) on a physical network.
 type Network struct {
 	ID   string `json:"id"`
 	Name string `json:"name,omitempty"`
-	VNI  uint32 `json:"vni"`
+	// Type is vxlan (also when empty), vlan or flat.
+	Type string `json:"network_type,omitempty"`
+	// VNI of a VXLAN network.
+	VNI uint32 `json:"vni,omitempty"`
+	// PhysicalNetwork of a VLAN or flat network (provider:physical_network):
+	// the agent maps it to an interface (physical_interface_mappings).
+	PhysicalNetwork string `json:"physical_network,omitempty"`
+	// VLAN id of a VLAN network (provider:segmentation_id).
+	VLAN uint16 `json:"vlan_id,omitempty"`
 	// MTU of the tenant network; 0 means the uplink MTU minus the 50 bytes
 	// of VXLAN overhead (1450 on a 1500 underlay), as Neutron computes it.
 	MTU int `json:"mtu,omitempty"`
@@ -65,6 +81,17 @@ type Network struct {
 	DNSDomain string `json:"dns_domain,omitempty"`
 	Source    Source `json:"source,omitzero"`
 }
+
+// Kind is the network's type, vxlan when unset.
+func (n Network) Kind() string {
+	if n.Type == "" {
+		return NetworkVXLAN
+	}
+	return n.Type
+}
+
+// Provider reports whether n is a provider network (VLAN or flat).
+func (n Network) Provider() bool { return n.Kind() != NetworkVXLAN }
 
 // VTEP is a remote tunnel endpoint of a network.
 type VTEP struct {
@@ -102,8 +129,10 @@ type RemotePort struct {
 	NetworkID string       `json:"network_id"`
 	MAC       MAC          `json:"mac"`
 	IPs       []netip.Addr `json:"ips,omitempty"`
-	VTEP      netip.Addr   `json:"vtep"`
-	Source    Source       `json:"source,omitzero"`
+	// VTEP is the VTEP of the port's host (VXLAN networks; none for a
+	// provider network, whose frames go out of its physical interface).
+	VTEP   netip.Addr `json:"vtep,omitzero"`
+	Source Source     `json:"source,omitzero"`
 }
 
 // AddressPair lets a port also send as IP (a single address or a CIDR),

@@ -10,6 +10,9 @@ import (
 // MaxVNI is the largest 24-bit VXLAN network identifier.
 const MaxVNI = 1<<24 - 1
 
+// MaxVLAN is the largest usable 802.1Q VLAN id (4095 is reserved).
+const MaxVLAN = 4094
+
 // Validate checks d for everything the dataplane relies on and returns all
 // problems found, each naming the offending entry. A state that fails
 // validation must not be applied at all.
@@ -19,6 +22,7 @@ func (d *Desired) Validate() error {
 
 	nets := map[string]*Network{}
 	vnis := map[uint32]string{}
+	segments := map[string]string{} // physical network/VLAN -> network
 	bridges := map[string]string{}
 	for i := range d.Networks {
 		n := &d.Networks[i]
@@ -31,12 +35,38 @@ func (d *Desired) Validate() error {
 		default:
 			nets[n.ID] = n
 		}
-		if n.VNI == 0 || n.VNI > MaxVNI {
-			bad("%s: vni %d out of range 1-%d", where, n.VNI, MaxVNI)
-		} else if other, dup := vnis[n.VNI]; dup {
-			bad("%s: vni %d already used by network %s", where, n.VNI, other)
-		} else {
-			vnis[n.VNI] = n.ID
+		switch n.Kind() {
+		case NetworkVXLAN:
+			if n.VNI == 0 || n.VNI > MaxVNI {
+				bad("%s: vni %d out of range 1-%d", where, n.VNI, MaxVNI)
+			} else if other, dup := vnis[n.VNI]; dup {
+				bad("%s: vni %d already used by network %s", where, n.VNI, other)
+			} else {
+				vnis[n.VNI] = n.ID
+			}
+			if n.PhysicalNetwork != "" || n.VLAN != 0 {
+				bad("%s: a vxlan network has no physical_network or vlan_id", where)
+			}
+		case NetworkVLAN, NetworkFlat:
+			if n.VNI != 0 || len(n.VTEPs) > 0 {
+				bad("%s: a %s network has no vni or vteps", where, n.Kind())
+			}
+			if !validDomain(n.PhysicalNetwork) || strings.Contains(n.PhysicalNetwork, ".") {
+				bad("%s: physical_network %q: want a name like default (letters, digits, '-')", where, n.PhysicalNetwork)
+			}
+			if n.Kind() == NetworkVLAN && (n.VLAN < 1 || n.VLAN > MaxVLAN) {
+				bad("%s: vlan_id %d out of range 1-%d", where, n.VLAN, MaxVLAN)
+			}
+			if n.Kind() == NetworkFlat && n.VLAN != 0 {
+				bad("%s: a flat network has no vlan_id", where)
+			}
+			seg := fmt.Sprintf("%s/%d", n.PhysicalNetwork, n.VLAN)
+			if other, dup := segments[seg]; dup {
+				bad("%s: %s network on %s already served by network %s", where, n.Kind(), seg, other)
+			}
+			segments[seg] = n.ID
+		default:
+			bad("%s: network_type %q: want vxlan, vlan or flat", where, n.Type)
 		}
 		// Neutron names bridges after the first 11 characters of the id:
 		// two networks sharing them would share a bridge, and its floods.
@@ -153,7 +183,11 @@ func (d *Desired) Validate() error {
 	for i, p := range d.RemotePorts {
 		where := fmt.Sprintf("remote_ports[%d] (%s)", i, p.ID)
 		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
-		if !p.VTEP.Is4() {
+		if n := nets[p.NetworkID]; n != nil && n.Provider() {
+			if p.VTEP.IsValid() {
+				bad("%s: a port of %s network %s has no vtep", where, n.Kind(), n.ID)
+			}
+		} else if !p.VTEP.Is4() {
 			bad("%s: vtep %q is not an IPv4 address", where, p.VTEP)
 		}
 	}
@@ -179,7 +213,7 @@ func (d *Desired) FloodList(networkID string) []VTEP {
 		}
 	}
 	for _, p := range d.RemotePorts {
-		if p.NetworkID == networkID {
+		if p.NetworkID == networkID && p.VTEP.IsValid() {
 			add(VTEP{IP: p.VTEP, Source: p.Source})
 		}
 	}

@@ -31,7 +31,7 @@ func TestSecurityGroupPaths(t *testing.T) {
 	for _, dp := range []string{lab.DataplaneBPF, lab.DataplaneKernel} {
 		t.Run("node4 "+dp, func(t *testing.T) {
 			l := newLab(t, lab.Config{Dataplane: map[string]string{"node4": dp},
-				SecurityGroups: []state.SecurityGroup{webGroup()}, PortGroups: map[string][]string{"vm1": {webGroupID}}})
+				PortGroups: map[string][]state.SecurityGroup{"vm1": {webGroup()}}})
 			src, dst := l.PortNS(lab.VM2), l.PortNS(lab.VM1)
 
 			// TCP 22 is allowed, 23 is not (the connect times out).

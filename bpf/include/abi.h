@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 5
+#define VXDP_LAYOUT 6
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
@@ -18,7 +18,8 @@ enum vxdp_prog {
 	VXDP_PROG_VXLAN = 2,  /* TC ingress of vxlan-<VNI>: frames the kernel decapsulated */
 	VXDP_PROG_BRIDGE = 3, /* TC ingress of brq…: frames the bridge hands to the host */
 	VXDP_PROG_DELIVER = 4, /* TC egress of a tap: frames on their way into the VM */
-	VXDP_PROG_MAX = 5,
+	VXDP_PROG_SEGMENT = 5, /* TC ingress of a provider segment device (eth1.99, a flat NIC) */
+	VXDP_PROG_MAX = 6,
 };
 
 /* Agent-wide settings; single entry in the config map. Addresses and the
@@ -153,11 +154,35 @@ enum net_flag {
 	NET_F_VLAN_TRANSPARENT = 0x1,
 };
 
-/* A network served on this host, keyed by VNI. */
+/* Networks are keyed by segment: the VNI of a VXLAN network (24 bits),
+ * or SEG_PROVIDER | physical network index << 12 | VLAN id of a provider
+ * network (flat: VLAN id 0). No VXLAN header can name a provider network.
+ * Ports, FDB entries and policies carry the segment as their "vni". */
+#define SEG_PROVIDER 0x01000000
+
+enum net_kind {
+	NET_VXLAN = 0,
+	NET_VLAN = 1, /* 802.1Q-tagged on a physical interface */
+	NET_FLAT = 2, /* untagged on a physical interface */
+};
+
+/* A network served on this host, keyed by segment. */
 struct net_info {
-	__u32 vxlan_ifindex; /* the kernel's vxlan-<VNI> device */
+	__u32 dev_ifindex;  /* its device on the bridge: vxlan-<VNI>, <phys>.<vlan> or the flat interface */
+	__u32 phys_ifindex; /* provider networks: the physical interface frames leave and arrive by */
 	__u16 mtu;
 	__u16 flags; /* NET_F_* */
+	__u16 vlan;  /* NET_VLAN: the VLAN id */
+	__u8 kind;   /* enum net_kind */
+	__u8 pad;
+};
+
+/* A provider network as it arrives on a physical interface: the interface
+ * and the VLAN id (0 for untagged, i.e. a flat network). */
+struct provider_key {
+	__u32 ifindex;
+	__u16 vlan;
+	__u16 pad;
 };
 
 struct fdb_key {
@@ -169,6 +194,9 @@ struct fdb_key {
 enum fdb_kind {
 	FDB_LOCAL = 1,  /* a port on this host: deliver to ifindex */
 	FDB_REMOTE = 2, /* a port behind a remote VTEP: encapsulate to vtep */
+	/* a port of a provider network on another host: out of the network's
+	 * physical interface, tagged with its VLAN */
+	FDB_PROVIDER = 3,
 };
 
 struct fdb_entry {

@@ -12,6 +12,7 @@
 
 #define VXDP_PORTS_MAX 4096       /* local ports (taps) per host */
 #define VXDP_NETWORKS_MAX 4096    /* networks served per host */
+#define VXDP_PROVIDER_MAX 4096    /* (physical interface, VLAN) of provider networks served */
 #define VXDP_FDB_MAX 65536        /* local + remote MACs of the served networks */
 #define VXDP_VTEPS_MAX 65536      /* (VNI, VTEP) registrations */
 #define VXDP_ARP_MAX 65536        /* (VNI, IPv4) of remote ports, for proxy ARP */
@@ -83,7 +84,25 @@ struct {
 	__type(value, struct dhcp_work);
 } dhcp_work SEC(".maps");
 
-/* Networks served here, by VNI: the only VNIs decapsulated. */
+/* Provider networks by how they arrive: (physical interface, VLAN id;
+ * 0 for flat) -> segment. The only tagged frames the uplink program takes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_PROVIDER_MAX);
+	__type(key, struct provider_key);
+	__type(value, __u32);
+} provider_in SEC(".maps");
+
+/* Provider segment devices (<phys>.<vlan>, a flat interface) by ifindex ->
+ * segment: what the segment program on them checks against. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_PROVIDER_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} segment_devs SEC(".maps");
+
+/* Networks served here, by segment (VNI or provider segment): the only VNIs decapsulated. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VXDP_NETWORKS_MAX);

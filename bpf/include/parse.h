@@ -161,6 +161,7 @@ struct l3 {
 	__u16 off;
 	__u8 tags;
 	__u8 vid_zero; /* every skipped tag had VLAN id 0 (priority tags) */
+	__u16 vid;     /* the first tag's VLAN id */
 };
 
 /* l3_of finds the L3 header after the Ethernet header and in-band tags.
@@ -175,6 +176,7 @@ static __always_inline int l3_of(void *data, void *data_end, struct l3 *l3)
 	l3->off = sizeof(*eth);
 	l3->tags = 0;
 	l3->vid_zero = 1;
+	l3->vid = 0;
 #pragma unroll
 	for (int i = 0; i < VLAN_MAX_TAGS; i++) {
 		if (!eth_is_vlan(l3->proto))
@@ -184,6 +186,8 @@ static __always_inline int l3_of(void *data, void *data_end, struct l3 *l3)
 			return 0;
 		if (vh->tci & bpf_htons(VLAN_VID_MASK))
 			l3->vid_zero = 0;
+		if (i == 0)
+			l3->vid = bpf_ntohs(vh->tci) & VLAN_VID_MASK;
 		l3->proto = vh->encap_proto;
 		l3->off += sizeof(*vh);
 		l3->tags++;

@@ -20,12 +20,13 @@
 #define P_VXLAN (1 << VXDP_PROG_VXLAN)
 #define P_BRIDGE (1 << VXDP_PROG_BRIDGE)
 #define P_DELIVER (1 << VXDP_PROG_DELIVER)
+#define P_SEGMENT (1 << VXDP_PROG_SEGMENT)
 
 #define VXDP_REASONS(X)                                                                                        \
 	/* port program: frames a VM sends */                                                                  \
 	X(DROP_PORT_UNKNOWN, DROP, P_PORT | P_DELIVER, "the tap has a vxdp program but no entry in the ports map (never expected)") \
 	X(DROP_PORT_DISABLED, DROP, P_PORT | P_DELIVER, "the port is no longer bound to this host but its tap still exists")          \
-	X(DROP_RUNT, DROP, P_PORT | P_VXLAN, "shorter than an Ethernet header")                                           \
+	X(DROP_RUNT, DROP, P_PORT | P_VXLAN | P_SEGMENT, "shorter than an Ethernet header")                                           \
 	X(DROP_LINK_LOCAL_DST, DROP, P_PORT, "to an IEEE 802.1D link-local group address (01:80:c2:00:00:0X): a bridge hands those to the hypervisor's own stack") \
 	X(DROP_SPOOF_MAC, DROP, P_PORT, "port security: the source MAC is neither the port's nor an allowed address pair's") \
 	X(DROP_SPOOF_IP, DROP, P_PORT, "port security: the IPv4/IPv6 source is not allowed with this source MAC (0.0.0.0 only for a DHCP client, :: only for DAD and MLD)") \
@@ -47,7 +48,7 @@
 	X(DROP_SG_FLOW_CUT, DROP, P_PORT | P_UPLINK | P_DELIVER, "security groups: a tracked flow the port's rules no longer allow (cut until they allow it again)") \
 	X(DROP_NOT_BRIDGED, DROP, P_PORT, "would go to the kernel, but the tap is not on its bridge (yet, or any more): it would reach the hypervisor's stack") \
 	X(PASS_VLAN, PASS, P_PORT, "VLAN-tagged, from a VLAN-transparent network or a port without port security: the bridge forwards it") \
-	X(PASS_KERNEL_FORWARDING, PASS, P_PORT | P_UPLINK | P_VXLAN, "checked, and forwarding is the kernel's on this node (--dataplane=kernel)") \
+	X(PASS_KERNEL_FORWARDING, PASS, P_PORT | P_UPLINK | P_VXLAN | P_SEGMENT, "checked, and forwarding is the kernel's on this node (--dataplane=kernel)") \
 	X(PASS_BUM, PASS, P_PORT, "broadcast/multicast (and ARP no proxy entry answers): the bridge floods it to the l2pop flood list") \
 	X(TX_ARP_REPLY, TX, P_PORT, "ARP request for a remote port's IP: answered from the arp map (l2pop proxy ARP)")      \
 	X(PASS_FDB_MISS, PASS, P_PORT, "unicast to a MAC not in the port's VNI (or an unusable entry): the kernel floods it") \
@@ -56,15 +57,16 @@
 	X(PASS_TOO_BIG, PASS, P_PORT, "larger than the network MTU (whole, or per GSO segment): the kernel answers or fragments") \
 	X(PASS_ENCAP_FAILED, PASS, P_PORT, "no uplink configured, or bpf_skb_adjust_room refused (e.g. UDP GSO): the kernel vxlan device encapsulates it") \
 	X(DROP_ENCAP_FAILED, DROP, P_PORT, "the outer headers could not be written after the room was added")                \
-	X(DROP_VNI_MISMATCH, DROP, P_PORT | P_UPLINK | P_VXLAN, "the FDB target port is on another VNI, or gone (never expected)") \
-	X(REDIRECT_LOCAL, REDIRECT, P_PORT | P_UPLINK | P_VXLAN, "to a local port's tap")                                   \
+	X(DROP_VNI_MISMATCH, DROP, P_PORT | P_UPLINK | P_VXLAN | P_SEGMENT, "the FDB target port is on another VNI/segment, or gone, or a segment arrived on a device not its own (never expected)") \
+	X(REDIRECT_LOCAL, REDIRECT, P_PORT | P_UPLINK | P_VXLAN | P_SEGMENT, "to a local port's tap")                       \
 	X(REDIRECT_REMOTE, REDIRECT, P_PORT, "VXLAN-encapsulated to a remote VTEP")                                          \
 	X(REDIRECT_REMOTE_GSO, REDIRECT, P_PORT, "the same, for a TSO/GSO super-frame")                                      \
+	X(REDIRECT_PROVIDER, REDIRECT, P_PORT, "to a remote port of a provider network: tagged with its VLAN (flat: as it is) and sent out of its physical interface") \
 	/* uplink program: frames from the underlay */                                                         \
 	X(PASS_NOT_IPV4, PASS, P_UPLINK, "not IPv4: not VXLAN of ours")                                                    \
 	X(PASS_MALFORMED, PASS, P_UPLINK, "a truncated or invalid outer header, or a bad IPv4 header checksum: the kernel drops it") \
 	X(PASS_NOT_UDP, PASS, P_UPLINK, "not UDP")                                                                         \
-	X(PASS_VLAN_TAGGED, PASS, P_UPLINK, "tagged with a non-zero VLAN id: for a VLAN device (the vxlan program checks what the kernel decapsulates)") \
+	X(PASS_VLAN_TAGGED, PASS, P_UPLINK | P_SEGMENT, "tagged (in the frame or by the driver) with a VLAN id no provider network here has: for a VLAN device (the vxlan program checks what the kernel decapsulates)") \
 	X(PASS_IP_OPTIONS, PASS, P_UPLINK, "outer IPv4 with options: the kernel verifies and decapsulates it, the vxlan program checks it")      \
 	X(PASS_FRAGMENT, PASS, P_UPLINK, "outer IPv4 fragment (a first one from a registered VTEP): the kernel reassembles it") \
 	X(PASS_NOT_VXLAN, PASS, P_UPLINK, "UDP, but not to the VXLAN port")                                                 \
@@ -74,16 +76,21 @@
 	X(DROP_VTEP_UNKNOWN, DROP, P_UPLINK | P_VXLAN, "the outer source is not a VTEP registered for this VNI")            \
 	X(DROP_NOT_LOCAL, DROP, P_UPLINK | P_VXLAN, "VXLAN of a served VNI addressed to something other than local_ip (broadcast, another local address)") \
 	X(PASS_UDP_CSUM, PASS, P_UPLINK, "a non-zero outer UDP checksum: the kernel verifies it before decapsulating (the vxlan program then checks the VTEP)") \
-	X(DROP_INNER_SRC_LOCAL, DROP, P_UPLINK | P_VXLAN, "the inner source MAC is a local port's: a forgery that would poison the bridge FDB") \
+	X(DROP_INNER_SRC_LOCAL, DROP, P_UPLINK | P_VXLAN | P_SEGMENT, "the (inner) source MAC is a local port's: a forgery from the underlay or the physical network that would poison the bridge FDB") \
 	X(PASS_INNER_BUM, PASS, P_UPLINK | P_VXLAN, "inner broadcast/multicast: the kernel vxlan device and bridge flood it") \
 	X(PASS_INNER_FDB_MISS, PASS, P_UPLINK | P_VXLAN, "inner destination not a local port: the kernel vxlan device and bridge") \
-	X(PASS_TCP_GRO, PASS, P_UPLINK, "inner TCP to a local port: the kernel's UDP-tunnel GRO aggregates it and the vxlan program redirects the result") \
-	X(PASS_INNER_TAGGED, PASS, P_UPLINK, "inner frame VLAN-tagged, to a port with security groups: the kernel path decapsulates it and the deliver program checks it") \
+	X(PASS_TCP_GRO, PASS, P_UPLINK, "(inner) TCP to a local port: the kernel's GRO aggregates it and the vxlan or segment program redirects the result") \
+	X(PASS_INNER_TAGGED, PASS, P_UPLINK, "the frame for a port is itself VLAN-tagged (inner VXLAN frame or QinQ on a provider network): the kernel path, where the deliver program checks it") \
 	X(PASS_NO_TXPORT, PASS, P_UPLINK, "the local port is not in the tx_ports devmap yet")                               \
 	X(PASS_DECAP_FAILED, PASS, P_UPLINK, "bpf_xdp_adjust_head refused")                                                 \
+	X(REDIRECT_FROM_PROVIDER, REDIRECT, P_UPLINK, "a provider network's frame for a local port of it: untagged and redirected to its tap") \
+	X(PASS_PROVIDER_BUM, PASS, P_UPLINK | P_SEGMENT, "a provider network's broadcast/multicast: its VLAN device and bridge flood it") \
+	X(PASS_PROVIDER_FDB_MISS, PASS, P_UPLINK | P_SEGMENT, "a provider network's frame not for a local port of it: the kernel bridge") \
 	/* vxlan program: what the kernel vxlan device decapsulated */                                         \
 	X(DROP_NO_TUNNEL_INFO, DROP, P_VXLAN, "no tunnel metadata on the frame (the agent's tun_id rule is missing): cannot check the VTEP, so fail closed") \
 	X(DROP_VNI_UNKNOWN, DROP, P_VXLAN, "the tunnel id is not a VNI served here")                                        \
+	/* segment program: what the kernel received on a provider segment device */ \
+	X(DROP_SEGMENT_UNKNOWN, DROP, P_SEGMENT, "the device is no provider segment the agent knows (never expected)") \
 	/* bridge program: frames a bridge hands to the hypervisor */                                         \
 	X(DROP_TO_HOST, DROP, P_BRIDGE, "a frame the bridge would hand to the hypervisor's own stack (IPv4, IPv6, ARP, any ethertype)") \
 	/* deliver program: frames on their way into a VM */                                                 \

@@ -90,6 +90,7 @@ agent adopts what it finds. --cleanup removes it all.`,
 			&cli.StringFlag{Name: "state", Usage: "take the desired state from a JSON `FILE` instead of NATS"},
 			&cli.StringFlag{Name: "host", Usage: "host `NAME` ports are bound to ([DEFAULT] host; default: the host name)"},
 			&cli.StringFlag{Name: "local-ip", Usage: "VTEP `IP` ([vxlan] local_ip); the interface holding it is the uplink"},
+			&cli.StringFlag{Name: "physical-interface-mappings", Usage: "`MAPPINGS` of physical networks to interfaces for VLAN and flat networks, e.g. default:eth1 ([linux_bridge] physical_interface_mappings)"},
 			&cli.StringFlag{Name: "dataplane", Value: "bpf", Usage: "bpf, or kernel for the kernel objects only ([dataplane] enable_bpf)"},
 			&cli.UintFlag{Name: "vxlan-port", Value: 8472, Usage: "VXLAN UDP destination port ([vxlan] udp_dstport)"},
 			&cli.BoolFlag{Name: "arp-responder", Usage: "let the kernel vxlan device answer ARP from the l2pop entries too ([vxlan] arp_responder); ARP for unknown addresses is then dropped instead of flooded"},
@@ -178,6 +179,17 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 	if c.IsSet("arp-responder") {
 		cfg.Dataplane.ARPResponder = c.Bool("arp-responder")
 	}
+	mappingsSource := ""
+	if src, ok := cfg.Sources["linux_bridge.physical_interface_mappings"]; ok {
+		mappingsSource = src.String()
+	}
+	if c.IsSet("physical-interface-mappings") {
+		m, msg, fix := config.ParseInterfaceMappings(c.String("physical-interface-mappings"))
+		if msg != "" {
+			errs = append(errs, fmt.Errorf("--physical-interface-mappings: %s: %s", msg, fix))
+		}
+		cfg.PhysicalInterfaceMappings, mappingsSource = m, "--physical-interface-mappings"
+	}
 	if m := cfg.Dataplane.XDPMode; m != dataplane.ModeAuto && m != dataplane.ModeNative && m != dataplane.ModeGeneric {
 		errs = append(errs, fmt.Errorf("--xdp-mode %q: use auto, native or generic", m))
 	}
@@ -208,6 +220,8 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 			VXLANPort: cfg.VXLANPort, Kernel: !cfg.Dataplane.EnableBPF, ARPResponder: cfg.Dataplane.ARPResponder,
 			TTL: uint8(cfg.TTL), XDPMode: cfg.Dataplane.XDPMode, TCMode: cfg.Dataplane.TCMode, Log: log,
 			SecurityGroups: cfg.EnableSecurityGroup, MapSizes: mapSizes(cfg.Dataplane), DHCP: cfg.Dataplane.DHCP,
+			PhysicalInterfaceMappings: cfg.PhysicalInterfaceMappings,
+			MappingsSource:            mappingsSource,
 		},
 	}
 	base := cfg.ConnectOptions()

@@ -55,6 +55,13 @@ func checkConfig(c *cli.Context, s *agentSettings) error {
 			fh.Close()
 		}
 	}
+	for phys, ifname := range s.cfg.PhysicalInterfaceMappings {
+		if _, err := net.InterfaceByName(ifname); err != nil {
+			problem("linux_bridge.physical_interface_mappings", "physical-interface-mappings",
+				fmt.Sprintf("interface %s of physical network %q does not exist on this host", ifname, phys),
+				"map the physical network to an interface of this host (ip link show), e.g. "+phys+":eth1")
+		}
+	}
 	if s.metrics != "" {
 		if _, port, err := net.SplitHostPort(s.metrics); err != nil || port == "" {
 			problem("agent.metrics_listen", "metrics-addr", fmt.Sprintf("metrics_listen %q is not host:port", s.metrics),

@@ -9,14 +9,20 @@ import (
 )
 
 // seedINI is the seed's linuxbridge_agent.ini on node3, with its VTEP
-// address replaced by vtep.
+// address replaced by vtep and its provider network mapped to lo (this
+// host has no eth1).
 func seedINI(t *testing.T, vtep string) string {
+	return seedINIMapped(t, vtep, "lo")
+}
+
+func seedINIMapped(t *testing.T, vtep, physIf string) string {
 	t.Helper()
 	raw, err := os.ReadFile("../../control/config/testdata/linuxbridge_agent.ini")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Replace(string(raw), "local_ip = 192.168.248.3", "local_ip = "+vtep, 1)
+	s := strings.Replace(string(raw), "local_ip = 192.168.248.3", "local_ip = "+vtep, 1)
+	return strings.Replace(s, "physical_interface_mappings = default:eth1", "physical_interface_mappings = default:"+physIf, 1)
 }
 
 // hostIPv4 is an IPv4 address of an interface of this host (not loopback).
@@ -68,6 +74,8 @@ func TestCheckConfig(t *testing.T) {
 		{"unreadable credentials", []string{"--config", write("good2.ini", seedINI(t, vtep)), "--config",
 			write("nocreds.ini", "[nats]\nservers = nats://10.30.1.208:4222\ncreds_file = /nonexistent/node3.creds\n")},
 			dir + "/nocreds.ini:3: cannot read /nonexistent/node3.creds"},
+		{"physical interface missing", []string{"--config", write("nophys.ini", seedINIMapped(t, vtep, "ethnone0")), "--config", vxdpINI},
+			dir + `/nophys.ini:4: interface ethnone0 of physical network "default" does not exist on this host`},
 		{"good", []string{"--config", write("good3.ini", seedINI(t, vtep)), "--config", vxdpINI}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -159,7 +159,7 @@ func readFDB(set *maps.Set, source func(mapName, key string) string) ([]fdbEntry
 	}
 	vxlanDev := func(vni uint32) string {
 		if n, ok := nets[vni]; ok {
-			if name := ifName(n.VxlanIfindex); name != "" {
+			if name := ifName(n.DevIfindex); name != "" {
 				return name
 			}
 		}

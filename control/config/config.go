@@ -251,24 +251,11 @@ var schema = map[string]map[string]spec{
 	},
 	"linux_bridge": {
 		"physical_interface_mappings": {kString, func(c *AgentConfig, v string) (string, string) {
-			m := map[string]string{}
-			for _, item := range strings.Split(v, ",") {
-				item = strings.TrimSpace(item)
-				if item == "" {
-					continue
-				}
-				phys, dev, ok := strings.Cut(item, ":")
-				phys, dev = strings.TrimSpace(phys), strings.TrimSpace(dev)
-				if !ok || phys == "" || dev == "" || len(dev) > 15 || strings.ContainsAny(dev, " /") {
-					return fmt.Sprintf("physical_interface_mappings entry %q is not <physical_network>:<interface>", item), "write e.g. physical_interface_mappings = default:eth1"
-				}
-				if _, dup := m[phys]; dup {
-					return fmt.Sprintf("physical network %q is mapped twice", phys), "keep one <physical_network>:<interface> per physical network"
-				}
-				m[phys] = dev
+			m, msg, fix := ParseInterfaceMappings(v)
+			if msg == "" {
+				c.PhysicalInterfaceMappings = m
 			}
-			c.PhysicalInterfaceMappings = m
-			return "", ""
+			return msg, fix
 		}},
 		"bridge_mappings": {kind: kIgnored},
 	},
@@ -515,4 +502,26 @@ func (c *AgentConfig) AgentOptions() control.AgentOptions {
 			"enable_security_group": c.EnableSecurityGroup, "bpf": c.Dataplane.EnableBPF, "dhcp": c.Dataplane.DHCP,
 		},
 	}
+}
+
+// ParseInterfaceMappings reads physical_interface_mappings
+// ("default:eth1,external:eth3"). On a problem it returns it and the fix.
+func ParseInterfaceMappings(v string) (m map[string]string, msg, fix string) {
+	m = map[string]string{}
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		phys, dev, ok := strings.Cut(item, ":")
+		phys, dev = strings.TrimSpace(phys), strings.TrimSpace(dev)
+		if !ok || phys == "" || dev == "" || len(dev) > 15 || strings.ContainsAny(dev, " /") {
+			return nil, fmt.Sprintf("physical_interface_mappings entry %q is not <physical_network>:<interface>", item), "write e.g. physical_interface_mappings = default:eth1"
+		}
+		if _, dup := m[phys]; dup {
+			return nil, fmt.Sprintf("physical network %q is mapped twice", phys), "keep one <physical_network>:<interface> per physical network"
+		}
+		m[phys] = dev
+	}
+	return m, "", ""
 }
