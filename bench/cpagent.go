@@ -87,8 +87,8 @@ func RunAgentProcess(ctx context.Context, o AgentProcessOptions) error {
 			if err != nil {
 				l.Error = err.Error()
 			}
-			if o.StateDir != "" && err == nil {
-				_ = os.WriteFile(filepath.Join(o.StateDir, appliedRevisionFile), []byte(strconv.FormatUint(d.Revision, 10)), 0o644)
+			if err == nil {
+				applied = d.Revision
 			}
 			out.write(l)
 		}}
@@ -97,7 +97,15 @@ func RunAgentProcess(ctx context.Context, o AgentProcessOptions) error {
 			return fmt.Errorf("state dir: %w", err)
 		}
 	}
-	return loop.Run(ctx)
+	err = loop.Run(ctx)
+	// Kept at exit only: what the dataplane persists per apply is the
+	// dataplane benchmark's cost.
+	if o.StateDir != "" && applied != 0 {
+		if werr := os.WriteFile(filepath.Join(o.StateDir, appliedRevisionFile), []byte(strconv.FormatUint(applied, 10)), 0o644); werr != nil {
+			return werr
+		}
+	}
+	return err
 }
 
 // countingReconciler is the benchmark agents' dataplane: it installs

@@ -188,6 +188,9 @@ func (e *cpEnv) startAgent(host string, vtep netip.Addr, stateDir string) (*cpAg
 	if stateDir != "" {
 		args = append(args, "--state-dir", stateDir)
 	}
+	if dir := os.Getenv("VXDP_BENCH_PROFILE_DIR"); dir != "" {
+		args = append(args, "--cpuprofile", filepath.Join(dir, fmt.Sprintf("%s-%d.cpu", host, time.Now().UnixNano())))
+	}
 	c, err := startChild("agent "+host, e.o.Binary, args, func(line []byte) {
 		var l agentLine
 		if json.Unmarshal(line, &l) == nil {

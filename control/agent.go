@@ -52,8 +52,9 @@ type AgentOptions struct {
 	Configurations map[string]any
 	// ReportInterval between heartbeats (default DefaultReportInterval).
 	ReportInterval time.Duration
-	// Debounce waits this long after a change for more before building a
-	// state (default 10ms); a burst of changes makes one apply.
+	// Debounce waits this long after a change for more before handing the
+	// dataplane what changed (default 2ms); a burst of changes (a port's
+	// record and its status) makes one apply.
 	Debounce time.Duration
 	// MaxDelay bounds how long a change waits while changes keep coming
 	// (default 250ms).
@@ -102,8 +103,9 @@ type Agent struct {
 	status  *statusWriter
 	beat    *heartbeat
 	persist *persister
-	// out hands the newest state to the dataplane.
-	out *latest[*state.Desired]
+	// out hands the states and changes to the dataplane; changes waiting
+	// while it is busy are merged.
+	out *latest[state.Update]
 }
 
 // agentEnv is what the parts of an agent share: its options, connection,
@@ -143,7 +145,7 @@ func NewAgent(nc *nats.Conn, opts AgentOptions) (*Agent, error) {
 		opts.ReportInterval = DefaultReportInterval
 	}
 	if opts.Debounce <= 0 {
-		opts.Debounce = 10 * time.Millisecond
+		opts.Debounce = 2 * time.Millisecond
 	}
 	if opts.MaxDelay <= 0 {
 		opts.MaxDelay = 250 * time.Millisecond
@@ -163,7 +165,7 @@ func NewAgent(nc *nats.Conn, opts AgentOptions) (*Agent, error) {
 		opts: opts, bucket: opts.Bucket, id: AgentID(opts.Host), log: log, m: m, start: time.Now().UTC(),
 	}
 	env.appliedRev.Store(opts.AppliedRevision)
-	a := &Agent{agentEnv: env, out: newLatest[*state.Desired](nil)}
+	a := &Agent{agentEnv: env, out: newLatest(state.Update.Then)}
 	a.status = newStatusWriter(env)
 	a.beat = newHeartbeat(env)
 	a.persist = newPersister(env)
@@ -205,14 +207,15 @@ func poke(ch chan struct{}) {
 	}
 }
 
-// Run follows the bucket and sends the host's complete, validated Desired
-// on updates: once synchronised at start, then after every relevant change
-// (debounced; the dataplane always gets the newest state, intermediate ones
-// are dropped while it is busy). It also heartbeats and publishes port
+// RunUpdates follows the bucket and sends what the host's state needs
+// (state.DeltaProducer): the complete, validated state once synchronised
+// at start (and whenever Resend asks), then the changes of every relevant
+// change of the bucket, as deltas; changes waiting while the dataplane is
+// busy are merged into one update. It also heartbeats and publishes port
 // status. It returns when ctx ends; NATS outages do not end it (the
 // dataplane keeps its last state meanwhile, and the agent resyncs when NATS
 // is back).
-func (a *Agent) Run(ctx context.Context, updates chan<- *state.Desired) error {
+func (a *Agent) RunUpdates(ctx context.Context, updates chan<- state.Update) error {
 	if !a.ran.CompareAndSwap(false, true) {
 		return errors.New("agent: Run called twice")
 	}
@@ -231,21 +234,54 @@ func (a *Agent) Run(ctx context.Context, updates chan<- *state.Desired) error {
 	cancel()
 	wg.Wait()
 	a.follow.close()
+	a.persist.flush()
 	if parent.Err() != nil {
 		return nil
 	}
 	return err
 }
 
-// send hands the newest state to the dataplane, until ctx ends.
-func (a *Agent) send(ctx context.Context, updates chan<- *state.Desired) {
+// Resend asks for the next update to be the complete state, built whole
+// from the view (state.DeltaProducer: the periodic safety net).
+func (a *Agent) Resend() { a.follow.requestFull() }
+
+// Run is RunUpdates for a consumer of complete states (state.Producer):
+// every update is applied to the last state, and the result sent, sorted.
+func (a *Agent) Run(ctx context.Context, updates chan<- *state.Desired) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	inner := make(chan state.Update)
+	done := make(chan error, 1)
+	go func() { done <- a.RunUpdates(ctx, inner) }()
+	var t state.Tracker
 	for {
-		d, ok := a.out.wait(ctx)
+		select {
+		case u := <-inner:
+			if !t.Apply(u) {
+				continue
+			}
+			d := t.Desired().Clone()
+			d.Sort()
+			select {
+			case updates <- d:
+			case err := <-done:
+				return err
+			}
+		case err := <-done:
+			return err
+		}
+	}
+}
+
+// send hands the updates to the dataplane, until ctx ends.
+func (a *Agent) send(ctx context.Context, updates chan<- state.Update) {
+	for {
+		u, ok := a.out.wait(ctx)
 		if !ok {
 			return
 		}
 		select {
-		case updates <- d:
+		case updates <- u:
 		case <-ctx.Done():
 			return
 		}
@@ -307,7 +343,6 @@ func (a *Agent) Applied(ctx context.Context, d *state.Desired, res state.Result,
 		want[lp.ID] = statusWant{net: lp.NetworkID, status: st}
 	}
 	a.appliedRev.Store(d.Revision)
-	a.persist.applied(d.Revision)
 	a.beat.applied()
 	a.follow.applied(want)
 	a.report(d, res, nil)

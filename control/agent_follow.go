@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vxdp/vxdp/state"
@@ -18,7 +20,7 @@ import (
 // only ways in.
 type viewFollower struct {
 	*agentEnv
-	out     *latest[*state.Desired]
+	out     *latest[state.Update]
 	status  *statusWriter
 	beat    *heartbeat
 	persist *persister
@@ -38,8 +40,17 @@ type viewFollower struct {
 	inflight      map[string]statusOp
 	reconnects    uint64
 	snapshotTried bool
-	lastBuild     time.Duration // how long the last build took
+	lastBuild     time.Duration // how long the last full build took
 	builtAt       time.Time     // when it ended
+	sentRev       uint64        // revision of the last update sent
+	sentAt        time.Time     // and when
+	// resend asks for the next state to be built whole (state.DeltaProducer).
+	resend atomic.Bool
+	// The last snapshot: of which revision, when, and how long to wait
+	// for the next (encoding is O(records)).
+	snapRev   uint64
+	snapAt    time.Time
+	snapEvery time.Duration
 
 	// kick asks for the statuses to be reconciled with wantStatus, the
 	// status of each local port after the last apply.
@@ -53,7 +64,7 @@ type statusWant struct {
 	status string
 }
 
-func newViewFollower(env *agentEnv, out *latest[*state.Desired], status *statusWriter, beat *heartbeat, persist *persister) *viewFollower {
+func newViewFollower(env *agentEnv, out *latest[state.Update], status *statusWriter, beat *heartbeat, persist *persister) *viewFollower {
 	return &viewFollower{agentEnv: env, out: out, status: status, beat: beat, persist: persist,
 		reported: map[string]uint64{}, inflight: map[string]statusOp{}, kick: make(chan struct{}, 1)}
 }
@@ -66,11 +77,20 @@ func (f *viewFollower) applied(want map[string]statusWant) {
 	poke(f.kick)
 }
 
-// close stops following (after run returned).
+// close stops following (after run returned), and writes a last snapshot
+// if one is due: a restart after a clean stop then replays nothing.
 func (f *viewFollower) close() {
 	if f.main != nil {
 		f.main.close()
 	}
+	f.snapEvery = 0
+	f.maybeSnapshot()
+}
+
+// requestFull asks for the next state to be built whole.
+func (f *viewFollower) requestFull() {
+	f.resend.Store(true)
+	poke(f.kick)
 }
 
 func (f *viewFollower) run(ctx context.Context) error {
@@ -155,7 +175,7 @@ func (f *viewFollower) resynced(mode string) {
 
 func (f *viewFollower) fullSync(created time.Time, lastSeq uint64) {
 	f.dropView()
-	f.v = newView(f.opts.Host)
+	f.v = newView(f.opts.Host, f.opts.VTEP)
 	f.watermark, f.maxRev = lastSeq, lastSeq
 	f.sgs = map[string]bool{}
 	f.filters = nil
@@ -174,11 +194,15 @@ func (f *viewFollower) loadSnapshot(info bucketInfo) bool {
 	if f.opts.StateDir == "" {
 		return false
 	}
-	h, v, err := readSnapshot(f.opts.StateDir, f.opts.Host)
+	h, v, err := readSnapshot(f.opts.StateDir, f.opts.Host, f.opts.VTEP)
 	why := ""
 	switch {
-	case err != nil:
+	case errors.Is(err, errSnapshotMissing):
 		why = err.Error()
+	case err != nil:
+		// A corrupt or foreign snapshot costs a full resync, nothing else.
+		f.log.Warn("control plane snapshot unreadable; full resync", "err", err)
+		return false
 	case f.opts.AppliedRevision == 0 || h.DesiredRevision != f.opts.AppliedRevision:
 		why = fmt.Sprintf("snapshot is of revision %d, the dataplane applied %d", h.DesiredRevision, f.opts.AppliedRevision)
 	case h.Bucket != f.bucket:
@@ -233,7 +257,7 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 	for range 8 {
 		w := f.v.wanted()
 		var load []string
-		for id := range f.v.nets {
+		for _, id := range f.v.networkIDs() {
 			if !w.nets[id] {
 				f.forgetNetwork(id)
 				changed = true
@@ -248,7 +272,7 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 		}
 		var addedNets, addedSGs []string
 		for id := range w.nets {
-			if f.v.nets[id] == nil {
+			if f.v.net(id) == nil {
 				f.v.followNetwork(id)
 				addedNets = append(addedNets, id)
 				load = append(load, NetworkFilter(id))
@@ -299,10 +323,10 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 // forgetNetwork stops following a network; the agent's own statuses in it
 // are deleted (they no longer mean anything).
 func (f *viewFollower) forgetNetwork(id string) {
-	if nv := f.v.nets[id]; nv != nil {
+	if nv := f.v.net(id); nv != nil {
 		var ops []statusOp
 		for portID, s := range nv.own {
-			ops = append(ops, statusOp{key: StatusKey(id, f.opts.Host, portID), delRev: s.Rev})
+			ops = append(ops, statusOp{key: StatusKey(id, f.opts.Host, f.v.ids.name(portID)), delRev: s.rev})
 		}
 		f.queueStatus(ops)
 	}
@@ -350,10 +374,19 @@ func (f *viewFollower) followChanges(ctx context.Context) error {
 	lastMsg := time.Now()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
+	snap := time.NewTimer(time.Hour)
+	snap.Stop()
+	snapshot := func() {
+		if wait := f.maybeSnapshot(); wait > 0 {
+			snap.Reset(wait)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-snap.C:
+			snapshot()
 		case <-f.main.failed:
 			return f.main.err
 		case e := <-f.main.ch:
@@ -389,13 +422,18 @@ func (f *viewFollower) followChanges(ctx context.Context) error {
 			if !f.caughtUp && !f.synced {
 				continue
 			}
-			began := time.Now()
-			f.publish()
-			f.lastBuild = time.Since(began)
-			f.builtAt = time.Now()
+			if wait := f.publish(); wait > 0 {
+				arm(wait)
+			}
 			f.reconcileStatuses()
+			snapshot()
 		case <-f.kick:
+			if f.resend.Load() && f.synced {
+				f.markDirty()
+				arm(f.buildDelay())
+			}
 			f.reconcileStatuses()
+			snapshot()
 		case r := <-f.status.done:
 			// A written status stays in flight until the view shows it
 			// (reconcileStatuses), so it is not written twice meanwhile.
@@ -434,13 +472,16 @@ func (f *viewFollower) followChanges(ctx context.Context) error {
 	}
 }
 
-// buildDelay is how long to wait before building: the debounce, and at
-// least four times the last build's duration after it ended, so that
-// building (O(ports of the hosted networks)) never takes more than a fifth
-// of the agent's time however fast changes come. Under CPU contention the
-// builds take longer and the agent batches more.
+// buildDelay is how long to wait before sending the changes: the
+// debounce; before a full state (a resend), also at least four times the
+// last full build's duration after it ended, so that building (O(ports
+// of the hosted networks)) never takes more than a fifth of the agent's
+// time however often it is asked for.
 func (f *viewFollower) buildDelay() time.Duration {
-	return max(f.opts.Debounce, time.Until(f.builtAt.Add(4*f.lastBuild)))
+	if f.resend.Load() {
+		return max(f.opts.Debounce, time.Until(f.builtAt.Add(4*f.lastBuild)))
+	}
+	return f.opts.Debounce
 }
 
 // advance folds a message of the main follower and moves the watermark.
@@ -470,40 +511,147 @@ func (f *viewFollower) checkStream(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
-// publish builds the Desired from the view and hands it to the sender.
-func (f *viewFollower) publish() {
-	br := f.v.build(f.opts.VTEP)
-	for _, c := range br.conflicts {
-		if f.reported[c.Key] != f.v.storedRev(ParseKey(c.Key)) {
-			f.reported[c.Key] = f.v.storedRev(ParseKey(c.Key))
-			f.reject(c)
-		}
-	}
-	d := br.desired
-	d.Revision = max(f.watermark, f.maxRev)
+// publish hands the dataplane what changed: the first state after a
+// resync, and a state asked for again (Resend, the safety net), are built
+// whole from the view; otherwise the changes folded in since the last
+// update make a delta — empty when they change nothing the dataplane
+// installs, which still tells it the revision it is at.
+//
+// An update that only moves the revision waits revisionOnlyDelay after the
+// last one (a change that matters comes sooner and carries it); publish
+// then says how long to wait.
+func (f *viewFollower) publish() time.Duration {
 	f.dirty = false
-	if err := d.Validate(); err != nil {
-		f.reject(&RecordError{Key: "desired", Reason: RejectBadState, Err: err})
-		return
+	rev := max(f.watermark, f.maxRev)
+	var u state.Update
+	if !f.synced || f.resend.Swap(false) {
+		began := time.Now()
+		d := f.buildFull(rev)
+		f.lastBuild, f.builtAt = time.Since(began), time.Now()
+		if d == nil {
+			return 0
+		}
+		u.Full = d
+	} else {
+		f.v.flush()
+		f.reportConflicts(f.v.inc.conflicts)
+		f.v.inc.conflicts = nil
+		if f.v.inc.acc.empty() {
+			if rev == f.sentRev {
+				return 0
+			}
+			if wait := time.Until(f.sentAt.Add(revisionOnlyDelay)); wait > 0 {
+				f.markDirty()
+				return wait
+			}
+		}
+		delta := f.v.inc.take(f.sentRev, rev)
+		if err := delta.Validate(); err != nil {
+			// A bug: the safety net rebuilds the state whole.
+			f.reject(&RecordError{Key: "desired", Reason: RejectBadState, Err: err})
+			f.resend.Store(true)
+			f.markDirty()
+			return f.buildDelay()
+		}
+		u.Delta = delta
 	}
 	f.synced = true
+	f.sentRev, f.sentAt = rev, time.Now()
 	f.v.prune(f.watermark)
 	f.checkOwnRecord()
-	if f.opts.StateDir != "" {
-		f.persist.capture(f.capture(f.v, f.watermark, d.Revision, f.sgs))
-	}
 	f.updateStats(func(s *AgentStats) {
 		s.Sent++
 		s.Watermark = f.watermark
 		s.Records = f.v.size()
 		s.Networks = len(f.v.nets)
 	})
-	f.out.set(d)
+	f.out.set(u)
 	f.m.sent.Inc()
 	f.m.networks.Set(float64(len(f.v.nets))) // also after a delta resync, which reconfigures nothing
 	f.m.watermark.Set(float64(f.watermark))
 	f.m.records.Set(float64(f.v.size()))
-	f.log.Debug("desired state", "revision", d.Revision, "networks", len(d.Networks), "local_ports", len(d.LocalPorts), "remote_ports", len(d.RemotePorts))
+	if u.Full != nil {
+		f.log.Debug("desired state", "revision", rev, "networks", len(u.Full.Networks), "local_ports", len(u.Full.LocalPorts), "remote_ports", len(u.Full.RemotePorts))
+	} else {
+		f.log.Debug("desired state changes", "revision", rev, "entries", u.Delta.Size())
+	}
+	return 0
+}
+
+// revisionOnlyDelay is how long an update that only moves the revision
+// waits after the last update.
+const revisionOnlyDelay = 100 * time.Millisecond
+
+// buildFull builds the state whole from the view, checks it and makes it
+// what the view tracks changes from. When the view already tracked a
+// state, the two must be the same: a difference is a bug, logged and
+// counted, and the whole state wins.
+func (f *viewFollower) buildFull(rev uint64) *state.Desired {
+	br := f.v.build()
+	f.reportConflicts(br.conflicts)
+	d := br.desired
+	d.Revision = rev
+	if err := d.Validate(); err != nil {
+		f.reject(&RecordError{Key: "desired", Reason: RejectBadState, Err: err})
+		return nil
+	}
+	if f.v.inc.on {
+		f.v.flush()
+		f.v.inc.conflicts = nil
+		inc := f.v.materialize()
+		inc.Revision = rev
+		if diff := state.Difference(inc, d); diff != "" {
+			f.m.drift.Inc()
+			f.log.Error("the state kept up to date differs from the state built whole; sending the whole one", "difference", diff)
+		}
+	}
+	f.v.reset(d)
+	return d
+}
+
+// reportConflicts counts and logs each conflict once per version of its record.
+func (f *viewFollower) reportConflicts(conflicts []*RecordError) {
+	for _, c := range conflicts {
+		if rev := f.v.storedRev(ParseKey(c.Key)); f.reported[c.Key] != rev {
+			f.reported[c.Key] = rev
+			f.reject(c)
+		}
+	}
+}
+
+// maybeSnapshot writes the snapshot of the view when it is exactly what
+// the dataplane applied (nothing folded in since the state it applied),
+// at most every snapshotInterval: encoding is O(records), and a snapshot
+// a few seconds old only makes a restart replay those seconds.
+// It says how long to wait when only the interval holds it back.
+func (f *viewFollower) maybeSnapshot() time.Duration {
+	if f.opts.StateDir == "" || f.v == nil || !f.v.inc.on || f.dirty || f.sentRev == 0 ||
+		f.appliedRev.Load() != f.sentRev || f.snapRev == f.sentRev {
+		return 0
+	}
+	if wait := time.Until(f.snapAt.Add(f.snapEvery)); wait > 0 {
+		return wait
+	}
+	began := time.Now()
+	raw, err := encodeSnapshot(f.v, snapshotHeader{Host: f.opts.Host, Bucket: f.bucket, StreamCreated: f.streamCreated,
+		Watermark: f.watermark, DesiredRevision: f.sentRev, SecurityGroups: sortedSet(f.sgs)})
+	if err != nil {
+		f.log.Warn("could not encode the control-plane snapshot", "err", err)
+		return 0
+	}
+	took := time.Since(began)
+	f.snapRev, f.snapAt, f.snapEvery = f.sentRev, time.Now(), max(time.Second, 500*took)
+	f.persist.write(raw)
+	return 0
+}
+
+func sortedSet(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkOwnRecord asks for re-registration when the view lacks this
@@ -515,6 +663,9 @@ func (f *viewFollower) checkOwnRecord() {
 	}
 }
 
+// reconcileStatuses writes the status records that differ from what the
+// last apply says, and deletes this host's statuses of ports no longer bound
+// here. Writes go through the status writer; the view sees them come back.
 func (f *viewFollower) reconcileStatuses() {
 	if f.v == nil {
 		return
@@ -525,26 +676,27 @@ func (f *viewFollower) reconcileStatuses() {
 	host := f.opts.Host
 	var ops []statusOp
 	for portID, w := range want {
-		nv := f.v.nets[w.net]
-		if nv == nil {
+		nv := f.v.net(w.net)
+		id, ok := f.v.ids.find(portID)
+		if nv == nil || !ok {
 			continue
 		}
-		p, ok := nv.ports[portID]
-		if !ok || p.Rec.Host != host {
+		p, ok := nv.ports[id]
+		if !ok || p.host != f.v.self {
 			continue
 		}
 		key := StatusKey(w.net, host, portID)
-		cur, has := nv.status[statusID{portID, host}]
-		if has && cur.Rec.Status == w.status && cur.Rec.Generation == p.Rec.Generation {
+		cur, has := nv.own[id]
+		if has && cur.String() == w.status && cur.gen == p.gen {
 			if in, ok := f.inflight[key]; ok && in.rec != nil {
 				delete(f.inflight, key)
 			}
 			continue
 		}
-		if in, ok := f.inflight[key]; ok && in.rec != nil && in.rec.Status == w.status && in.rec.Generation == p.Rec.Generation {
+		if in, ok := f.inflight[key]; ok && in.rec != nil && in.rec.Status == w.status && in.rec.Generation == p.gen {
 			continue
 		}
-		ops = append(ops, statusOp{key: key, rec: &StatusRecord{PortID: portID, Host: host, Status: w.status, Generation: p.Rec.Generation, UpdatedAt: now()}})
+		ops = append(ops, statusOp{key: key, rec: &StatusRecord{PortID: portID, Host: host, Status: w.status, Generation: p.gen, UpdatedAt: now()}})
 	}
 	for key, op := range f.inflight {
 		if _, ok := want[ParseKey(key).Port]; op.rec != nil && !ok {
@@ -553,14 +705,14 @@ func (f *viewFollower) reconcileStatuses() {
 	}
 	for netID, nv := range f.v.nets {
 		for portID, s := range nv.own {
-			if p, ok := nv.ports[portID]; ok && p.Rec.Host == host {
+			if p, ok := nv.ports[portID]; ok && p.host == f.v.self {
 				continue
 			}
-			key := StatusKey(netID, host, portID)
+			key := StatusKey(f.v.ids.name(netID), host, f.v.ids.name(portID))
 			if _, ok := f.inflight[key]; ok {
 				continue
 			}
-			ops = append(ops, statusOp{key: key, delRev: s.Rev})
+			ops = append(ops, statusOp{key: key, delRev: s.rev})
 		}
 	}
 	f.queueStatus(ops)
@@ -575,5 +727,3 @@ func (f *viewFollower) queueStatus(ops []statusOp) {
 	}
 	f.status.queue(ops)
 }
-
-// persistLoop writes the snapshot of the last applied state.

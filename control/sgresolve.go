@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -31,7 +32,10 @@ func (v *view) securityGroups(local []state.LocalPort) []state.SecurityGroup {
 		}
 	}
 	slices.Sort(ids)
-	members := v.groupMembers()
+	var members map[string][]netip.Prefix
+	if v.namesRemoteGroup(ids) {
+		members = v.groupMembers()
+	}
 	out := make([]state.SecurityGroup, 0, len(ids))
 	for _, id := range ids {
 		sg := v.sgs[id]
@@ -44,22 +48,35 @@ func (v *view) securityGroups(local []state.LocalPort) []state.SecurityGroup {
 	return out
 }
 
-// groupMembers maps a group id to the addresses of its member ports.
+// namesRemoteGroup reports whether a rule of the groups ids names a remote group.
+func (v *view) namesRemoteGroup(ids []string) bool {
+	for _, id := range ids {
+		for _, r := range v.sgs[id].Rec.Rules {
+			if r.RemoteGroupID != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// groupMembers maps a group id to the addresses of its member ports,
+// sorted, each once.
 func (v *view) groupMembers() map[string][]netip.Prefix {
 	out := map[string][]netip.Prefix{}
 	for _, nv := range v.nets {
-		for _, p := range nv.ports {
-			var addrs []netip.Prefix
-			for _, ip := range p.Rec.FixedIPs {
-				addrs = append(addrs, netip.PrefixFrom(ip, ip.BitLen()))
-			}
-			for _, ap := range p.Rec.AllowedAddressPairs {
-				addrs = append(addrs, ap.IP.Masked())
-			}
-			for _, g := range p.Rec.SecurityGroups {
+		for _, e := range nv.ports {
+			sgs, addrs := e.groups()
+			for _, g := range sgs {
 				out[g] = append(out[g], addrs...)
 			}
 		}
+	}
+	for g, addrs := range out {
+		slices.SortFunc(addrs, func(a, b netip.Prefix) int {
+			return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+		})
+		out[g] = slices.Compact(addrs)
 	}
 	return out
 }

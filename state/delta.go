@@ -2,6 +2,8 @@ package state
 
 import (
 	"cmp"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 )
@@ -98,4 +100,117 @@ func (d *Desired) Sort() {
 		return cmp.Or(strings.Compare(a.NetworkID, b.NetworkID), strings.Compare(a.ID, b.ID), slices.Compare(a.MAC[:], b.MAC[:]))
 	})
 	slices.SortFunc(d.SecurityGroups, func(a, b SecurityGroup) int { return strings.Compare(a.ID, b.ID) })
+}
+
+// Then is the update that has the effect of u followed by next: next if
+// it is complete, u's state changed by next's delta, or both deltas as
+// one (for a consumer that was busy while both came).
+func (u Update) Then(next Update) Update {
+	switch {
+	case next.Full != nil || (u.Full == nil && u.Delta == nil):
+		return next
+	case next.Delta == nil:
+		return u
+	case u.Full != nil:
+		var t Tracker
+		t.Apply(u)
+		t.Apply(next)
+		return Update{Full: t.Desired()}
+	}
+	return Update{Delta: u.Delta.Merge(next.Delta)}
+}
+
+// Merge is the delta that has the effect of d followed by next.
+func (d *Delta) Merge(next *Delta) *Delta {
+	return &Delta{From: d.From, Revision: next.Revision,
+		Networks:       mergeChanges(d.Networks, next.Networks, NetworkKey),
+		LocalPorts:     mergeChanges(d.LocalPorts, next.LocalPorts, LocalPortKey),
+		RemotePorts:    mergeChanges(d.RemotePorts, next.RemotePorts, RemotePortKey),
+		SecurityGroups: mergeChanges(d.SecurityGroups, next.SecurityGroups, SecurityGroupKey),
+	}
+}
+
+func mergeChanges[K comparable, T any](a, b Changes[T], key func(T) K) Changes[T] {
+	if b.Empty() {
+		return a
+	}
+	type change struct{ old, new *T }
+	m := map[K]*change{}
+	var order []K
+	at := func(k K) *change {
+		c, ok := m[k]
+		if !ok {
+			c = &change{}
+			m[k] = c
+			order = append(order, k)
+		}
+		return c
+	}
+	for _, v := range a.Remove {
+		at(key(v)).old = &v
+	}
+	for _, v := range a.Put {
+		at(key(v)).new = &v
+	}
+	for _, v := range b.Remove {
+		c := at(key(v))
+		if c.new == nil && c.old == nil {
+			c.old = &v // removed what was there before a
+		}
+		c.new = nil
+	}
+	for _, v := range b.Put {
+		at(key(v)).new = &v
+	}
+	var out Changes[T]
+	for _, k := range order {
+		c := m[k]
+		if c.old != nil && c.new != nil && reflect.DeepEqual(*c.old, *c.new) {
+			continue
+		}
+		if c.old != nil {
+			out.Remove = append(out.Remove, *c.old)
+		}
+		if c.new != nil {
+			out.Put = append(out.Put, *c.new)
+		}
+	}
+	return out
+}
+
+// Difference describes how two states differ in their entries (order
+// aside), "" when they are the same; revisions are not compared.
+func Difference(a, b *Desired) string {
+	var out []string
+	diffEntries(&out, "network", a.Networks, b.Networks, NetworkKey)
+	diffEntries(&out, "local port", a.LocalPorts, b.LocalPorts, LocalPortKey)
+	diffEntries(&out, "remote port", a.RemotePorts, b.RemotePorts, func(p RemotePort) string {
+		return p.NetworkID + "/" + p.MAC.String()
+	})
+	diffEntries(&out, "security group", a.SecurityGroups, b.SecurityGroups, SecurityGroupKey)
+	if len(out) > 8 {
+		out = append(out[:8], fmt.Sprintf("and %d more", len(out)-8))
+	}
+	return strings.Join(out, "; ")
+}
+
+func diffEntries[T any](out *[]string, kind string, a, b []T, key func(T) string) {
+	ma := make(map[string]T, len(a))
+	for _, v := range a {
+		ma[key(v)] = v
+	}
+	for _, v := range b {
+		k := key(v)
+		w, ok := ma[k]
+		switch {
+		case !ok:
+			*out = append(*out, fmt.Sprintf("%s %s only in the second", kind, k))
+		case !reflect.DeepEqual(w, v):
+			*out = append(*out, fmt.Sprintf("%s %s differs: %+v / %+v", kind, k, w, v))
+		}
+		delete(ma, k)
+	}
+	for k := range ma {
+		*out = append(*out, fmt.Sprintf("%s %s only in the first", kind, k))
+	}
 }

@@ -92,6 +92,8 @@ func (l *Loop) Run(ctx context.Context) error {
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	backoff := time.Second
+	var last Result // of the last apply, if it succeeded (lastOK)
+	lastOK := false
 	// resend: a full state is wanted but only the producer can make it.
 	resend := func() bool {
 		if tr.SkipRemote && tr.Valid() {
@@ -102,6 +104,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	for {
 		var delta *Delta
+		var full *Desired // a complete state received (the tracker may keep less of it)
 		select {
 		case <-ctx.Done():
 			log.Info("stopping; installed state stays in place")
@@ -110,7 +113,7 @@ func (l *Loop) Run(ctx context.Context) error {
 			if !tr.Apply(u) {
 				continue
 			}
-			delta = u.Delta
+			delta, full = u.Delta, u.Full
 		case <-l.Wake:
 			if resend() {
 				continue
@@ -128,14 +131,23 @@ func (l *Loop) Run(ctx context.Context) error {
 			continue
 		}
 		d := tr.Desired()
+		if full != nil {
+			d = full
+		}
 		start := time.Now()
 		var res Result
 		var err error
-		if delta != nil && drec != nil {
+		switch {
+		case delta != nil && delta.Empty() && lastOK:
+			// Only the revision moved: nothing to install, the last
+			// outcome (its pending ports) stands.
+			res = Result{Pending: last.Pending, Unchanged: last.Unchanged + len(last.Ops)}
+		case delta != nil && drec != nil:
 			res, err = drec.ApplyDelta(ctx, delta)
-		} else {
+		default:
 			res, err = l.Reconciler.Apply(ctx, d)
 		}
+		last, lastOK = res, err == nil
 		took := time.Since(start)
 		if l.AfterApply != nil {
 			l.AfterApply(d, res, err, took)

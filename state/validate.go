@@ -114,19 +114,14 @@ func (d *Desired) Validate() error {
 		if nets[netID] == nil {
 			bad("%s: unknown network %q", where, netID)
 		}
-		if !mac.IsUnicast() {
-			bad("%s: mac %s is not a unicast address", where, mac)
+		for _, err := range addressErrors(mac, ips) {
+			bad("%s: %v", where, err)
 		}
 		k := macKey{netID, mac}
 		if other, dup := macs[k]; dup {
 			bad("%s: mac %s already used by %s on the same network", where, mac, other)
 		}
 		macs[k] = where
-		for _, ip := range ips {
-			if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
-				bad("%s: invalid ip %q", where, ip)
-			}
-		}
 	}
 	for i, p := range d.LocalPorts {
 		where := fmt.Sprintf("local_ports[%d] (%s)", i, p.ID)
@@ -135,18 +130,12 @@ func (d *Desired) Validate() error {
 		}
 		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
 		tap := p.TapName()
-		if len(tap) > 15 {
-			bad("%s: tap name %q longer than 15 characters", where, tap)
-		}
 		if other, dup := taps[tap]; dup {
 			bad("%s: tap %s already used by %s", where, tap, other)
 		}
 		taps[tap] = where
-		for _, err := range ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs) {
+		for _, err := range p.ownErrors() {
 			bad("%s: %v", where, err)
-		}
-		if p.DNSName != "" && (strings.Contains(p.DNSName, ".") || !validDomain(p.DNSName)) {
-			bad("%s: dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", where, p.DNSName)
 		}
 	}
 	groups := map[string]*SecurityGroup{}
@@ -189,6 +178,66 @@ func (d *Desired) Validate() error {
 			}
 		} else if !p.VTEP.Is4() {
 			bad("%s: vtep %q is not an IPv4 address", where, p.VTEP)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// addressErrors are the problems of a port's MAC and IPs.
+func addressErrors(mac MAC, ips []netip.Addr) []error {
+	var errs []error
+	if !mac.IsUnicast() {
+		errs = append(errs, fmt.Errorf("mac %s is not a unicast address", mac))
+	}
+	for _, ip := range ips {
+		if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
+			errs = append(errs, fmt.Errorf("invalid ip %q", ip))
+		}
+	}
+	return errs
+}
+
+// ownErrors are the problems of a local port on its own (besides its
+// MAC and IPs): its tap name, address pairs and DNS name.
+func (p LocalPort) ownErrors() []error {
+	var errs []error
+	if tap := p.TapName(); len(tap) > 15 {
+		errs = append(errs, fmt.Errorf("tap name %q longer than 15 characters", tap))
+	}
+	errs = append(errs, ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs)...)
+	if p.DNSName != "" && (strings.Contains(p.DNSName, ".") || !validDomain(p.DNSName)) {
+		errs = append(errs, fmt.Errorf("dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", p.DNSName))
+	}
+	return errs
+}
+
+// Validate checks what d puts on its own: every network as Desired.Validate
+// does, every port's addresses and local port's names, every rule. What
+// depends on the rest of the state (unknown networks, a MAC or tap used
+// twice) is the producer's to keep, and checked with every full state.
+func (d *Delta) Validate() error {
+	var errs []error
+	if err := (&Desired{Networks: d.Networks.Put}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range d.LocalPorts.Put {
+		for _, err := range append(addressErrors(p.MAC, p.IPs), p.ownErrors()...) {
+			errs = append(errs, fmt.Errorf("local port %s: %w", p.ID, err))
+		}
+	}
+	for _, p := range d.RemotePorts.Put {
+		for _, err := range addressErrors(p.MAC, p.IPs) {
+			errs = append(errs, fmt.Errorf("remote port %s: %w", p.ID, err))
+		}
+		if p.VTEP.IsValid() && !p.VTEP.Is4() {
+			errs = append(errs, fmt.Errorf("remote port %s: vtep %q is not an IPv4 address", p.ID, p.VTEP))
+		}
+	}
+	for _, g := range d.SecurityGroups.Put {
+		for j, r := range g.Rules {
+			if err := r.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("security group %s: rules[%d] (%s): %w", g.ID, j, r.ID, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

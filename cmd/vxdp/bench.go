@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -83,11 +84,23 @@ report as JSON, a Markdown page and PNG charts.`,
 				&cli.StringFlag{Name: "nats", Required: true}, &cli.StringFlag{Name: "host", Required: true},
 				&cli.StringFlag{Name: "local-ip", Required: true}, &cli.StringFlag{Name: "state-dir"},
 				&cli.DurationFlag{Name: "resync", Value: time.Minute},
+				&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile to `FILE`"},
 			},
 			Action: func(c *cli.Context) error {
 				ip, err := netip.ParseAddr(c.String("local-ip"))
 				if err != nil {
 					return fmt.Errorf("--local-ip: %w", err)
+				}
+				if f := c.String("cpuprofile"); f != "" {
+					out, err := os.Create(f)
+					if err != nil {
+						return err
+					}
+					defer out.Close()
+					if err := pprof.StartCPUProfile(out); err != nil {
+						return err
+					}
+					defer pprof.StopCPUProfile()
 				}
 				ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
 				defer stop()
