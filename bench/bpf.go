@@ -34,13 +34,28 @@ const (
 )
 
 // BPFFigure is one way of measuring a case, next to the empty program of
-// the same hook measured the same way in the same run.
+// the same hook measured the same way in the same pass: the medians over
+// the passes, and the program's min and max.
 type BPFFigure struct {
-	Runs             int     `json:"runs"`
+	Runs             int     `json:"runs"`   // program runs per measurement
+	Passes           int     `json:"passes"` // measurements
 	NsPerPacket      float64 `json:"ns_per_packet"`
+	MinNs            float64 `json:"min_ns"`
+	MaxNs            float64 `json:"max_ns"`
 	EmptyNsPerPacket float64 `json:"empty_ns_per_packet"`
-	AboveEmpty       float64 `json:"above_empty_ns"` // NsPerPacket - EmptyNsPerPacket
+	AboveEmpty       float64 `json:"above_empty_ns"` // median of NsPerPacket - EmptyNsPerPacket
 	Ratio            float64 `json:"ratio"`          // NsPerPacket / EmptyNsPerPacket
+}
+
+// combine is the figure of several passes.
+func combine(passes []BPFFigure) BPFFigure {
+	var ns, empty, above []float64
+	for _, p := range passes {
+		ns, empty, above = append(ns, p.NsPerPacket), append(empty, p.EmptyNsPerPacket), append(above, p.NsPerPacket-p.EmptyNsPerPacket)
+	}
+	f, e := figureOf(ns), figureOf(empty)
+	return BPFFigure{Runs: passes[0].Runs, Passes: len(passes), NsPerPacket: f.Median, MinNs: f.Min, MaxNs: f.Max,
+		EmptyNsPerPacket: e.Median, AboveEmpty: figureOf(above).Median, Ratio: f.Median / max(e.Median, 1)}
 }
 
 // BPFCase is the measured cost of one path through a program.
@@ -75,15 +90,23 @@ type BPFReport struct {
 	Machine Machine   `json:"machine"`
 	Repeat  int       `json:"repeat"`
 	Cases   []BPFCase `json:"cases"`
+	// Passes is the CPU accounting of each pass over every case: what
+	// other processes took meanwhile (a noisy pass is flagged).
+	Passes      []CPUUse `json:"passes"`
+	NoisyPasses int      `json:"noisy_passes"`
 	// NotMeasured lists cases BPF_PROG_TEST_RUN cannot run, and why.
 	NotMeasured []string `json:"not_measured"`
 }
 
 // BPFOptions size RunBPF.
 type BPFOptions struct {
-	Repeat  int   // packets per measurement (default DefaultBPFRepeat)
-	SGRules []int // security-group sizes (default 1, 100, 1000, 10000)
-	Commit  string
+	Repeat int // packets per measurement (default DefaultBPFRepeat)
+	Passes int // measurements of every case, in turn (default 5)
+	// NoiseLimit flags a pass during which other processes and steal took
+	// more than this share of the machine (default 0.03).
+	NoiseLimit float64
+	SGRules    []int // security-group sizes (default 1, 100, 1000, 10000)
+	Commit     string
 	// Progress shows the cases as they run (nil: nothing).
 	Progress *Progress
 }
@@ -121,8 +144,14 @@ func RunBPF(ctx context.Context, o BPFOptions) (*BPFReport, error) {
 	if o.SGRules == nil {
 		o.SGRules = []int{1, 100, 1000, 10000}
 	}
-	if o.Repeat < 1 || o.Repeat > math.MaxInt32 {
-		return nil, fmt.Errorf("bench bpf: repeat %d: want 1 to %d", o.Repeat, math.MaxInt32)
+	if o.Passes == 0 {
+		o.Passes = 5
+	}
+	if o.NoiseLimit == 0 {
+		o.NoiseLimit = 0.03
+	}
+	if o.Repeat < 1 || o.Repeat > math.MaxInt32 || o.Passes < 1 {
+		return nil, fmt.Errorf("bench bpf: repeat %d, passes %d: want 1 to %d runs, at least 1 pass", o.Repeat, o.Passes, math.MaxInt32)
 	}
 	for _, n := range o.SGRules {
 		if n < 1 || n > 10000 {
@@ -139,47 +168,90 @@ func RunBPF(ctx context.Context, o BPFOptions) (*BPFReport, error) {
 	defer lab.close()
 	rep := &BPFReport{Machine: machineInfo(o.Commit), Repeat: o.Repeat, NotMeasured: notMeasured}
 	cases := lab.cases(o.SGRules)
-	o.Progress.Start(len(cases))
+	o.Progress.Start(o.Passes * len(cases))
 	defer o.Progress.Done()
-	for _, c := range cases {
-		o.Progress.Step("%s", c.name)
-		res, err := lab.run(ctx, c, o.Repeat)
+	figs := make([]struct{ loop, single []BPFFigure }, len(cases))
+	self := os.Getpid()
+	for pass := 1; pass <= o.Passes; pass++ {
+		if o.Passes > 2 { // not for a quick run: wait for a quiet second
+			if err := waitQuiet(ctx, o.NoiseLimit, time.Minute, o.Progress); err != nil {
+				return nil, err
+			}
+		}
+		a, err := takeCPU()
 		if err != nil {
-			return rep, err
+			return nil, err
+		}
+		for i, c := range cases {
+			o.Progress.Step("pass %d/%d: %s", pass, o.Passes, c.name)
+			loop, single, err := lab.run(ctx, c, o.Repeat)
+			if err != nil {
+				return nil, err
+			}
+			if loop != nil {
+				figs[i].loop = append(figs[i].loop, *loop)
+			}
+			figs[i].single = append(figs[i].single, single)
+		}
+		b, err := takeCPU()
+		if err != nil {
+			return nil, err
+		}
+		u := cpuBetween(a, b, func(pid int, _ procTimes, _ map[int]procTimes) bool { return pid == self }, o.NoiseLimit)
+		if u.Noisy {
+			rep.NoisyPasses++
+			o.Progress.Logf("noisy: pass %d: other processes and steal took %.1f %% of the machine", pass, 100*u.OtherShare)
+		}
+		rep.Passes = append(rep.Passes, u)
+	}
+	for i, c := range cases {
+		res := BPFCase{ID: c.id, Hook: c.hook, Program: c.program, Name: c.name, Reason: c.reason, Rules: c.rules, Flow: c.flow,
+			Single: combine(figs[i].single), How: c.how(o.Repeat, figs[i].single[0].Runs)}
+		if len(figs[i].loop) > 0 {
+			loop := combine(figs[i].loop)
+			res.Loop = &loop
 		}
 		rep.Cases = append(rep.Cases, res)
 	}
 	return rep, nil
 }
 
-// run measures one case both ways it can be.
-func (l *bpfLab) run(ctx context.Context, c bpfCase, repeat int) (BPFCase, error) {
-	res := BPFCase{ID: c.id, Hook: c.hook, Program: c.program, Name: c.name, Reason: c.reason, Rules: c.rules, Flow: c.flow}
+// run measures one case both ways it can be: in a loop (nil when it
+// cannot be) and one call per run.
+func (l *bpfLab) run(ctx context.Context, c bpfCase, repeat int) (*BPFFigure, BPFFigure, error) {
 	if err := l.prepare(c); err != nil {
-		return res, err
+		return nil, BPFFigure{}, err
 	}
-	how := []string{}
-	if !c.rewrites && c.flow != "new" {
+	var loop *BPFFigure
+	if c.loops() {
 		f, err := l.compare(ctx, c, false, repeat)
 		if err != nil {
-			return res, err
+			return nil, BPFFigure{}, err
 		}
-		res.Loop = &f
+		loop = &f
+	}
+	single, err := l.compare(ctx, c, true, min(repeat, maxSingleRuns))
+	return loop, single, err
+}
+
+// loops reports whether a loop of runs measures the case: not when the
+// program rewrites the packet, nor for a new flow.
+func (c bpfCase) loops() bool { return !c.rewrites && c.flow != "new" }
+
+// how says how the case's figures were obtained.
+func (c bpfCase) how(repeat, singleRuns int) string {
+	var how []string
+	if c.loops() {
 		how = append(how, fmt.Sprintf("loop: %d runs in one call", repeat))
-	}
-	var err error
-	if res.Single, err = l.compare(ctx, c, true, min(repeat, maxSingleRuns)); err != nil {
-		return res, err
-	}
-	single := fmt.Sprintf("single: %d calls of one run", res.Single.Runs)
-	if c.flow == "new" {
-		single += ", the flow's conntrack entry deleted between calls (untimed)"
 	}
 	if c.flow == "established" {
 		how = append(how, "the first run tracks the flow, the others find it")
 	}
-	res.How = strings.Join(append(how, single), "; ")
-	return res, nil
+	single := fmt.Sprintf("single: %d calls of one run", singleRuns)
+	if c.flow == "new" {
+		single += ", the flow's conntrack entry deleted between calls (untimed)"
+	}
+	return strings.Join(append(how, single), "; ")
 }
 
 // bpfCase is one path to measure.
@@ -474,7 +546,8 @@ func (l *bpfLab) compare(ctx context.Context, c bpfCase, single bool, n int) (BP
 		return BPFFigure{}, fmt.Errorf("bench bpf: %s: only %d of %d runs counted security-group event %s",
 			c.name, got, want, maps.SGEventName(int(c.sgEvent)))
 	}
-	return BPFFigure{Runs: n, NsPerPacket: ns, EmptyNsPerPacket: base, AboveEmpty: ns - base, Ratio: ns / max(base, 1)}, nil
+	return BPFFigure{Runs: n, Passes: 1, NsPerPacket: ns, MinNs: ns, MaxNs: ns, EmptyNsPerPacket: base, AboveEmpty: ns - base,
+		Ratio: ns / max(base, 1)}, nil
 }
 
 // measure returns the kernel-measured ns per run of prog on packet;

@@ -20,7 +20,7 @@ func requireRoot(tb testing.TB) {
 // checks that every case measures the path it names.
 func TestRunBPF(t *testing.T) {
 	requireRoot(t)
-	rep, err := RunBPF(context.Background(), BPFOptions{Repeat: 1000, SGRules: []int{1, 1000}})
+	rep, err := RunBPF(context.Background(), BPFOptions{Repeat: 1000, Passes: 2, SGRules: []int{1, 1000}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestRunBPF(t *testing.T) {
 			figs = append(figs, *c.Loop)
 		}
 		for _, f := range figs {
-			if f.Runs != 1000 || f.NsPerPacket <= 0 || f.EmptyNsPerPacket <= 0 {
+			if f.Runs != 1000 || f.Passes != 2 || f.NsPerPacket <= 0 || f.EmptyNsPerPacket <= 0 || f.MinNs > f.NsPerPacket || f.NsPerPacket > f.MaxNs {
 				t.Errorf("%s %s: %+v", c.Hook, c.Name, f)
 			}
 		}
@@ -50,7 +50,7 @@ func TestRunBPF(t *testing.T) {
 }
 
 func TestRunBPFRejectsBadSizes(t *testing.T) {
-	for _, o := range []BPFOptions{{Repeat: -1}, {SGRules: []int{0}}, {SGRules: []int{10001}}} {
+	for _, o := range []BPFOptions{{Repeat: -1}, {Passes: -1}, {SGRules: []int{0}}, {SGRules: []int{10001}}} {
 		if _, err := RunBPF(context.Background(), o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}

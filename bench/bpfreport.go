@@ -105,7 +105,19 @@ func (r *BPFReport) table() [][]string {
 }
 
 func (f BPFFigure) cells() []string {
-	return []string{fmt.Sprintf("%.0f", f.NsPerPacket), fmt.Sprintf("%.0f", f.EmptyNsPerPacket), fmt.Sprintf("%+.0f", f.AboveEmpty)}
+	ns := fmt.Sprintf("%.0f", f.NsPerPacket)
+	if f.Passes > 1 {
+		ns += fmt.Sprintf(" (%.0f–%.0f)", f.MinNs, f.MaxNs)
+	}
+	return []string{ns, fmt.Sprintf("%.0f", f.EmptyNsPerPacket), fmt.Sprintf("%+.0f", f.AboveEmpty)}
+}
+
+func (r *BPFReport) noiseLine() string {
+	share := 0.0
+	for _, p := range r.Passes {
+		share = max(share, p.OtherShare)
+	}
+	return fmt.Sprintf("noisy passes: %d of %d (others and steal above the noise limit; largest share %.1f %%)", r.NoisyPasses, len(r.Passes), 100*share)
 }
 
 // WriteTable writes the report as an aligned table.
@@ -118,7 +130,8 @@ func (r *BPFReport) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "loop: repeated runs on one packet in one call (- : the program rewrites the packet, or a new flow); single: one call per run")
+	fmt.Fprintln(w, "loop: repeated runs on one packet in one call (- : the program rewrites the packet, or a new flow); single: one call per run;")
+	fmt.Fprintf(w, "medians (min–max) of %d passes, the cases in turn; %s\n", len(r.Passes), r.noiseLine())
 	for _, t := range r.Targets() {
 		fmt.Fprintf(w, "target %s: %.1f (limit %.1f) %s\n", t.Goal, t.Measured, t.Limit, map[bool]string{true: "met", false: "MISSED"}[t.Met])
 	}
@@ -133,7 +146,9 @@ func (r *BPFReport) WriteMarkdown(w io.Writer, charts []string) error {
 	fmt.Fprintln(w, "# vxdp bench bpf: per-packet cost of the programs")
 	fmt.Fprintln(w)
 	r.Machine.markdown(w)
-	fmt.Fprintf(w, "- %d runs per loop figure, up to %d calls per single figure\n\n", r.Repeat, maxSingleRuns)
+	fmt.Fprintf(w, "- %d runs per loop figure, up to %d calls per single figure; every case measured in %d passes, the cases in turn: medians (min–max)\n",
+		r.Repeat, maxSingleRuns, len(r.Passes))
+	fmt.Fprintf(w, "- %s\n\n", strings.ToUpper(r.noiseLine()[:1])+r.noiseLine()[1:])
 	fmt.Fprintln(w, "Each case is measured with BPF_PROG_TEST_RUN next to an empty program of its hook (returning TC_ACT_OK or "+
 		"XDP_PASS), the same way and in the same run; *above* is the difference. **Loop**: the kernel runs the program "+
 		"on the same packet `repeat` times in one call and times the loop (warm caches); not possible for a program "+
@@ -173,7 +188,7 @@ func (r *BPFReport) WriteCharts(dir string) ([]string, error) {
 				f = *c.Loop
 			}
 			pn.cats = append(pn.cats, c.Name)
-			prog.med, prog.lo, prog.hi = append(prog.med, f.NsPerPacket), append(prog.lo, f.NsPerPacket), append(prog.hi, f.NsPerPacket)
+			prog.med, prog.lo, prog.hi = append(prog.med, f.NsPerPacket), append(prog.lo, f.MinNs), append(prog.hi, f.MaxNs)
 			empty.med, empty.lo, empty.hi = append(empty.med, f.EmptyNsPerPacket), append(empty.lo, f.EmptyNsPerPacket), append(empty.hi, f.EmptyNsPerPacket)
 		}
 		pn.series = []series{prog, empty}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -60,6 +61,26 @@ func checkIdle(d time.Duration, noiseLimit float64) (CPUUse, error) {
 	return cpuBetween(a, b, func(pid int, _ procTimes, all map[int]procTimes) bool {
 		return descendantOf(pid, self, all)
 	}, noiseLimit), nil
+}
+
+// waitQuiet waits (at most max) until others leave the machine alone:
+// a second in which they took less than noiseLimit of it.
+func waitQuiet(ctx context.Context, noiseLimit float64, max time.Duration, p *Progress) error {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		u, err := checkIdle(time.Second, noiseLimit)
+		if err != nil {
+			return err
+		}
+		if !u.Noisy {
+			return nil
+		}
+	}
+	p.Logf("the machine stayed busy for %s: measuring anyway", max)
+	return nil
 }
 
 func (m Machine) markdown(w io.Writer) {

@@ -315,10 +315,18 @@ func RunPath(ctx context.Context, o PathOptions) (*PathReport, error) {
 
 // measureQuiet measures, and measures again (up to Retries times) while
 // others took more than the noise limit of the machine: of the tries the
-// quietest counts.
+// quietest counts. Each try waits (up to a minute, not with Quick) for a
+// quiet second first.
 func (r *pathRun) measureQuiet(ctx context.Context, s *pathSetup, m pathMetric, where string) (Sample, error) {
 	var best Sample
 	for try := 0; try <= r.o.Retries; try++ {
+		// On a shared machine: start when others are quiet, if they
+		// become so within a minute.
+		if !r.o.Quick {
+			if err := waitQuiet(ctx, r.o.NoiseLimit, time.Minute, r.o.Progress); err != nil {
+				return best, err
+			}
+		}
 		smp, err := r.measure(ctx, s, m)
 		if err != nil {
 			return smp, err

@@ -172,4 +172,7 @@ func checkBPFReport(t *testing.T, raw []byte) {
 	if len(r.NotMeasured) == 0 {
 		t.Error("the report does not say what it could not measure")
 	}
+	if len(r.Passes) != 2 {
+		t.Errorf("%d passes accounted, want --quick's 2", len(r.Passes))
+	}
 }

@@ -66,6 +66,8 @@ type Sample struct {
 	// arrived, it shows the path, not the generator, set the rate.
 	Offered     float64 `json:"offered_pps,omitempty"`
 	Retransmits int     `json:"tcp_retransmits,omitempty"`
+	// Failed counts transactions that failed (crr: refused or reset).
+	Failed int `json:"failed_transactions,omitempty"`
 	// BPFRedirects is what vxdp's programs forwarded during the run, on
 	// the sending and receiving node: the proof of which path carried it.
 	BPFRedirects uint64 `json:"bpf_redirects"`
@@ -290,7 +292,8 @@ func (r *pathRun) measureRR(s *pathSetup, m pathMetric, smp *Sample) error {
 	if err != nil {
 		return err
 	}
-	lat := within(res.txs, w.cpu.at, w.cpu.at.Add(time.Duration(smp.CPU.Seconds*float64(time.Second))))
+	lat, failed := within(res.txs, w.cpu.at, w.cpu.at.Add(time.Duration(smp.CPU.Seconds*float64(time.Second))))
+	smp.Failed = failed
 	if len(lat) == 0 {
 		return fmt.Errorf("no transaction completed in the window")
 	}

@@ -273,14 +273,19 @@ func (r *PathReport) WriteTable(w io.Writer) error {
 }
 
 func (r *PathReport) noiseLine() string {
-	retried := 0
+	retried, failed := 0, 0
 	for _, s := range r.Samples {
 		if s.Tries > 1 {
 			retried++
 		}
+		failed += s.Failed
 	}
-	return fmt.Sprintf("noisy runs: %d of %d (others and steal above %.0f %% of the machine; largest share %.1f %%; %d runs measured again, up to %d times)",
+	line := fmt.Sprintf("noisy runs: %d of %d (others and steal above %.0f %% of the machine; largest share %.1f %%; %d runs measured again, up to %d times)",
 		r.NoisySamples, len(r.Samples), 100*r.Settings.NoiseLimit, 100*r.MaxOtherShare, retried, r.Settings.Retries)
+	if failed > 0 {
+		line += fmt.Sprintf("; %d transactions failed (refused or reset) and are not counted", failed)
+	}
+	return line
 }
 
 // WriteMarkdown writes the report as a Markdown page showing charts.

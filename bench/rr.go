@@ -19,11 +19,18 @@ import (
 // blocking sockets on threads of their own in the VMs' namespaces, so no
 // scheduler or poller sits between a packet and its answer.
 
-// transaction is one request/response: when it ended and how long it took.
+// transaction is one request/response: when it ended and how long it
+// took, or that it failed.
 type transaction struct {
-	end time.Time
-	rtt time.Duration
+	end    time.Time
+	rtt    time.Duration
+	failed bool
 }
+
+// maxFailures in a row end a crr run: a connection refused or reset now
+// and then (a firewall's conntrack and a reused port's TIME_WAIT can
+// disagree) is counted, a path that stopped working is an error.
+const maxFailures = 20
 
 // ioTimeout bounds every blocking call, so a lost packet ends a run
 // instead of hanging it.
@@ -72,18 +79,23 @@ func runRR(src, dst string, dstIP netip.Addr, newConns bool, length time.Duratio
 			}
 			return nil
 		}
+		failures := 0
 		for time.Now().Before(deadline) {
 			start := time.Now()
 			fd, err := dialTCP(to)
-			if err != nil {
-				return err
-			}
-			_, err = exchange(fd)
-			unix.Close(fd)
-			if err != nil {
-				return err
+			if err == nil {
+				_, err = exchange(fd)
+				unix.Close(fd)
 			}
 			end := time.Now()
+			if err != nil {
+				if failures++; failures == maxFailures {
+					return fmt.Errorf("%d connections in a row failed, the last: %w", failures, err)
+				}
+				txs = append(txs, transaction{end: end, failed: true})
+				continue
+			}
+			failures = 0
 			txs = append(txs, transaction{end: end, rtt: end.Sub(start)})
 		}
 		return nil
@@ -189,13 +201,17 @@ func serveRR(lfd int, stop *atomic.Bool) error {
 	return nil
 }
 
-// within keeps the transactions that ended in [from, to].
-func within(txs []transaction, from, to time.Time) []time.Duration {
-	var out []time.Duration
+// within keeps the transactions that ended in [from, to]: the times of
+// those that completed, and how many failed.
+func within(txs []transaction, from, to time.Time) (rtts []time.Duration, failed int) {
 	for _, t := range txs {
-		if !t.end.Before(from) && !t.end.After(to) {
-			out = append(out, t.rtt)
+		switch {
+		case t.end.Before(from) || t.end.After(to):
+		case t.failed:
+			failed++
+		default:
+			rtts = append(rtts, t.rtt)
 		}
 	}
-	return out
+	return rtts, failed
 }

@@ -37,7 +37,9 @@ const (
 	BridgeMapSgStats      = "sg_stats"
 	BridgeMapStats        = "stats"
 	BridgeMapTxPorts      = "tx_ports"
+	BridgeMapVtepNexthop  = "vtep_nexthop"
 	BridgeMapVteps        = "vteps"
+	BridgeMapVteps6       = "vteps6"
 	BridgeProgVxdpBridge  = "vxdp_bridge"
 )
 
@@ -111,7 +113,9 @@ type BridgeMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // BridgeVariableSpecs contains global variables before they are loaded into the kernel.
@@ -161,7 +165,9 @@ type BridgeMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *BridgeMaps) Close() error {
@@ -187,7 +193,9 @@ func (m *BridgeMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

@@ -37,7 +37,9 @@ const (
 	DeliverMapSgStats      = "sg_stats"
 	DeliverMapStats        = "stats"
 	DeliverMapTxPorts      = "tx_ports"
+	DeliverMapVtepNexthop  = "vtep_nexthop"
 	DeliverMapVteps        = "vteps"
+	DeliverMapVteps6       = "vteps6"
 	DeliverProgVxdpDeliver = "vxdp_deliver"
 )
 
@@ -111,7 +113,9 @@ type DeliverMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // DeliverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -161,7 +165,9 @@ type DeliverMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *DeliverMaps) Close() error {
@@ -187,7 +193,9 @@ func (m *DeliverMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

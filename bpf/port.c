@@ -74,6 +74,21 @@ static __always_inline int too_big(struct __sk_buff *skb, const struct port_info
 	return skb->gso_size ? skb->gso_size + GSO_MIN_HEADERS > port->mtu : skb->len > (__u32)port->mtu + ETH_HLEN;
 }
 
+/* Over an IPv6 underlay a remote port is reached through the network's
+ * vxlan device, which encapsulates from its (l2pop) FDB: the outer UDP
+ * checksum IPv6 requires needs the checksum offloads of the kernel's
+ * UDP tunnel path, which a program cannot set up. The bridge is skipped. */
+static __always_inline enum vxdp_reason to_vxlan_dev(struct __sk_buff *skb, const struct port_info *port)
+{
+	__u32 vni = port->vni;
+	struct net_info *net = bpf_map_lookup_elem(&networks, &vni);
+
+	if (!net || net->kind != NET_VXLAN || !net->dev_ifindex)
+		return PASS_FDB_MISS;
+	bpf_redirect(net->dev_ifindex, 0);
+	return REDIRECT_REMOTE_KERNEL;
+}
+
 /* Send a frame to a remote port of the provider network seg: tagged with
  * its VLAN (a flat network's as it is) out of its physical interface. */
 static __always_inline enum vxdp_reason to_provider(struct __sk_buff *skb, __u32 seg)
@@ -134,6 +149,8 @@ static __always_inline enum vxdp_reason forward(struct __sk_buff *skb, const str
 
 	if (dst->kind == FDB_PROVIDER)
 		return too_big(skb, port) ? PASS_TOO_BIG : to_provider(skb, port->vni);
+	if (dst->kind == FDB_REMOTE && (cfg->flags & CFG_F_UNDERLAY_IPV6))
+		return to_vxlan_dev(skb, port);
 	/* Anything but a well-formed remote entry is left to the kernel: an
 	 * entry of another kind or without a VTEP would encapsulate to 0.0.0.0. */
 	if (dst->kind != FDB_REMOTE || !dst->vtep)

@@ -35,6 +35,7 @@ const (
 	PortConfigFlagCFG_F_FORWARD       PortConfigFlag = 1
 	PortConfigFlagCFG_F_MONITOR_DROPS PortConfigFlag = 2
 	PortConfigFlagCFG_F_MONITOR_TRACE PortConfigFlag = 4
+	PortConfigFlagCFG_F_UNDERLAY_IPV6 PortConfigFlag = 8
 )
 
 type PortCtEntry struct {
@@ -106,6 +107,7 @@ type PortFdbEntry struct {
 	Vtep    uint32
 	Kind    uint8
 	Pad     [3]uint8
+	Vtep6   [16]uint8
 }
 
 type PortFdbKey struct {
@@ -156,12 +158,14 @@ type PortNetFlag uint32
 
 const (
 	PortNetFlagNET_F_VLAN_TRANSPARENT PortNetFlag = 1
+	PortNetFlagNET_F_VLAN_EMULATED    PortNetFlag = 2
 )
 
 type PortNetInfo struct {
 	_           structs.HostLayout
 	DevIfindex  uint32
 	PhysIfindex uint32
+	PeerIfindex uint32
 	Mtu         uint16
 	Flags       uint16
 	Vlan        uint16
@@ -291,6 +295,12 @@ type PortVniAddr struct {
 	Addr uint32
 }
 
+type PortVniAddr6 struct {
+	_    structs.HostLayout
+	Vni  uint32
+	Addr [16]uint8
+}
+
 type PortVxdpConfig struct {
 	_             structs.HostLayout
 	LocalIp       uint32
@@ -302,6 +312,7 @@ type PortVxdpConfig struct {
 	Flags         uint8
 	UplinkMac     [6]uint8
 	Pad           [2]uint8
+	LocalIp6      [16]uint8
 }
 
 type PortVxdpProg uint32
@@ -357,38 +368,43 @@ const (
 	PortVxdpReasonREDIRECT_LOCAL           PortVxdpReason = 35
 	PortVxdpReasonREDIRECT_REMOTE          PortVxdpReason = 36
 	PortVxdpReasonREDIRECT_REMOTE_GSO      PortVxdpReason = 37
-	PortVxdpReasonREDIRECT_PROVIDER        PortVxdpReason = 38
-	PortVxdpReasonPASS_NOT_IPV4            PortVxdpReason = 39
-	PortVxdpReasonPASS_MALFORMED           PortVxdpReason = 40
-	PortVxdpReasonPASS_NOT_UDP             PortVxdpReason = 41
-	PortVxdpReasonPASS_VLAN_TAGGED         PortVxdpReason = 42
-	PortVxdpReasonPASS_IP_OPTIONS          PortVxdpReason = 43
-	PortVxdpReasonPASS_FRAGMENT            PortVxdpReason = 44
-	PortVxdpReasonPASS_NOT_VXLAN           PortVxdpReason = 45
-	PortVxdpReasonDROP_VXLAN_TRUNCATED     PortVxdpReason = 46
-	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 47
-	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 48
-	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 49
-	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 50
-	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 51
-	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 52
-	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 53
-	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 54
-	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 55
-	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 56
-	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 57
-	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 58
-	PortVxdpReasonREDIRECT_FROM_PROVIDER   PortVxdpReason = 59
-	PortVxdpReasonPASS_PROVIDER_BUM        PortVxdpReason = 60
-	PortVxdpReasonPASS_PROVIDER_FDB_MISS   PortVxdpReason = 61
-	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 62
-	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 63
-	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 64
-	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 65
-	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 66
-	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 67
-	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 68
-	PortVxdpReasonREASON_MAX               PortVxdpReason = 69
+	PortVxdpReasonREDIRECT_REMOTE_KERNEL   PortVxdpReason = 38
+	PortVxdpReasonREDIRECT_PROVIDER        PortVxdpReason = 39
+	PortVxdpReasonPASS_NOT_IPV4            PortVxdpReason = 40
+	PortVxdpReasonPASS_MALFORMED           PortVxdpReason = 41
+	PortVxdpReasonPASS_NOT_UDP             PortVxdpReason = 42
+	PortVxdpReasonPASS_VLAN_TAGGED         PortVxdpReason = 43
+	PortVxdpReasonPASS_IP_OPTIONS          PortVxdpReason = 44
+	PortVxdpReasonPASS_FRAGMENT            PortVxdpReason = 45
+	PortVxdpReasonPASS_NOT_VXLAN           PortVxdpReason = 46
+	PortVxdpReasonDROP_VXLAN_TRUNCATED     PortVxdpReason = 47
+	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 48
+	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 49
+	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 50
+	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 51
+	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 52
+	PortVxdpReasonDROP_UDP_CSUM            PortVxdpReason = 53
+	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 54
+	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 55
+	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 56
+	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 57
+	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 58
+	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 59
+	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 60
+	PortVxdpReasonREDIRECT_FROM_PROVIDER   PortVxdpReason = 61
+	PortVxdpReasonPASS_PROVIDER_BUM        PortVxdpReason = 62
+	PortVxdpReasonPASS_PROVIDER_FDB_MISS   PortVxdpReason = 63
+	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 64
+	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 65
+	PortVxdpReasonPASS_NOT_PROVIDER        PortVxdpReason = 66
+	PortVxdpReasonREDIRECT_TO_BRIDGE       PortVxdpReason = 67
+	PortVxdpReasonREDIRECT_TO_PHYSICAL     PortVxdpReason = 68
+	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 69
+	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 70
+	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 71
+	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 72
+	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 73
+	PortVxdpReasonREASON_MAX               PortVxdpReason = 74
 )
 
 // Names of all BPF objects in the ELF.
@@ -416,7 +432,9 @@ const (
 	PortMapSgStats               = "sg_stats"
 	PortMapStats                 = "stats"
 	PortMapTxPorts               = "tx_ports"
+	PortMapVtepNexthop           = "vtep_nexthop"
 	PortMapVteps                 = "vteps"
+	PortMapVteps6                = "vteps6"
 	PortProgVxdpPort             = "vxdp_port"
 	PortVarBtfAnchorAddrFamily   = "btf_anchor_addr_family"
 	PortVarBtfAnchorConfigFlag   = "btf_anchor_config_flag"
@@ -505,7 +523,9 @@ type PortMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // PortVariableSpecs contains global variables before they are loaded into the kernel.
@@ -570,7 +590,9 @@ type PortMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *PortMaps) Close() error {
@@ -596,7 +618,9 @@ func (m *PortMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

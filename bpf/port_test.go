@@ -327,3 +327,26 @@ func TestVXLANProgramNeedsMetadata(t *testing.T) {
 		{name: "frame without tunnel metadata drops", in: fromA(vmB), verdict: tcShot, reason: "DROP_NO_TUNNEL_INFO"},
 	})
 }
+
+// TestEncapNextHop: with the VTEP's next hop in vtep_nexthop (the agent
+// read it from the kernel's neighbour table), encapsulation writes its
+// MAC as the outer destination and redirects plainly; without, the outer
+// destination is left for bpf_redirect_neigh.
+func TestEncapNextHop(t *testing.T) {
+	gateway := mac("02:00:c0:a8:f8:fe")
+	in := fromA(vmR)
+	withNextHop := func(t *testing.T, w *world) {
+		w.put(t, maps.VTEPNextHop, maps.BE32(vmR.vtep), maps.MACValue{Mac: mac6(gateway)})
+		w.seedIPID(t, seedIPID)
+	}
+	runCases(t, progPort, []testCase{
+		{name: "next hop known: its MAC", setup: withNextHop, in: in, verdict: tcRedirect, reason: "REDIRECT_REMOTE",
+			wantFrom: func(t *testing.T, out []byte) []byte {
+				want := encapsulatedTo(vmR, seedIPID, in)(t, out)
+				copy(want[0:6], gateway)
+				return want
+			}},
+		{name: "next hop unknown: left to the neighbour lookup", in: in, verdict: tcRedirect, reason: "REDIRECT_REMOTE",
+			wantFrom: encapsulatedTo(vmR, seedIPID, in)},
+	})
+}

@@ -40,7 +40,6 @@ func withProvider(t *testing.T, w *world) {
 	w.put(t, maps.Networks, segFlat, maps.NetInfo{DevIfindex: loIfindex, PhysIfindex: loIfindex, Mtu: 1500, Kind: maps.NetFlat})
 	w.put(t, maps.ProviderIn, maps.NewProviderKey(loIfindex, 99), segVLAN)
 	w.put(t, maps.ProviderIn, maps.NewProviderKey(loIfindex, 0), segFlat)
-	w.put(t, maps.SegmentDevs, uint32(loIfindex), segFlat)
 	for _, p := range []vm{vmP, vmP2, vmF} {
 		w.put(t, maps.Ports, p.ifindex, maps.PortInfo{Vni: p.vni, Mtu: 1500, Flags: maps.PortSecurity | maps.PortBridged,
 			Mac: mac6(p.mac), Ip4: maps.BE32(p.ip)})
@@ -113,10 +112,17 @@ func TestProviderUplinkProgram(t *testing.T) {
 	})
 }
 
-// TestSegmentProgram: what the kernel received of a provider network on
-// its segment device (here lo as the flat network's interface).
+// TestSegmentProgram: what the kernel received on a provider network's
+// physical interface (here lo, carrying the flat network untagged), and
+// the far end of an emulated VLAN device. (A test run cannot give the skb
+// a VLAN tag: the tagged paths are the lab's e2e test's.)
 func TestSegmentProgram(t *testing.T) {
 	fromPhys := func(dst vm) []byte { return frames.TCP4(physMAC, dst.mac, addr("172.16.98.1"), dst.ip, 40000, 64) }
+	emulated := func(t *testing.T, w *world) {
+		withProvider(t, w)
+		update(t, w, maps.Networks, segVLAN, func(n *maps.NetInfo) { n.Flags |= maps.NetVLANEmulated; n.PeerIfindex = loIfindex })
+		w.put(t, maps.SegmentDevs, uint32(loIfindex), segVLAN)
+	}
 	runCases(t, progSegment, []testCase{
 		{name: "to a local port: redirected", setup: withProvider, in: fromPhys(vmF), verdict: tcRedirect, reason: "REDIRECT_LOCAL"},
 		{name: "to another network's port: the bridge", setup: withProvider, in: fromPhys(vmP), verdict: tcOK, reason: "PASS_PROVIDER_FDB_MISS"},
@@ -124,6 +130,12 @@ func TestSegmentProgram(t *testing.T) {
 			verdict: tcOK, reason: "PASS_PROVIDER_BUM"},
 		{name: "from a local port's MAC: a forgery", setup: withProvider,
 			in: frames.TCP4(vmF.mac, vmF.mac, vmF.ip, vmF.ip, 1, 64), verdict: tcShot, reason: "DROP_INNER_SRC_LOCAL"},
-		{name: "a device that is no segment: dropped", in: fromPhys(vmF), verdict: tcShot, reason: "DROP_SEGMENT_UNKNOWN"},
+		{name: "no provider network on the interface: the kernel", in: fromPhys(vmF), verdict: tcOK, reason: "PASS_NOT_PROVIDER"},
+		{name: "out of an emulated VLAN device: tagged, to the physical interface", setup: emulated, in: fromPhys(vmQ),
+			verdict: tcRedirect, reason: "REDIRECT_TO_PHYSICAL"},
+		{name: "an emulated device of a network not emulated: dropped", setup: func(t *testing.T, w *world) {
+			withProvider(t, w)
+			w.put(t, maps.SegmentDevs, uint32(loIfindex), segVLAN)
+		}, in: fromPhys(vmQ), verdict: tcShot, reason: "DROP_SEGMENT_UNKNOWN"},
 	})
 }

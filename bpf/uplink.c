@@ -183,6 +183,156 @@ static __always_inline enum vxdp_reason from_provider(struct xdp_md *ctx, const 
 	return REDIRECT_FROM_PROVIDER;
 }
 
+/* vxdp_udp6_csum sums the len bytes at off of the frame onto seed (the
+ * pseudo-header's sum) and reports whether the UDP checksum they hold is
+ * right: IPv6 has no header checksum, so this is also what vouches for
+ * the source address. bpf_csum_diff takes 512- then 64-byte chunks, then
+ * 32 down to 4; the last bytes go by hand. A global function: the verifier checks it once,
+ * apart from the program's paths. */
+#define CSUM_CHUNKS 18 /* 512-byte chunks: a 9000-byte jumbo frame */
+
+__attribute__((noinline)) int vxdp_udp6_csum(struct xdp_md *ctx, __u32 off, __u32 len, __u32 seed)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 *p = data + (off & 0x7f);
+	__u64 acc = seed;
+	__s64 sum;
+
+	for (int i = 0; i < CSUM_CHUNKS; i++) {
+		if (len < 512)
+			break;
+		if ((void *)(p + 512) > data_end)
+			return 0;
+		sum = bpf_csum_diff(0, 0, (__be32 *)p, 512, 0);
+		if (sum < 0)
+			return 0;
+		acc += (__u64)sum;
+		p += 512;
+		len -= 512;
+	}
+	for (int i = 0; i < 8; i++) {
+		if (len < 64)
+			break;
+		if ((void *)(p + 64) > data_end)
+			return 0;
+		sum = bpf_csum_diff(0, 0, (__be32 *)p, 64, 0);
+		if (sum < 0)
+			return 0;
+		acc += (__u64)sum;
+		p += 64;
+		len -= 64;
+	}
+#pragma unroll
+	for (__u32 size = 32; size >= 4; size /= 2) {
+		if (len >= size) {
+			if ((void *)(p + size) > data_end)
+				return 0;
+			sum = bpf_csum_diff(0, 0, (__be32 *)p, size, 0);
+			if (sum < 0)
+				return 0;
+			acc += (__u64)sum;
+			p += size;
+			len -= size;
+		}
+	}
+	/* In memory order, trailing bytes are a word padded with zeros. */
+	if (len >= 2) {
+		if ((void *)(p + 2) > data_end)
+			return 0;
+		acc += *(__u16 *)p;
+		p += 2;
+		len -= 2;
+	}
+	if (len) {
+		if ((void *)(p + 1) > data_end)
+			return 0;
+		acc += *p;
+	}
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+	return acc == 0xffff;
+}
+
+/* The sum of an IPv6 UDP pseudo-header (addresses, length, next header),
+ * in memory order, folded to 32 bits; 0 on failure. */
+static __always_inline __u32 udp6_pseudo_sum(const struct ipv6hdr *ip6, __u32 len)
+{
+	__s64 sum = bpf_csum_diff(0, 0, (__be32 *)&ip6->saddr, 2 * sizeof(struct in6_addr), 0);
+	__u64 acc;
+
+	if (sum < 0)
+		return 0;
+	acc = (__u64)(__u32)sum + bpf_htonl(len) + bpf_htonl(IPPROTO_UDP);
+	return (__u32)((acc & 0xffffffff) + (acc >> 32));
+}
+
+/* VXLAN over an IPv6 underlay (CFG_F_UNDERLAY_IPV6): the checks of the
+ * IPv4 path, with the UDP checksum (mandatory over IPv6) verified before
+ * a frame is decapsulated in XDP; anything unusual goes to the kernel,
+ * whose decapsulation the vxlan program checks. */
+static __always_inline enum vxdp_reason decide6(struct xdp_md *ctx, const struct vxdp_config *cfg, __u32 l3off,
+						__u32 *vni_out)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6hdr *ip6;
+	struct udphdr *udp;
+	struct vxlanhdr *vx;
+	struct ethhdr *inner;
+	struct vni_addr6 vtep = {};
+	__u32 vni, len;
+	enum vxdp_reason r;
+
+	if (l3off > 22)
+		return PASS_MALFORMED;
+	ip6 = header_at(struct ipv6hdr, data + l3off, data_end);
+	if (!ip6 || ip6->version != 6)
+		return PASS_MALFORMED;
+	if (ip6->nexthdr != IPPROTO_UDP)
+		return PASS_NOT_UDP; /* extension headers too: the kernel's */
+	udp = (struct udphdr *)(ip6 + 1);
+	if (!header_at(struct udphdr, udp, data_end))
+		return PASS_MALFORMED;
+	if (udp->dest != cfg->vxlan_port)
+		return PASS_NOT_VXLAN;
+	len = bpf_ntohs(ip6->payload_len);
+	vx = (struct vxlanhdr *)(udp + 1);
+	inner = (struct ethhdr *)(vx + 1);
+	if ((void *)(inner + 1) > data_end || (void *)udp + len != data_end || bpf_ntohs(udp->len) != len)
+		return DROP_VXLAN_TRUNCATED;
+	if (vx->vx_flags != bpf_htonl(VXLAN_HF_VNI) || (vx->vx_vni & bpf_htonl(0xff)))
+		return DROP_VXLAN_FLAGS;
+	vni = bpf_ntohl(vx->vx_vni) >> 8;
+	*vni_out = vni;
+	vtep.vni = vni;
+	__builtin_memcpy(vtep.addr, &ip6->saddr, sizeof(vtep.addr));
+	if (!bpf_map_lookup_elem(&vteps6, &vtep))
+		return bpf_map_lookup_elem(&networks, &vni) ? DROP_VTEP_UNKNOWN : PASS_VNI_UNKNOWN;
+	if (!ipv6_equal(&ip6->daddr, cfg->local_ip6))
+		return DROP_NOT_LOCAL;
+	if (mac_is_local_port(vni, inner->h_source))
+		return DROP_INNER_SRC_LOCAL;
+	/* A zero checksum is the kernel's to accept (udp6zerocsumrx) or drop. */
+	if (!udp->check)
+		return PASS_UDP_CSUM;
+	if (!forwarding(cfg))
+		return PASS_KERNEL_FORWARDING;
+	if (mac_is_multicast(inner->h_dest))
+		return PASS_INNER_BUM;
+	r = to_local_port(data, data_end, inner->h_dest, inner->h_proto, (void *)(inner + 1) - data, vni, PASS_INNER_FDB_MISS);
+	if (r)
+		return r;
+	if (!vxdp_udp6_csum(ctx, (void *)udp - data, len, udp6_pseudo_sum(ip6, len)))
+		return DROP_UDP_CSUM;
+	if (bpf_xdp_adjust_head(ctx, (int)((void *)inner - data)))
+		return PASS_DECAP_FAILED;
+	return REDIRECT_LOCAL;
+}
+
 static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_out)
 {
 	void *data = (void *)(long)ctx->data;
@@ -212,6 +362,8 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 	 * taken out by the driver, is for a VLAN device. */
 	if (!parsed || !l3.vid_zero || (stripped > 0 && stripped_vid))
 		return PASS_VLAN_TAGGED;
+	if (cfg && (cfg->flags & CFG_F_UNDERLAY_IPV6))
+		return l3.proto == bpf_htons(ETH_P_IPV6) ? decide6(ctx, cfg, l3.off, vni_out) : PASS_NOT_IPV4;
 	if (l3.proto != bpf_htons(ETH_P_IP))
 		return PASS_NOT_IPV4;
 	if (l3.off > 22)
@@ -247,9 +399,11 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 	 * the kernel to reassemble and decapsulate (and the vxlan program
 	 * checks it again). */
 	ip_len = bpf_ntohs(ip->tot_len);
-	vx = header_at(struct vxlanhdr, udp + 1, data_end);
-	inner = (struct ethhdr *)((void *)udp + sizeof(*udp) + sizeof(*vx));
-	if (!vx || !header_at(struct ethhdr, inner, data_end) || (void *)ip + ip_len != data_end ||
+	vx = (struct vxlanhdr *)(udp + 1);
+	inner = (struct ethhdr *)(vx + 1);
+	/* One bound check for both headers (a pointer-or-NULL per header
+	 * compiles into something the verifier cannot follow). */
+	if ((void *)(inner + 1) > data_end || (void *)ip + ip_len != data_end ||
 	    (!ipv4_is_fragment(ip) && bpf_ntohs(udp->len) != ip_len - sizeof(*ip)))
 		return DROP_VXLAN_TRUNCATED;
 	if (vx->vx_flags != bpf_htonl(VXLAN_HF_VNI) || (vx->vx_vni & bpf_htonl(0xff)))

@@ -37,7 +37,9 @@ const (
 	UplinkMapSgStats      = "sg_stats"
 	UplinkMapStats        = "stats"
 	UplinkMapTxPorts      = "tx_ports"
+	UplinkMapVtepNexthop  = "vtep_nexthop"
 	UplinkMapVteps        = "vteps"
+	UplinkMapVteps6       = "vteps6"
 	UplinkProgVxdpUplink  = "vxdp_uplink"
 )
 
@@ -111,7 +113,9 @@ type UplinkMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // UplinkVariableSpecs contains global variables before they are loaded into the kernel.
@@ -161,7 +165,9 @@ type UplinkMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *UplinkMaps) Close() error {
@@ -187,7 +193,9 @@ func (m *UplinkMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

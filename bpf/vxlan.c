@@ -34,8 +34,12 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 	struct vni_addr vtep;
 	__u32 vni, ifindex = 0;
 	enum vxdp_reason r;
+	int ipv6;
 
-	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), 0))
+	if (!cfg)
+		return DROP_NO_TUNNEL_INFO;
+	ipv6 = cfg->flags & CFG_F_UNDERLAY_IPV6;
+	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), ipv6 ? BPF_F_TUNINFO_IPV6 : 0))
 		return DROP_NO_TUNNEL_INFO;
 	vni = tk.tunnel_id;
 	*vni_out = vni;
@@ -44,12 +48,23 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 		return DROP_VNI_UNKNOWN;
 	if (net->kind != NET_VXLAN || net->dev_ifindex != skb->ifindex)
 		return DROP_VNI_MISMATCH;
-	vtep.vni = vni;
-	vtep.addr = bpf_htonl(tk.remote_ipv4);
-	if (!bpf_map_lookup_elem(&vteps, &vtep))
-		return DROP_VTEP_UNKNOWN;
-	if (!cfg || bpf_htonl(tk.local_ipv4) != cfg->local_ip)
-		return DROP_NOT_LOCAL;
+	if (ipv6) {
+		struct vni_addr6 vtep6 = { .vni = vni };
+
+		/* The tunnel key holds IPv6 addresses in network order. */
+		__builtin_memcpy(vtep6.addr, tk.remote_ipv6, sizeof(vtep6.addr));
+		if (!bpf_map_lookup_elem(&vteps6, &vtep6))
+			return DROP_VTEP_UNKNOWN;
+		if (!ipv6_equal((const struct in6_addr *)tk.local_ipv6, cfg->local_ip6))
+			return DROP_NOT_LOCAL;
+	} else {
+		vtep.vni = vni;
+		vtep.addr = bpf_htonl(tk.remote_ipv4);
+		if (!bpf_map_lookup_elem(&vteps, &vtep))
+			return DROP_VTEP_UNKNOWN;
+		if (bpf_htonl(tk.local_ipv4) != cfg->local_ip)
+			return DROP_NOT_LOCAL;
+	}
 	if (!eth)
 		return DROP_RUNT;
 	if (mac_is_local_port(vni, eth->h_source))

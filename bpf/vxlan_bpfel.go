@@ -37,7 +37,9 @@ const (
 	VxlanMapSgStats      = "sg_stats"
 	VxlanMapStats        = "stats"
 	VxlanMapTxPorts      = "tx_ports"
+	VxlanMapVtepNexthop  = "vtep_nexthop"
 	VxlanMapVteps        = "vteps"
+	VxlanMapVteps6       = "vteps6"
 	VxlanProgVxdpVxlan   = "vxdp_vxlan"
 )
 
@@ -111,7 +113,9 @@ type VxlanMapSpecs struct {
 	SgStats      *ebpf.MapSpec `ebpf:"sg_stats"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	TxPorts      *ebpf.MapSpec `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.MapSpec `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.MapSpec `ebpf:"vteps"`
+	Vteps6       *ebpf.MapSpec `ebpf:"vteps6"`
 }
 
 // VxlanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -161,7 +165,9 @@ type VxlanMaps struct {
 	SgStats      *ebpf.Map `ebpf:"sg_stats"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	TxPorts      *ebpf.Map `ebpf:"tx_ports"`
+	VtepNexthop  *ebpf.Map `ebpf:"vtep_nexthop"`
 	Vteps        *ebpf.Map `ebpf:"vteps"`
+	Vteps6       *ebpf.Map `ebpf:"vteps6"`
 }
 
 func (m *VxlanMaps) Close() error {
@@ -187,7 +193,9 @@ func (m *VxlanMaps) Close() error {
 		m.SgStats,
 		m.Stats,
 		m.TxPorts,
+		m.VtepNexthop,
 		m.Vteps,
+		m.Vteps6,
 	)
 }
 

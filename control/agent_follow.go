@@ -26,9 +26,9 @@ type viewFollower struct {
 	persist *persister
 
 	v             *view
-	watermark     uint64 // every followed change up to here is in v
-	maxRev        uint64 // highest revision merged into v (loads run ahead)
-	sgs           map[string]bool
+	watermark     uint64          // every followed change up to here is in v
+	maxRev        uint64          // highest revision merged into v (loads run ahead)
+	refs          map[string]bool // followed ref filters (see wanted)
 	filters       []string
 	main          *follower
 	caughtUp      bool
@@ -177,7 +177,7 @@ func (f *viewFollower) fullSync(created time.Time, lastSeq uint64) {
 	f.dropView()
 	f.v = newView(f.opts.Host, f.opts.VTEP)
 	f.watermark, f.maxRev = lastSeq, lastSeq
-	f.sgs = map[string]bool{}
+	f.refs = map[string]bool{}
 	f.filters = nil
 	f.streamCreated = created
 	clear(f.inflight)
@@ -221,11 +221,11 @@ func (f *viewFollower) loadSnapshot(info bucketInfo) bool {
 	f.dropView()
 	f.v = v
 	f.watermark, f.maxRev = h.Watermark, max(h.Watermark, h.DesiredRevision)
-	f.sgs = map[string]bool{}
-	for _, id := range h.SecurityGroups {
-		f.sgs[id] = true
+	f.refs = map[string]bool{}
+	for _, r := range h.Refs {
+		f.refs[r] = true
 	}
-	f.filters = v.filters(f.sgs)
+	f.filters = v.filters(f.refs)
 	f.streamCreated = created
 	f.log.Info("control plane delta resync", "from_revision", h.Watermark, "records", h.Records, "bucket_revision", lastSeq)
 	f.resynced("delta")
@@ -248,8 +248,9 @@ func (f *viewFollower) restartMain(ctx context.Context) error {
 }
 
 // reconfigure makes the followed part match what the view says the host
-// needs: it loads networks and security groups newly needed (their latest
-// values), forgets those no longer needed, and restarts the follower with
+// needs: it loads networks and refs (security groups, remote groups'
+// members, address groups) newly needed (their latest values), forgets
+// those no longer needed, and restarts the follower with
 // the new filters from the watermark. Loading can reveal more needs (a new
 // network's local ports name security groups), hence the loop.
 func (f *viewFollower) reconfigure(ctx context.Context) error {
@@ -263,14 +264,14 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 				changed = true
 			}
 		}
-		for id := range f.sgs {
-			if !w.sgs[id] {
-				f.v.dropSG(id)
-				delete(f.sgs, id)
+		for r := range f.refs {
+			if !w.refs[r] {
+				f.v.dropRef(r)
+				delete(f.refs, r)
 				changed = true
 			}
 		}
-		var addedNets, addedSGs []string
+		var addedNets, addedRefs []string
 		for id := range w.nets {
 			if f.v.net(id) == nil {
 				f.v.followNetwork(id)
@@ -278,11 +279,11 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 				load = append(load, NetworkFilter(id))
 			}
 		}
-		for id := range w.sgs {
-			if !f.sgs[id] {
-				f.sgs[id] = true
-				addedSGs = append(addedSGs, id)
-				load = append(load, SecGroupKey(id))
+		for r := range w.refs {
+			if !f.refs[r] {
+				f.refs[r] = true
+				addedRefs = append(addedRefs, r)
+				load = append(load, r)
 			}
 		}
 		base := f.filters == nil
@@ -299,8 +300,8 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 			for _, id := range addedNets {
 				f.v.dropNetwork(id)
 			}
-			for _, id := range addedSGs {
-				delete(f.sgs, id)
+			for _, r := range addedRefs {
+				delete(f.refs, r)
 			}
 			return err
 		}
@@ -314,7 +315,7 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 	if !changed {
 		return nil
 	}
-	f.filters = f.v.filters(f.sgs)
+	f.filters = f.v.filters(f.refs)
 	f.m.networks.Set(float64(len(f.v.nets)))
 	f.markDirty()
 	return f.restartMain(ctx)
@@ -634,7 +635,7 @@ func (f *viewFollower) maybeSnapshot() time.Duration {
 	}
 	began := time.Now()
 	raw, err := encodeSnapshot(f.v, snapshotHeader{Host: f.opts.Host, Bucket: f.bucket, StreamCreated: f.streamCreated,
-		Watermark: f.watermark, DesiredRevision: f.sentRev, SecurityGroups: sortedSet(f.sgs)})
+		Watermark: f.watermark, DesiredRevision: f.sentRev, Refs: sortedSet(f.refs)})
 	if err != nil {
 		f.log.Warn("could not encode the control-plane snapshot", "err", err)
 		return 0

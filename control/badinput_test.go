@@ -294,7 +294,7 @@ func TestControllerValidation(t *testing.T) {
 			return err
 		}, control.ErrInvalid, "invalid host"},
 		{"bad rule", func() error {
-			_, err := c.AddSecurityGroupRule(ctx, "web", control.SGRule{Direction: "inbound", Protocol: "tcp", PortRangeMin: 22, PortRangeMax: 22})
+			_, err := c.AddSecurityGroupRule(ctx, "web", control.SGRule{Direction: "inbound", Protocol: "tcp", PortRangeMin: control.IntPtr(22), PortRangeMax: control.IntPtr(22)})
 			return err
 		}, control.ErrInvalid, `direction "inbound"`},
 		{"rule prefix with host bits", func() error {
@@ -327,9 +327,10 @@ func TestControllerValidation(t *testing.T) {
 	for k := range keys.Keys() {
 		all = append(all, k)
 	}
-	// net, vni, sg, port, mac, ip and the default group the port joined:
-	// the refused requests left no reservation.
-	if len(all) != 7 || !slices.Contains(all, control.SecGroupKey(control.DefaultGroupID)) {
+	// net, vni, sg, port, mac, ip, the default group (made with the
+	// project's first group) and the port's member record in it: the
+	// refused requests left no reservation.
+	if len(all) != 8 || !slices.Contains(all, control.SecGroupKey(control.DefaultGroupID)) {
 		t.Errorf("keys after refused requests: %v", all)
 	}
 }

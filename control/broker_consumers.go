@@ -50,8 +50,10 @@ func (b *Broker) createConsumer(ctx context.Context, host string, data []byte) (
 // entitled checks that a host may follow filter: every registration, its
 // own agent record and bindings; a network only while a port of the
 // network is bound to it; a security group only while a port bound to it
-// is in the group. proof names the record that says so (a binding, a port
-// record); when it does not, the host's bindings are searched.
+// is in the group; a group's members or an address group only while a
+// port bound to it is in a group with a rule naming them as remote. proof
+// names the record that says so (a binding, a port record); when it does
+// not, the host's bindings are searched.
 func (b *Broker) entitled(ctx context.Context, held *hostHoldings, filter, proof string) error {
 	host := held.host
 	switch filter {
@@ -67,6 +69,8 @@ func (b *Broker) entitled(ctx context.Context, held *hostHoldings, filter, proof
 		holds = func(key string) (bool, error) { return held.bound(ctx, key, id) }
 	case KindSecGroup:
 		holds = func(key string) (bool, error) { return held.inGroup(ctx, key, id) }
+	case KindMember, KindAddressGroup:
+		holds = func(key string) (bool, error) { return held.namesRemote(ctx, key, kind, id) }
 	default:
 		return deny("agents of host %s may not follow it", host)
 	}
@@ -86,11 +90,12 @@ func (b *Broker) entitled(ctx context.Context, held *hostHoldings, filter, proof
 }
 
 // hostHoldings reads, for one request, the records that entitle a host to
-// follow networks and security groups.
+// follow networks, security groups, members and address groups.
 type hostHoldings struct {
-	b    *Broker
-	host string
-	keys []string // binding keys of the host, once loaded
+	b      *Broker
+	host   string
+	keys   []string                        // binding keys of the host, once loaded
+	groups map[string]*SecurityGroupRecord // read so far (nil: none)
 }
 
 // record returns the record of key if it is of kind (nil otherwise).
@@ -115,22 +120,71 @@ func (h *hostHoldings) bound(ctx context.Context, key, netID string) (bool, erro
 	return rec != nil && rec.(*BindingRecord).NetworkID == netID, err
 }
 
-// inGroup reports whether key is a port record, or a binding of the host
-// naming one, of a port bound to the host and in security group sg.
-func (h *hostHoldings) inGroup(ctx context.Context, key, sg string) (bool, error) {
+// boundPort returns the port record key names, or the port a binding of
+// the host names, if that port is bound to the host (nil otherwise).
+func (h *hostHoldings) boundPort(ctx context.Context, key string) (*PortRecord, error) {
 	if k := ParseKey(key); k.Kind == KindBinding {
 		rec, err := h.record(ctx, key, KindBinding)
 		if rec == nil || err != nil || BindingKey(h.host, k.Port) != key {
-			return false, err
+			return nil, err
 		}
 		key = PortKey(rec.(*BindingRecord).NetworkID, k.Port)
 	}
 	rec, err := h.record(ctx, key, KindPort)
 	if rec == nil || err != nil {
+		return nil, err
+	}
+	if p := rec.(*PortRecord); HostToken(p.Host) == HostToken(h.host) {
+		return p, nil
+	}
+	return nil, nil
+}
+
+// inGroup reports whether key is a port record, or a binding of the host
+// naming one, of a port bound to the host and in security group sg.
+func (h *hostHoldings) inGroup(ctx context.Context, key, sg string) (bool, error) {
+	p, err := h.boundPort(ctx, key)
+	return p != nil && slices.Contains(p.SecurityGroups, sg), err
+}
+
+// namesRemote reports whether key is a port record, or a binding of the
+// host naming one, of a port bound to the host and in a security group
+// with a rule whose remote group (kind KindMember) or address group (kind
+// KindAddressGroup) is id.
+func (h *hostHoldings) namesRemote(ctx context.Context, key string, kind KeyKind, id string) (bool, error) {
+	p, err := h.boundPort(ctx, key)
+	if p == nil || err != nil {
 		return false, err
 	}
-	p := rec.(*PortRecord)
-	return HostToken(p.Host) == HostToken(h.host) && slices.Contains(p.SecurityGroups, sg), nil
+	for _, sg := range p.SecurityGroups {
+		g, err := h.group(ctx, sg)
+		if err != nil {
+			return false, err
+		}
+		if g != nil && slices.ContainsFunc(g.Rules, func(r SGRule) bool {
+			return kind == KindMember && r.RemoteGroupID == id || kind == KindAddressGroup && r.RemoteAddressGroupID == id
+		}) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// group reads a security group once per request (nil: none).
+func (h *hostHoldings) group(ctx context.Context, id string) (*SecurityGroupRecord, error) {
+	if g, ok := h.groups[id]; ok {
+		return g, nil
+	}
+	rec, err := h.record(ctx, SecGroupKey(id), KindSecGroup)
+	if err != nil {
+		return nil, err
+	}
+	if h.groups == nil {
+		h.groups = map[string]*SecurityGroupRecord{}
+	}
+	g, _ := rec.(*SecurityGroupRecord)
+	h.groups[id] = g
+	return g, nil
 }
 
 // bindings are the binding keys of the host.

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -70,6 +71,9 @@ type ControllerOptions struct {
 	VNIRanges []VNIRange
 	// Log (default slog.Default()).
 	Log *slog.Logger
+	// MemberSyncGrace: SyncMembers leaves member records this young alone
+	// (default DefaultMemberSyncGrace).
+	MemberSyncGrace time.Duration
 }
 
 // Controller performs the neutron-server role: it validates requests and
@@ -83,6 +87,8 @@ type Controller struct {
 	bucket string
 	ranges []VNIRange
 	log    *slog.Logger
+	// memberGrace: see ControllerOptions.MemberSyncGrace.
+	memberGrace time.Duration
 }
 
 // NewController binds to the bucket through nc; the bucket must exist
@@ -96,7 +102,7 @@ func NewController(ctx context.Context, nc *nats.Conn, o ControllerOptions) (*Co
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{js: js, kv: kv, bucket: kv.Bucket(), ranges: o.VNIRanges, log: o.Log}
+	c := &Controller{js: js, kv: kv, bucket: kv.Bucket(), ranges: o.VNIRanges, log: o.Log, memberGrace: cmp.Or(o.MemberSyncGrace, DefaultMemberSyncGrace)}
 	if c.ranges == nil {
 		c.ranges = DefaultVNIRanges
 	}
@@ -215,14 +221,29 @@ func NewMAC() state.MAC {
 // NetworkSpec asks for a network.
 type NetworkSpec struct {
 	Name string
-	// VNI chosen by an administrator; 0 allocates one from the VNI ranges.
+	// NetworkType is vxlan (default), vlan or flat (Neutron's
+	// --provider-network-type).
+	NetworkType string
+	// VNI of a VXLAN network chosen by an administrator; 0 allocates one
+	// from the VNI ranges.
 	VNI uint32
-	// MTU (default DefaultMTU).
+	// PhysicalNetwork of a vlan or flat network (--provider-physical-network).
+	PhysicalNetwork string
+	// Segment is the VLAN id of a vlan network (0 allocates one from
+	// network_vlan_ranges), or the VNI of a vxlan network
+	// (--provider-segment).
+	Segment uint32
+	// MTU (default DefaultMTU, DefaultPhysnetMTU for provider networks).
 	MTU int
-	// Subnets the fixed IPs of the network's ports must be in (optional).
+	// Subnets to create with the network, each with Neutron's defaults
+	// (gateway the first address, DHCP on); CreateSubnet for the others.
 	Subnets []netip.Prefix
+	// DNSDomain DHCP hands out (default state.DefaultDNSDomain).
+	DNSDomain string
 	// ID to use instead of a random UUID (must be a UUID).
 	ID string
+	// Project owns the network ("": AdminProject).
+	Project string
 }
 
 // Network is a network record with its revision.
@@ -231,69 +252,92 @@ type Network struct {
 	Revision uint64 `json:"revision"`
 }
 
-// CreateNetwork creates a VXLAN network. The VNI is reserved with a
-// create-only write of its own key first, so two concurrent creates can
-// never get the same VNI, whether chosen or allocated.
+// CreateNetwork creates a network: VXLAN, or a provider network (VLAN,
+// flat) the server's ML2Config allows. Its segment (VNI, VLAN of a
+// physical network, or a physical network for its flat network) is
+// reserved with a create-only write of its own key first, so two
+// concurrent creates can never get the same one, whether chosen or
+// allocated. A refused request writes nothing.
 func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) (Network, error) {
-	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, VNI: spec.VNI, MTU: spec.MTU, Subnets: spec.Subnets, CreatedAt: now()}
+	rec := &NetworkRecord{ID: spec.ID, Name: spec.Name, NetworkType: spec.NetworkType, VNI: spec.VNI,
+		PhysicalNetwork: spec.PhysicalNetwork, MTU: spec.MTU, DNSDomain: spec.DNSDomain,
+		Project: ProjectOf(spec.Project), CreatedAt: now()}
 	if rec.ID == "" {
 		rec.ID = NewUUID()
 	} else if !IsUUID(rec.ID) {
 		return Network{}, invalidf("network id %q is not a UUID", rec.ID)
 	}
+	if rec.Provider() {
+		if spec.Segment > state.MaxVLAN {
+			return Network{}, invalidf("vlan %d: out of range 1-%d", spec.Segment, state.MaxVLAN)
+		}
+		rec.SegmentationID = uint16(spec.Segment)
+	} else if spec.Segment != 0 {
+		if rec.VNI != 0 && rec.VNI != spec.Segment {
+			return Network{}, invalidf("vni %d and segment %d: a vxlan network's segment is its VNI; give one", rec.VNI, spec.Segment)
+		}
+		rec.VNI = spec.Segment
+	}
 	if rec.MTU == 0 {
 		rec.MTU = DefaultMTU
+		if rec.Provider() {
+			rec.MTU = DefaultPhysnetMTU
+		}
 	}
-	probe := *rec
-	if probe.VNI == 0 {
-		probe.VNI = 1
+	for _, p := range spec.Subnets {
+		if !p.IsValid() || p.Masked() != p {
+			return Network{}, invalidf("subnet %s is not a network address in CIDR form: write %s", p, p.Masked())
+		}
+		rec.Subnets = append(rec.Subnets, defaultSubnet(p))
+	}
+	m, err := c.GetML2Config(ctx)
+	if err != nil {
+		return Network{}, err
+	}
+	if err := checkProvider(m, rec); err != nil {
+		return Network{}, fmt.Errorf("network %q: %w", spec.Name, err)
+	}
+	probe := *rec // the segment to allocate stands in for the check
+	switch probe.Kind() {
+	case state.NetworkVXLAN:
+		probe.VNI = cmp.Or(probe.VNI, 1)
+	case state.NetworkVLAN:
+		probe.SegmentationID = cmp.Or(probe.SegmentationID, 1)
 	}
 	if err := probe.Validate(); err != nil {
 		return Network{}, fmt.Errorf("%w: network %q: %w", ErrInvalid, spec.Name, err)
 	}
-	var vniRev uint64
-	var err error
-	if spec.VNI != 0 {
-		vniRev, err = c.create(ctx, VNIKey(spec.VNI), &VNIRecord{VNI: spec.VNI, NetworkID: rec.ID})
-		if errors.Is(err, ErrExists) {
-			holder := "another network"
-			if r, _, gerr := c.get(ctx, VNIKey(spec.VNI)); gerr == nil {
-				holder = "network " + r.(*VNIRecord).NetworkID
-			}
-			return Network{}, fmt.Errorf("vni %d is already used by %s: %w", spec.VNI, holder, ErrExists)
-		}
-		if err != nil {
-			return Network{}, err
-		}
-	} else {
-		rec.VNI, vniRev, err = c.allocateVNI(ctx, rec.ID)
-		if err != nil {
-			return Network{}, err
-		}
+	if err := c.checkQuota(ctx, rec.Project, usage{networks: 1}); err != nil {
+		return Network{}, err
+	}
+	segRev, err := c.reserveSegment(ctx, m, rec)
+	if err != nil {
+		return Network{}, err
 	}
 	rev, err := c.create(ctx, NetworkKey(rec.ID), rec)
 	if err != nil {
-		_ = c.del(ctx, VNIKey(rec.VNI), vniRev)
+		_ = c.del(ctx, segmentKey(rec), segRev)
 		return Network{}, fmt.Errorf("create network %q: %w", spec.Name, err)
 	}
-	c.log.Info("network created", "id", rec.ID, "name", rec.Name, "vni", rec.VNI, "revision", rev)
+	c.log.Info("network created", "id", rec.ID, "name", rec.Name, "type", rec.Kind(), "segment", rec.segment(), "revision", rev)
 	return Network{NetworkRecord: *rec, Revision: rev}, nil
 }
 
-// allocateVNI reserves a free VNI of the configured ranges for netID. It
-// starts at a random free candidate, so concurrent creates rarely collide,
-// and moves on when the create-only reservation loses a race.
-func (c *Controller) allocateVNI(ctx context.Context, netID string) (uint32, uint64, error) {
+// allocate reserves a free segment of ranges for rec (its VNI, or the VLAN
+// of its physical network), filter matching the reservations taken. It
+// starts at a random free candidate, so concurrent creates rarely
+// collide, and moves on when the create-only reservation loses a race.
+func (c *Controller) allocate(ctx context.Context, rec *NetworkRecord, filter string, ranges []VNIRange, exhausted string) (uint64, error) {
 	used := map[uint32]bool{}
-	recs, err := c.load(ctx, VNIsFilter)
+	recs, err := c.load(ctx, filter)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for _, r := range recs {
-		used[r.Parsed.VNI] = true
+		used[r.Parsed.VNI+uint32(r.Parsed.VLAN)] = true // one of them is set
 	}
 	var free []uint32
-	for _, r := range c.ranges {
+	for _, r := range ranges {
 		for v := r.Min; v <= r.Max && v != 0; v++ {
 			if !used[v] {
 				free = append(free, v)
@@ -304,22 +348,27 @@ func (c *Controller) allocateVNI(ctx context.Context, netID string) (uint32, uin
 		}
 	}
 	if len(free) == 0 {
-		return 0, 0, fmt.Errorf("no free VNI in %s: %w", c.rangesString(), ErrExhausted)
+		return 0, fmt.Errorf("%s: %w", exhausted, ErrExhausted)
 	}
 	n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(free))))
 	start := int(n.Int64())
 	for i := range free {
 		v := free[(start+i)%len(free)]
-		rev, err := c.create(ctx, VNIKey(v), &VNIRecord{VNI: v, NetworkID: netID})
+		if rec.Provider() {
+			rec.SegmentationID = uint16(v)
+		} else {
+			rec.VNI = v
+		}
+		rev, err := c.create(ctx, segmentKey(rec), segmentReservation(rec))
 		if errors.Is(err, ErrExists) {
 			continue
 		}
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
-		return v, rev, nil
+		return rev, nil
 	}
-	return 0, 0, fmt.Errorf("no free VNI in %s: %w", c.rangesString(), ErrExhausted)
+	return 0, fmt.Errorf("%s: %w", exhausted, ErrExhausted)
 }
 
 func (c *Controller) rangesString() string {
@@ -382,7 +431,7 @@ func (c *Controller) GetNetwork(ctx context.Context, ref string) (Network, error
 	return Network{}, invalidf("network name %q is ambiguous (%d networks); use the id", ref, len(found))
 }
 
-// DeleteNetwork deletes a network without ports and releases its VNI.
+// DeleteNetwork deletes a network without ports and releases its segment.
 // It first marks the network deleting (compare-and-set), then checks for
 // ports; a port create racing with it sees the mark and backs out, so a
 // port can never be left on a deleted network.
@@ -411,11 +460,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 	if err := c.del(ctx, NetworkKey(n.ID), rev); err != nil {
 		return fmt.Errorf("delete network %s: %w", n.ID, err)
 	}
-	if rec, vrev, err := c.get(ctx, VNIKey(n.VNI)); err == nil && rec.(*VNIRecord).NetworkID == n.ID {
-		if err := c.del(ctx, VNIKey(n.VNI), vrev); err != nil {
-			c.log.Warn("could not release vni", "vni", n.VNI, "err", err)
-		}
-	}
+	c.releaseSegment(ctx, &n.NetworkRecord)
 	// Leftovers of ports deleted by a crashed controller.
 	left, err := c.reader.loadLatest(ctx, []string{ReservationsOfNetworkFilter(n.ID), "nets." + n.ID + ".status.*.*"}, nil)
 	if err == nil {
@@ -425,7 +470,7 @@ func (c *Controller) DeleteNetwork(ctx context.Context, ref string) error {
 			}
 		}
 	}
-	c.log.Info("network deleted", "id", n.ID, "name", n.Name, "vni", n.VNI)
+	c.log.Info("network deleted", "id", n.ID, "name", n.Name, "segment", n.segment())
 	return nil
 }
 
@@ -442,11 +487,16 @@ type PortSpec struct {
 	// NoPortSecurity turns port security off (Neutron's default is on).
 	NoPortSecurity      bool
 	AllowedAddressPairs []state.AddressPair
-	// SecurityGroups by id or name.
+	// SecurityGroups by id or name (in Project); none joins the project's
+	// default group.
 	SecurityGroups []string
+	// Project owns the port ("": AdminProject).
+	Project string
 	// Host binds the port at once ("" leaves it unbound).
 	Host        string
 	DeviceOwner string
+	// DNSName is the host name DHCP gives the VM (Neutron's --dns-name).
+	DNSName string
 	// ID to use instead of a random UUID (must be a UUID).
 	ID string
 }
@@ -474,7 +524,7 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 	rec := &PortRecord{
 		ID: spec.ID, NetworkID: n.ID, Name: spec.Name, MAC: spec.MAC, FixedIPs: spec.FixedIPs,
 		PortSecurity: !spec.NoPortSecurity, AllowedAddressPairs: spec.AllowedAddressPairs,
-		DeviceOwner: spec.DeviceOwner, Host: spec.Host, CreatedAt: now(),
+		DeviceOwner: spec.DeviceOwner, DNSName: spec.DNSName, Host: spec.Host, Project: ProjectOf(spec.Project), CreatedAt: now(),
 	}
 	rec.UpdatedAt = rec.CreatedAt
 	if rec.ID == "" {
@@ -495,24 +545,32 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 			return Port{}, invalidf("fixed ip %s given twice", ip)
 		}
 		seen[ip] = true
-		if !n.Contains(ip) {
-			return Port{}, invalidf("fixed ip %s is not in a subnet of network %s (%s)", ip, n.Name, prefixesString(n.Subnets))
+		if err := n.checkFixedIP(ip); err != nil {
+			return Port{}, err
 		}
 	}
-	// Neutron: a port without groups joins the default group, created
-	// (with a fixed id) once the port is.
-	joinDefault := len(spec.SecurityGroups) == 0 && rec.PortSecurity
-	if joinDefault {
-		rec.SecurityGroups = []string{DefaultGroupID}
+	// Neutron: a port without groups joins its project's default group,
+	// created on first use.
+	refs := spec.SecurityGroups
+	if len(refs) == 0 && rec.PortSecurity {
+		refs = []string{DefaultGroupIDOf(rec.Project)}
 	}
-	for _, ref := range spec.SecurityGroups {
-		sg, err := c.GetSecurityGroup(ctx, ref)
-		if err != nil {
-			return Port{}, fmt.Errorf("security group %q: %w", ref, err)
+	if !rec.PortSecurity && len(refs) > 0 {
+		return Port{}, invalidf("port %q: port security is disabled but security groups are given: drop them, or keep port security on", spec.Name)
+	}
+	if err := rec.Validate(); err != nil {
+		return Port{}, fmt.Errorf("%w: port %q: %w", ErrInvalid, spec.Name, err)
+	}
+	if err := c.checkQuota(ctx, rec.Project, usage{ports: 1}); err != nil {
+		return Port{}, err
+	}
+	if len(spec.SecurityGroups) == 0 && rec.PortSecurity {
+		if err := c.ensureDefaultGroup(ctx, rec.Project); err != nil {
+			return Port{}, err
 		}
-		if !slices.Contains(rec.SecurityGroups, sg.ID) {
-			rec.SecurityGroups = append(rec.SecurityGroups, sg.ID)
-		}
+	}
+	if rec.SecurityGroups, err = c.portGroups(ctx, rec.Project, refs); err != nil {
+		return Port{}, err
 	}
 	if err := rec.Validate(); err != nil {
 		return Port{}, fmt.Errorf("%w: port %q: %w", ErrInvalid, spec.Name, err)
@@ -562,33 +620,33 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 		}
 		undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), key, rev) })
 	}
+	unmember, err := c.writeMembers(ctx, nil, rec)
+	if err != nil {
+		rollback()
+		return Port{}, err
+	}
+	undo = append(undo, unmember)
 	rev, err := c.create(ctx, PortKey(n.ID, rec.ID), rec)
 	if err != nil {
 		rollback()
 		return Port{}, fmt.Errorf("create port %q: %w", spec.Name, err)
 	}
 	undo = append(undo, func() { _ = c.del(context.WithoutCancel(ctx), PortKey(n.ID, rec.ID), rev) })
-	// A network delete that started before the port existed marks the
-	// network first; seeing the mark (or the network gone) means back out.
-	if again, err := c.GetNetwork(ctx, n.ID); err != nil || again.Deleting {
+	// A network or subnet delete that started before the port existed
+	// marks it first; seeing the mark (or it gone) means back out.
+	again, err := c.GetNetwork(ctx, n.ID)
+	if err != nil || again.Deleting {
 		rollback()
 		return Port{}, fmt.Errorf("network %s was deleted while the port was created: %w", n.ID, ErrConflict)
 	}
-	if joinDefault {
-		if _, err := c.ensureDefaultGroup(ctx); err != nil {
-			c.log.Warn("port created, but not its default security group (it allows nothing until the group exists)", "port", rec.ID, "err", err)
+	for _, ip := range rec.FixedIPs {
+		if err := again.checkFixedIP(ip); err != nil {
+			rollback()
+			return Port{}, fmt.Errorf("the subnets of network %s changed while the port was created: %w", n.ID, err)
 		}
 	}
 	c.log.Info("port created", "id", rec.ID, "network", n.ID, "mac", rec.MAC, "host", rec.Host, "revision", rev)
 	return Port{PortRecord: *rec, Revision: rev, Status: StatusDown}, nil
-}
-
-func prefixesString(ps []netip.Prefix) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = p.String()
-	}
-	return strings.Join(s, ", ")
 }
 
 // GetPort finds a port by id or by (unique) name, with its status.
@@ -740,6 +798,7 @@ func (c *Controller) DeletePort(ctx context.Context, ref string, expectRevision 
 			}
 		}
 	}
+	c.dropMembers(ctx, &p.PortRecord, nil)
 	c.log.Info("port deleted", "id", p.ID, "network", p.NetworkID)
 	return nil
 }
@@ -793,189 +852,6 @@ func (c *Controller) ListPorts(ctx context.Context, f PortFilter) ([]Port, error
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
-}
-
-// ---- security groups ----
-
-// SecurityGroupSpec asks for a security group.
-type SecurityGroupSpec struct {
-	Name        string
-	Description string
-	ID          string // optional UUID
-}
-
-// SecurityGroup is a security group record with its revision.
-type SecurityGroup struct {
-	SecurityGroupRecord
-	Revision uint64 `json:"revision"`
-}
-
-// CreateSecurityGroup creates an empty security group (names are unique,
-// so that they can be used as references).
-func (c *Controller) CreateSecurityGroup(ctx context.Context, spec SecurityGroupSpec) (SecurityGroup, error) {
-	rec := &SecurityGroupRecord{ID: spec.ID, Name: spec.Name, Description: spec.Description, CreatedAt: now()}
-	if rec.ID == "" {
-		rec.ID = NewUUID()
-	} else if !IsUUID(rec.ID) {
-		return SecurityGroup{}, invalidf("security group id %q is not a UUID", rec.ID)
-	}
-	if err := rec.Validate(); err != nil {
-		return SecurityGroup{}, fmt.Errorf("%w: security group %q: %w", ErrInvalid, spec.Name, err)
-	}
-	if _, err := c.GetSecurityGroup(ctx, spec.Name); err == nil {
-		return SecurityGroup{}, fmt.Errorf("security group %q: %w", spec.Name, ErrExists)
-	}
-	rev, err := c.create(ctx, SecGroupKey(rec.ID), rec)
-	if err != nil {
-		return SecurityGroup{}, err
-	}
-	return SecurityGroup{SecurityGroupRecord: *rec, Revision: rev}, nil
-}
-
-// ListSecurityGroups returns every security group, by name.
-func (c *Controller) ListSecurityGroups(ctx context.Context) ([]SecurityGroup, error) {
-	recs, err := c.load(ctx, SecGroupsFilter)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]SecurityGroup, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, SecurityGroup{SecurityGroupRecord: *r.Rec.(*SecurityGroupRecord), Revision: r.Rev})
-	}
-	slices.SortFunc(out, func(a, b SecurityGroup) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
-	return out, nil
-}
-
-// GetSecurityGroup finds a security group by id or name.
-func (c *Controller) GetSecurityGroup(ctx context.Context, ref string) (SecurityGroup, error) {
-	if ref == "" {
-		return SecurityGroup{}, invalidf("empty security group reference")
-	}
-	if ValidID(ref) == nil {
-		rec, rev, err := c.get(ctx, SecGroupKey(ref))
-		if err == nil {
-			return SecurityGroup{SecurityGroupRecord: *rec.(*SecurityGroupRecord), Revision: rev}, nil
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return SecurityGroup{}, err
-		}
-	}
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return SecurityGroup{}, err
-	}
-	for _, sg := range all {
-		if sg.Name == ref {
-			return sg, nil
-		}
-	}
-	return SecurityGroup{}, fmt.Errorf("security group %q: %w", ref, ErrNotFound)
-}
-
-// AddSecurityGroupRule adds a rule (its ID is generated) with a
-// compare-and-set on the group, retrying when another rule was added
-// meanwhile. A rule equal to an existing one is refused, as in Neutron.
-func (c *Controller) AddSecurityGroupRule(ctx context.Context, sgRef string, rule SGRule) (SGRule, error) {
-	rule.ID = NewUUID()
-	if rule.Ethertype == "" {
-		rule.Ethertype = "IPv4"
-		if rule.RemoteIPPrefix.IsValid() && rule.RemoteIPPrefix.Addr().Is6() {
-			rule.Ethertype = "IPv6"
-		}
-	}
-	rule.Protocol = strings.ToLower(rule.Protocol)
-	if err := rule.Validate(); err != nil {
-		return SGRule{}, fmt.Errorf("%w: rule: %w", ErrInvalid, err)
-	}
-	if rule.RemoteGroupID != "" {
-		rg, err := c.GetSecurityGroup(ctx, rule.RemoteGroupID)
-		if err != nil {
-			return SGRule{}, fmt.Errorf("remote group: %w", err)
-		}
-		rule.RemoteGroupID = rg.ID
-	}
-	for attempt := 0; attempt < 5; attempt++ {
-		sg, err := c.GetSecurityGroup(ctx, sgRef)
-		if err != nil {
-			return SGRule{}, err
-		}
-		for _, r := range sg.Rules {
-			same := r
-			same.ID = rule.ID
-			if same == rule {
-				return SGRule{}, fmt.Errorf("security group %s already has rule %s: %w", sg.Name, r.ID, ErrExists)
-			}
-		}
-		rec := sg.SecurityGroupRecord
-		rec.Rules = append(slices.Clone(rec.Rules), rule)
-		_, err = c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return SGRule{}, err
-		}
-		return rule, nil
-	}
-	return SGRule{}, fmt.Errorf("add rule to %s: %w", sgRef, ErrConflict)
-}
-
-// DeleteSecurityGroupRule deletes a rule by id, whatever its group.
-func (c *Controller) DeleteSecurityGroupRule(ctx context.Context, ruleID string) error {
-	for attempt := 0; attempt < 5; attempt++ {
-		err := c.deleteRuleOnce(ctx, ruleID)
-		if !errors.Is(err, ErrConflict) {
-			return err
-		}
-	}
-	return fmt.Errorf("delete rule %s: %w", ruleID, ErrConflict)
-}
-
-func (c *Controller) deleteRuleOnce(ctx context.Context, ruleID string) error {
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return err
-	}
-	for _, sg := range all {
-		i := slices.IndexFunc(sg.Rules, func(r SGRule) bool { return r.ID == ruleID })
-		if i < 0 {
-			continue
-		}
-		rec := sg.SecurityGroupRecord
-		rec.Rules = slices.Delete(slices.Clone(rec.Rules), i, i+1)
-		_, err := c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
-		return err
-	}
-	return fmt.Errorf("security group rule %q: %w", ruleID, ErrNotFound)
-}
-
-// DeleteSecurityGroup deletes a group no port or rule refers to.
-func (c *Controller) DeleteSecurityGroup(ctx context.Context, ref string) error {
-	sg, err := c.GetSecurityGroup(ctx, ref)
-	if err != nil {
-		return err
-	}
-	ports, err := c.load(ctx, PortsFilter)
-	if err != nil {
-		return err
-	}
-	for _, r := range ports {
-		if slices.Contains(r.Rec.(*PortRecord).SecurityGroups, sg.ID) {
-			return fmt.Errorf("security group %s is used by port %s: %w", sg.Name, r.Parsed.Port, ErrInUse)
-		}
-	}
-	all, err := c.ListSecurityGroups(ctx)
-	if err != nil {
-		return err
-	}
-	for _, other := range all {
-		for _, r := range other.Rules {
-			if r.RemoteGroupID == sg.ID && other.ID != sg.ID {
-				return fmt.Errorf("security group %s is the remote group of a rule of %s: %w", sg.Name, other.Name, ErrInUse)
-			}
-		}
-	}
-	return c.del(ctx, SecGroupKey(sg.ID), sg.Revision)
 }
 
 // ---- maintenance ----

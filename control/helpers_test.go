@@ -256,7 +256,12 @@ func l2pop(d *state.Desired) string {
 			flood = append(flood, v.IP.String())
 		}
 		slices.Sort(flood)
-		lines = append(lines, fmt.Sprintf("net %s vni %d mtu %d flood %s", n.Name, n.VNI, n.MTU, strings.Join(flood, ",")))
+		switch n.Kind() {
+		case state.NetworkVXLAN:
+			lines = append(lines, fmt.Sprintf("net %s vni %d mtu %d flood %s", n.Name, n.VNI, n.MTU, strings.Join(flood, ",")))
+		default:
+			lines = append(lines, fmt.Sprintf("net %s %s %s/%d mtu %d", n.Name, n.Kind(), n.PhysicalNetwork, n.VLAN, n.MTU))
+		}
 	}
 	ips := func(a []netip.Addr) string {
 		s := make([]string, len(a))
@@ -269,7 +274,11 @@ func l2pop(d *state.Desired) string {
 		lines = append(lines, fmt.Sprintf("local %s %s %s %s", names[p.NetworkID], p.MAC, p.TapName(), ips(p.IPs)))
 	}
 	for _, p := range d.RemotePorts {
-		lines = append(lines, fmt.Sprintf("remote %s %s @%s %s", names[p.NetworkID], p.MAC, p.VTEP, ips(p.IPs)))
+		vtep := "-" // a provider network's port: on the physical network
+		if p.VTEP.IsValid() {
+			vtep = p.VTEP.String()
+		}
+		lines = append(lines, fmt.Sprintf("remote %s %s @%s %s", names[p.NetworkID], p.MAC, vtep, ips(p.IPs)))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")

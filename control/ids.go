@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"strings"
 )
 
@@ -134,4 +135,39 @@ func (t *hostTable) name(h hostID) string {
 		return ""
 	}
 	return t.names[h]
+}
+
+// vtepID numbers the VTEP addresses (IPv4 or IPv6) a view's state holds
+// remote ports at, so that a port entry keeps 4 bytes, not an address
+// (0: no VTEP, a provider network's port).
+type vtepID uint32
+
+// vtepTable turns VTEP addresses into vtepIDs and back. Entries are never
+// removed: there are as many as VTEPs ever seen, a few per host.
+type vtepTable struct {
+	byAddr map[netip.Addr]vtepID
+	addrs  []netip.Addr // addrs[0] is the zero Addr (no VTEP)
+}
+
+func (t *vtepTable) of(a netip.Addr) vtepID {
+	if !a.IsValid() {
+		return 0
+	}
+	if id, ok := t.byAddr[a]; ok {
+		return id
+	}
+	if t.byAddr == nil {
+		t.byAddr, t.addrs = map[netip.Addr]vtepID{}, []netip.Addr{{}}
+	}
+	id := vtepID(len(t.addrs))
+	t.addrs = append(t.addrs, a)
+	t.byAddr[a] = id
+	return id
+}
+
+func (t *vtepTable) addr(id vtepID) netip.Addr {
+	if id == 0 {
+		return netip.Addr{}
+	}
+	return t.addrs[id]
 }

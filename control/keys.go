@@ -15,10 +15,13 @@ package control
 //	hosts.<host>.registration         the host's VTEP other hosts use    written by the controller (first registration: the broker)
 //	bindings.<host>.<port>            "port is bound to host" index      written by the controller
 //	sgs.<sg>                          security group with its rules      written by the controller
+//	members.<sg>.<port>               addresses of a port in a group     written by the controller
+//	addrgroups.<ag>                   address group (named prefixes)     written by the controller
 //	vnis.<vni>                        VNI allocation (create-only)       written by the controller
 //	resv.<net>.mac.<mac>              MAC reservation per network        written by the controller
 //	resv.<net>.ip.<hex ip>            fixed-IP reservation per network   written by the controller
 //	meta.compacted                    tombstone compaction floor         written by the controller
+//	meta.quotas                       per-project quotas                 written by the server
 //
 // Why this shape:
 //   - Everything about one network sits under "nets.<net>.", so an agent
@@ -36,6 +39,11 @@ package control
 //     with.
 //   - Port status lives in its own key per host, separate from the
 //     controller-owned port record, so agents never write port records.
+//   - A group's members (the addresses of its ports) are kept by the
+//     controller under "members.<sg>.", one key per port: an agent whose
+//     ports' rules name the group as remote group follows them with one
+//     filter, whatever networks the members are on, and reads no port
+//     record of a network it does not host.
 //
 // Host names become one key token: dots are replaced by underscores
 // ("node3.example.com" -> "node3_example_com"). Host names must be RFC 1123
@@ -72,13 +80,19 @@ const (
 	KindIPResv               // resv.<net>.ip.<hex>
 	KindFloor                // meta.compacted
 	KindRegistration         // hosts.<host>.registration
+	KindMember               // members.<sg>.<port>
+	KindAddressGroup         // addrgroups.<ag>
+	KindQuota                // meta.quotas
+	KindSegment              // vlans.<physnet>.<vlan>, flats.<physnet>
+	KindML2                  // meta.ml2
 )
 
 var kindNames = map[KeyKind]string{
 	KindUnknown: "unknown", KindNetwork: "network", KindPort: "port", KindStatus: "status",
 	KindAgent: "agent", KindHeartbeat: "heartbeat", KindBinding: "binding", KindSecGroup: "security_group",
 	KindVNI: "vni", KindMACResv: "mac_reservation", KindIPResv: "ip_reservation", KindFloor: "floor",
-	KindRegistration: "registration",
+	KindRegistration: "registration", KindMember: "member", KindAddressGroup: "address_group", KindQuota: "quota",
+	KindSegment: "segment", KindML2: "ml2",
 }
 
 // String names the kind (the "kind" label of metrics).
@@ -90,8 +104,12 @@ type Key struct {
 	Network string // network id (network, port, status, reservations)
 	Port    string // port id (port, status, binding)
 	Host    string // host name, decoded (status, agent, heartbeat, registration, binding)
-	SG      string // security group id
+	SG      string // security group id (security group, member)
+	AG      string // address group id
 	VNI     uint32
+	// Physnet and VLAN of a segment reservation (VLAN 0: a flat network).
+	Physnet string
+	VLAN    uint16
 }
 
 // NetworkKey is the key of a network record.
@@ -121,8 +139,42 @@ func BindingKey(host, portID string) string { return "bindings." + HostToken(hos
 // SecGroupKey is the key of a security group record.
 func SecGroupKey(sgID string) string { return "sgs." + sgID }
 
+// MemberKey is the key of the addresses of port as a member of security group sg.
+func MemberKey(sgID, portID string) string { return "members." + sgID + "." + portID }
+
+// MembersFilter matches the members of one security group.
+func MembersFilter(sgID string) string { return "members." + sgID + ".*" }
+
+// AllMembersFilter matches the members of every security group.
+const AllMembersFilter = "members.*.*"
+
+// AddressGroupKey is the key of an address group record.
+func AddressGroupKey(agID string) string { return "addrgroups." + agID }
+
+// AddressGroupsFilter matches every address group.
+const AddressGroupsFilter = "addrgroups.*"
+
+// QuotaKey holds the per-project quotas `vxdp server` enforces.
+const QuotaKey = "meta.quotas"
+
 // VNIKey is the key reserving a VNI for a network.
 func VNIKey(vni uint32) string { return "vnis." + strconv.FormatUint(uint64(vni), 10) }
+
+// VLANKey is the key reserving VLAN vlan of physical network physnet for
+// a network.
+func VLANKey(physnet string, vlan uint16) string {
+	return "vlans." + physnet + "." + strconv.FormatUint(uint64(vlan), 10)
+}
+
+// VLANsFilter matches the VLAN reservations of a physical network.
+func VLANsFilter(physnet string) string { return "vlans." + physnet + ".*" }
+
+// FlatKey is the key reserving physical network physnet for its flat network.
+func FlatKey(physnet string) string { return "flats." + physnet }
+
+// ML2Key holds the provider network options `vxdp server` stores and
+// every controller enforces (Neutron's network_vlan_ranges, flat_networks).
+const ML2Key = "meta.ml2"
 
 // MACResvKey is the key reserving a MAC address on a network.
 func MACResvKey(netID string, mac state.MAC) string {
@@ -177,10 +229,21 @@ const StatusesFilter = "nets.*.status.*.*"
 
 // parseEntitledFilter recognises a filter an agent may use only while it
 // hosts what the filter follows: a network's (NetworkFilter, kind
-// KindNetwork) or a security group's (SecGroupKey, kind KindSecGroup).
+// KindNetwork), a security group's (SecGroupKey, kind KindSecGroup), the
+// members of a group its ports' rules name as remote group (MembersFilter,
+// kind KindMember) or an address group they name (AddressGroupKey, kind
+// KindAddressGroup).
 func parseEntitledFilter(f string) (KeyKind, string, bool) {
 	if id, ok := strings.CutPrefix(f, "sgs."); ok && ValidID(id) == nil {
 		return KindSecGroup, id, true
+	}
+	if id, ok := strings.CutPrefix(f, "addrgroups."); ok && ValidID(id) == nil {
+		return KindAddressGroup, id, true
+	}
+	if rest, ok := strings.CutPrefix(f, "members."); ok {
+		if id, ok := strings.CutSuffix(rest, ".*"); ok && ValidID(id) == nil {
+			return KindMember, id, true
+		}
 	}
 	rest, ok := strings.CutPrefix(f, "nets.")
 	if id, ok2 := strings.CutSuffix(rest, ".>"); ok && ok2 && ValidID(id) == nil {
@@ -336,18 +399,34 @@ func ParseKey(key string) Key {
 		return Key{Kind: KindBinding, Host: HostFromToken(t[1]), Port: t[2]}
 	case len(t) == 2 && t[0] == "sgs":
 		return Key{Kind: KindSecGroup, SG: t[1]}
+	case len(t) == 3 && t[0] == "members":
+		return Key{Kind: KindMember, SG: t[1], Port: t[2]}
+	case len(t) == 2 && t[0] == "addrgroups":
+		return Key{Kind: KindAddressGroup, AG: t[1]}
 	case len(t) == 2 && t[0] == "vnis":
 		v, err := strconv.ParseUint(t[1], 10, 32)
 		if err != nil {
 			return Key{}
 		}
 		return Key{Kind: KindVNI, VNI: uint32(v)}
+	case len(t) == 3 && t[0] == "vlans":
+		v, err := strconv.ParseUint(t[2], 10, 12)
+		if err != nil || v == 0 {
+			return Key{}
+		}
+		return Key{Kind: KindSegment, Physnet: t[1], VLAN: uint16(v)}
+	case len(t) == 2 && t[0] == "flats":
+		return Key{Kind: KindSegment, Physnet: t[1]}
 	case len(t) == 4 && t[0] == "resv" && t[2] == "mac":
 		return Key{Kind: KindMACResv, Network: t[1]}
 	case len(t) == 4 && t[0] == "resv" && t[2] == "ip":
 		return Key{Kind: KindIPResv, Network: t[1]}
 	case key == FloorKey:
 		return Key{Kind: KindFloor}
+	case key == QuotaKey:
+		return Key{Kind: KindQuota}
+	case key == ML2Key:
+		return Key{Kind: KindML2}
 	}
 	return Key{}
 }

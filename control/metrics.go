@@ -77,7 +77,7 @@ const MetricNATSConnected = "vxdp_control_nats_connected"
 // (networks: VNI; ports: MAC, IP, tap), and what has no kind.
 func rejectSeries() [][2]string {
 	var out [][2]string
-	for _, k := range []KeyKind{KindNetwork, KindPort, KindStatus, KindAgent, KindBinding, KindSecGroup, KindRegistration} {
+	for _, k := range []KeyKind{KindNetwork, KindPort, KindStatus, KindAgent, KindBinding, KindSecGroup, KindRegistration, KindMember, KindAddressGroup} {
 		for _, r := range []RejectReason{RejectParse, RejectSchema, RejectInvalid, RejectKey} {
 			out = append(out, [2]string{k.String(), string(r)})
 		}

@@ -63,7 +63,7 @@ func TestAgentMetrics(t *testing.T) {
 	node3 := startAgent(t, url, "node3", node3VTEP, func(o *control.AgentOptions) { o.StateDir = dir })
 
 	for name, want := range map[string]int{
-		control.MetricRejected:                  33, // 7 kinds × 4 decoding reasons, 2 conflicts, 3 without a kind
+		control.MetricRejected:                  41, // 9 kinds × 4 decoding reasons, 2 conflicts, 3 without a kind
 		"vxdp_control_port_status_writes_total": 4,
 		"vxdp_control_heartbeats_total":         2,
 		"vxdp_control_resyncs_total":            2,

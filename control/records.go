@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/vxdp/vxdp/state"
@@ -26,14 +25,34 @@ const (
 // DefaultMTU is the tenant MTU on a 1500-byte underlay (1500 - 50 bytes of VXLAN).
 const DefaultMTU = 1450
 
-// NetworkRecord is a VXLAN tenant network (key nets.<id>.network).
+// NetworkRecord is a network (key nets.<id>.network): a VXLAN tenant
+// network, or a provider network (VLAN, flat) on a physical network, with
+// its subnets.
 type NetworkRecord struct {
-	Schema  int            `json:"schema"`
-	ID      string         `json:"id"`
-	Name    string         `json:"name,omitempty"`
-	VNI     uint32         `json:"vni"`
-	MTU     int            `json:"mtu,omitempty"`
-	Subnets []netip.Prefix `json:"subnets,omitempty"`
+	Schema int    `json:"schema"`
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	// NetworkType is vxlan ("" in records older than provider networks),
+	// vlan or flat (Neutron's provider:network_type).
+	NetworkType string `json:"network_type,omitempty"`
+	// VNI of a VXLAN network.
+	VNI uint32 `json:"vni,omitempty"`
+	// PhysicalNetwork of a vlan or flat network (provider:physical_network).
+	PhysicalNetwork string `json:"physical_network,omitempty"`
+	// SegmentationID is the VLAN id of a vlan network (a vxlan network's
+	// is its VNI).
+	SegmentationID uint16 `json:"segmentation_id,omitempty"`
+	MTU            int    `json:"mtu,omitempty"`
+	// Subnets of the network: the ranges its ports' fixed IPs are in, and
+	// what DHCP at the port tells a VM. Records written before subnets had
+	// settings list bare CIDRs under "subnets"; they read as subnets
+	// without gateway and DHCP (see UnmarshalJSON).
+	Subnets []SubnetRecord `json:"subnet_details,omitempty"`
+	// DNSDomain DHCP hands out (Neutron's dns_domain; "": openstacklocal).
+	DNSDomain string `json:"dns_domain,omitempty"`
+	// Project owns the network ("": AdminProject, as records written
+	// before projects existed).
+	Project string `json:"project_id,omitempty"`
 	// Deleting is set while `network delete` checks that no port is left;
 	// a port created meanwhile sees it and backs out.
 	Deleting  bool      `json:"deleting,omitempty"`
@@ -52,6 +71,10 @@ type PortRecord struct {
 	AllowedAddressPairs []state.AddressPair `json:"allowed_address_pairs,omitempty"`
 	SecurityGroups      []string            `json:"security_groups,omitempty"`
 	DeviceOwner         string              `json:"device_owner,omitempty"`
+	// DNSName is the host name DHCP gives the VM (Neutron's dns_name).
+	DNSName string `json:"dns_name,omitempty"`
+	// Project owns the port ("": AdminProject).
+	Project string `json:"project_id,omitempty"`
 	// Host is the bound host ("" = unbound); changed only by compare-and-set.
 	Host string `json:"binding_host_id,omitempty"`
 	// Generation counts binding changes. A status record counts only for
@@ -135,29 +158,6 @@ type BindingRecord struct {
 	Generation uint64 `json:"binding_generation"`
 }
 
-// SecurityGroupRecord is a security group with its rules (key sgs.<id>).
-type SecurityGroupRecord struct {
-	Schema      int       `json:"schema"`
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	Rules       []SGRule  `json:"rules,omitempty"`
-	CreatedAt   time.Time `json:"created_at,omitzero"`
-}
-
-// SGRule is one security group rule, with Neutron's fields.
-type SGRule struct {
-	ID        string `json:"id"`
-	Direction string `json:"direction"` // ingress | egress
-	Ethertype string `json:"ethertype"` // IPv4 | IPv6
-	// Protocol is "" (any), tcp, udp, icmp, icmpv6 or an IP protocol number.
-	Protocol       string       `json:"protocol,omitempty"`
-	PortRangeMin   int          `json:"port_range_min,omitempty"`
-	PortRangeMax   int          `json:"port_range_max,omitempty"`
-	RemoteIPPrefix netip.Prefix `json:"remote_ip_prefix,omitzero"`
-	RemoteGroupID  string       `json:"remote_group_id,omitempty"`
-}
-
 // VNIRecord reserves a VNI for a network (key vnis.<vni>).
 type VNIRecord struct {
 	Schema    int    `json:"schema"`
@@ -229,6 +229,12 @@ func DecodeRecord(key string, value []byte) (Key, any, error) {
 		rec = new(BindingRecord)
 	case KindSecGroup:
 		rec = new(SecurityGroupRecord)
+	case KindMember:
+		rec = new(MemberRecord)
+	case KindAddressGroup:
+		rec = new(AddressGroupRecord)
+	case KindQuota:
+		rec = new(QuotaRecord)
 	case KindVNI:
 		rec = new(VNIRecord)
 	case KindMACResv, KindIPResv:
@@ -237,6 +243,10 @@ func DecodeRecord(key string, value []byte) (Key, any, error) {
 		rec = new(FloorRecord)
 	case KindRegistration:
 		rec = new(RegistrationRecord)
+	case KindSegment:
+		rec = new(SegmentRecord)
+	case KindML2:
+		rec = new(ML2Record)
 	default:
 		return k, nil, &RecordError{Key: key, Reason: RejectUnknown, Err: errors.New("key does not match the bucket layout")}
 	}
@@ -247,12 +257,12 @@ func DecodeRecord(key string, value []byte) (Key, any, error) {
 		var probe struct {
 			Schema *int `json:"schema"`
 		}
-		if json.Unmarshal(value, &probe) == nil && (probe.Schema == nil || *probe.Schema != SchemaVersion) {
+		if json.Unmarshal(value, &probe) == nil && (probe.Schema == nil || !acceptsSchema(k.Kind, *probe.Schema)) {
 			return k, nil, schemaError(key, probe.Schema)
 		}
 		return k, nil, &RecordError{Key: key, Reason: RejectParse, Err: err}
 	}
-	if v := schemaOf(rec); v != SchemaVersion {
+	if v := schemaOf(rec); !acceptsSchema(k.Kind, v) {
 		return k, nil, schemaError(key, &v)
 	}
 	if err := validateRecord(k, rec); err != nil {
@@ -274,33 +284,40 @@ func schemaError(key string, v *int) error {
 	return &RecordError{Key: key, Reason: RejectSchema, Err: fmt.Errorf("schema version %s, this agent understands %d", got, SchemaVersion)}
 }
 
+// versioned is every record type: it has a schema field.
+type versioned interface{ schemaField() *int }
+
+func (r *NetworkRecord) schemaField() *int       { return &r.Schema }
+func (r *PortRecord) schemaField() *int          { return &r.Schema }
+func (r *StatusRecord) schemaField() *int        { return &r.Schema }
+func (r *AgentRecord) schemaField() *int         { return &r.Schema }
+func (r *HeartbeatRecord) schemaField() *int     { return &r.Schema }
+func (r *BindingRecord) schemaField() *int       { return &r.Schema }
+func (r *SecurityGroupRecord) schemaField() *int { return &r.Schema }
+func (r *MemberRecord) schemaField() *int        { return &r.Schema }
+func (r *AddressGroupRecord) schemaField() *int  { return &r.Schema }
+func (r *VNIRecord) schemaField() *int           { return &r.Schema }
+func (r *ReservationRecord) schemaField() *int   { return &r.Schema }
+func (r *FloorRecord) schemaField() *int         { return &r.Schema }
+func (r *RegistrationRecord) schemaField() *int  { return &r.Schema }
+func (r *QuotaRecord) schemaField() *int         { return &r.Schema }
+func (r *SegmentRecord) schemaField() *int       { return &r.Schema }
+func (r *ML2Record) schemaField() *int           { return &r.Schema }
+
 // schemaOf is the schema field of a decoded record (0 when absent).
 func schemaOf(rec any) int {
-	switch r := rec.(type) {
-	case *NetworkRecord:
-		return r.Schema
-	case *PortRecord:
-		return r.Schema
-	case *StatusRecord:
-		return r.Schema
-	case *AgentRecord:
-		return r.Schema
-	case *HeartbeatRecord:
-		return r.Schema
-	case *BindingRecord:
-		return r.Schema
-	case *SecurityGroupRecord:
-		return r.Schema
-	case *VNIRecord:
-		return r.Schema
-	case *ReservationRecord:
-		return r.Schema
-	case *FloorRecord:
-		return r.Schema
-	case *RegistrationRecord:
-		return r.Schema
+	if v, ok := rec.(versioned); ok {
+		return *v.schemaField()
 	}
 	return 0
+}
+
+// acceptsSchema reports whether this code reads version v of a record of
+// kind k: SchemaVersion, and for security groups and networks also the
+// version written when older readers would misread one
+// (SecurityGroupSchema, NetworkSchema).
+func acceptsSchema(k KeyKind, v int) bool {
+	return v == SchemaVersion || k == KindSecGroup && v == SecurityGroupSchema || k == KindNetwork && v == NetworkSchema
 }
 
 func keyMismatch(format string, args ...any) error {
@@ -351,10 +368,28 @@ func validateRecord(k Key, rec any) error {
 			return keyMismatch("security group %q under the key of %q", r.ID, k.SG)
 		}
 		return r.Validate()
+	case *MemberRecord:
+		if r.GroupID != k.SG || r.PortID != k.Port {
+			return keyMismatch("member %q of group %q under the key of member %q of group %q", r.PortID, r.GroupID, k.Port, k.SG)
+		}
+		return r.Validate()
+	case *AddressGroupRecord:
+		if r.ID != k.AG {
+			return keyMismatch("address group %q under the key of %q", r.ID, k.AG)
+		}
+		return r.Validate()
+	case *QuotaRecord:
+		return r.Validate()
 	case *VNIRecord:
 		if r.VNI != k.VNI {
 			return keyMismatch("vni %d under the key of vni %d", r.VNI, k.VNI)
 		}
+	case *SegmentRecord:
+		if r.PhysicalNetwork != k.Physnet || r.SegmentationID != k.VLAN {
+			return keyMismatch("segment %s/%d under the key of %s/%d", r.PhysicalNetwork, r.SegmentationID, k.Physnet, k.VLAN)
+		}
+	case *ML2Record:
+		return r.Validate()
 	}
 	return nil
 }
@@ -371,12 +406,18 @@ func validHostVTEP(what, host string, vtep netip.Addr, k Key) error {
 }
 
 // ValidVTEP checks that ip can be a host's tunnel endpoint: a unicast IPv4
-// address that is not unspecified, loopback, link-local, multicast,
-// broadcast or otherwise reserved ("this network" 0/8, class E 240/4).
+// or IPv6 address that is not unspecified, loopback, link-local,
+// multicast, broadcast or otherwise reserved ("this network" 0/8, class E
+// 240/4, IPv4-mapped IPv6).
 func ValidVTEP(ip netip.Addr) error {
-	if !ip.Is4() || ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() ||
-		ip.As4()[0] == 0 || ip.As4()[0] >= 240 {
-		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 address (not loopback, link-local, multicast, broadcast or reserved), e.g. 192.168.248.3", ip)
+	bad := !ip.IsValid() || ip.IsUnspecified() || ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast()
+	if ip.Is4() {
+		bad = bad || ip.As4()[0] == 0 || ip.As4()[0] >= 240
+	} else {
+		bad = bad || ip.Is4In6() || ip.Zone() != ""
+	}
+	if bad {
+		return fmt.Errorf("vtep_ip %q: want a unicast IPv4 or IPv6 address (not loopback, link-local, multicast, broadcast or reserved), e.g. 192.168.248.3", ip)
 	}
 	return nil
 }
@@ -389,41 +430,29 @@ func ValidateVNI(vni uint32) error {
 	return nil
 }
 
-// Validate checks a network record's values.
+// Validate checks a network record's values: everything an agent's
+// state needs of it (state.Desired.Validate), so that a record that
+// passes never makes a state that fails.
 func (r *NetworkRecord) Validate() error {
 	var errs []error
 	if err := ValidID(r.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if err := ValidateVNI(r.VNI); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, r.validateProvider()...)
 	if r.MTU != 0 && (r.MTU < 68 || r.MTU > 65000) {
 		errs = append(errs, fmt.Errorf("mtu %d out of range 68-65000", r.MTU))
 	}
 	if len(r.Name) > 255 {
 		errs = append(errs, errors.New("name longer than 255 characters"))
 	}
-	for _, p := range r.Subnets {
-		if !p.IsValid() || p.Masked() != p {
-			errs = append(errs, fmt.Errorf("subnet %q is not a network address in CIDR form", p))
-		}
+	if err := validProject(r.Project); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, r.validateSubnets()...)
+	if r.DNSDomain != "" && !state.ValidDNSDomain(r.DNSDomain) {
+		errs = append(errs, fmt.Errorf("dns_domain %q is not a DNS name like example.org", r.DNSDomain))
 	}
 	return errors.Join(errs...)
-}
-
-// Contains reports whether ip is in one of the network's subnets (true when
-// the network declares none).
-func (r *NetworkRecord) Contains(ip netip.Addr) bool {
-	if len(r.Subnets) == 0 {
-		return true
-	}
-	for _, p := range r.Subnets {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // Validate checks a port record's values.
@@ -453,6 +482,9 @@ func (r *PortRecord) Validate() error {
 			bad("security group: %v", err)
 		}
 	}
+	if err := validProject(r.Project); err != nil {
+		errs = append(errs, err)
+	}
 	if r.Host != "" {
 		if err := ValidHost(r.Host); err != nil {
 			bad("binding_host_id: %v", err)
@@ -461,125 +493,21 @@ func (r *PortRecord) Validate() error {
 	if tap := r.Tap(); len(tap) > 15 {
 		bad("tap name %q longer than 15 characters", tap)
 	}
-	return errors.Join(errs...)
-}
-
-var protocols = map[string]bool{"": true, "tcp": true, "udp": true, "icmp": true, "icmpv6": true, "sctp": true}
-
-// Validate checks a security group and its rules.
-func (r *SecurityGroupRecord) Validate() error {
-	var errs []error
-	if err := ValidID(r.ID); err != nil {
-		errs = append(errs, err)
-	}
-	if r.Name == "" || len(r.Name) > 255 {
-		errs = append(errs, errors.New("name must be 1-255 characters"))
-	}
-	ids := map[string]bool{}
-	for i, rule := range r.Rules {
-		if err := rule.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("rules[%d] (%s): %w", i, rule.ID, err))
-		}
-		if ids[rule.ID] {
-			errs = append(errs, fmt.Errorf("rules[%d]: duplicate rule id %s", i, rule.ID))
-		}
-		ids[rule.ID] = true
+	if r.DNSName != "" && !state.ValidHostName(r.DNSName) {
+		bad("dns_name %q is not a host name (letters, digits, inner hyphens; 63 at most)", r.DNSName)
 	}
 	return errors.Join(errs...)
-}
-
-// Validate checks one security group rule the way Neutron does.
-func (r SGRule) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if err := ValidID(r.ID); err != nil {
-		errs = append(errs, err)
-	}
-	if r.Direction != "ingress" && r.Direction != "egress" {
-		bad("direction %q: want ingress or egress", r.Direction)
-	}
-	if r.Ethertype != "IPv4" && r.Ethertype != "IPv6" {
-		bad("ethertype %q: want IPv4 or IPv6", r.Ethertype)
-	}
-	proto := strings.ToLower(r.Protocol)
-	if !protocols[proto] && !isProtoNumber(proto) {
-		bad("protocol %q: want tcp, udp, icmp, icmpv6, sctp, a number 0-255 or nothing for any", r.Protocol)
-	}
-	if r.PortRangeMin != 0 || r.PortRangeMax != 0 {
-		switch proto {
-		case "tcp", "udp", "sctp", "6", "17", "132":
-			if r.PortRangeMin < 1 || r.PortRangeMax > 65535 || r.PortRangeMin > r.PortRangeMax {
-				bad("port range %d:%d: want 1 <= min <= max <= 65535", r.PortRangeMin, r.PortRangeMax)
-			}
-		case "icmp", "icmpv6", "1", "58":
-			// Neutron reuses the range as ICMP type (min) and code (max).
-			if r.PortRangeMin < 0 || r.PortRangeMin > 255 || r.PortRangeMax < 0 || r.PortRangeMax > 255 {
-				bad("icmp type/code %d/%d: want 0-255", r.PortRangeMin, r.PortRangeMax)
-			}
-		default:
-			bad("a port range needs protocol tcp, udp, sctp or icmp")
-		}
-	}
-	if r.RemoteIPPrefix.IsValid() {
-		if r.RemoteIPPrefix.Masked() != r.RemoteIPPrefix {
-			bad("remote_ip_prefix %s has host bits set; write %s", r.RemoteIPPrefix, r.RemoteIPPrefix.Masked())
-		}
-		if r.RemoteIPPrefix.Addr().Is4() != (r.Ethertype == "IPv4") {
-			bad("remote_ip_prefix %s does not match ethertype %s", r.RemoteIPPrefix, r.Ethertype)
-		}
-		if r.RemoteGroupID != "" {
-			bad("remote_ip_prefix and remote_group_id are mutually exclusive")
-		}
-	}
-	if r.RemoteGroupID != "" {
-		if err := ValidID(r.RemoteGroupID); err != nil {
-			bad("remote_group_id: %v", err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func isProtoNumber(s string) bool {
-	if s == "" || len(s) > 3 {
-		return false
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n <= 255
 }
 
 // encodeRecord marshals a record, stamping the schema version.
 func encodeRecord(rec any) ([]byte, error) {
-	switch r := rec.(type) {
-	case *NetworkRecord:
-		r.Schema = SchemaVersion
-	case *PortRecord:
-		r.Schema = SchemaVersion
-	case *StatusRecord:
-		r.Schema = SchemaVersion
-	case *AgentRecord:
-		r.Schema = SchemaVersion
-	case *HeartbeatRecord:
-		r.Schema = SchemaVersion
-	case *BindingRecord:
-		r.Schema = SchemaVersion
-	case *SecurityGroupRecord:
-		r.Schema = SchemaVersion
-	case *VNIRecord:
-		r.Schema = SchemaVersion
-	case *ReservationRecord:
-		r.Schema = SchemaVersion
-	case *FloorRecord:
-		r.Schema = SchemaVersion
-	case *RegistrationRecord:
-		r.Schema = SchemaVersion
-	default:
+	v, ok := rec.(versioned)
+	if !ok {
 		return nil, fmt.Errorf("encode record: unsupported type %T", rec)
+	}
+	*v.schemaField() = SchemaVersion
+	if r, ok := rec.(interface{ schemaNeeded() int }); ok {
+		*v.schemaField() = r.schemaNeeded()
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {

@@ -116,15 +116,17 @@ func TestRestartResync(t *testing.T) {
 		}
 	})
 
-	// While node3 is down: vm3 appears on node4 (port record + node4's
-	// ACTIVE status: 2 records node3 follows) and 30 ports come and go on
-	// a network node3 does not host (nothing node3 follows).
-	other, err := c.CreateNetwork(ctx, control.NetworkSpec{Name: "other"})
+	// While node3 is down: vm3 appears on node4 (port record, node4's
+	// ACTIVE status and its member record in the default group: 3 records
+	// node3 follows) and 30 ports of another project come and go on a
+	// network node3 does not host (nothing node3 follows: their default
+	// group is their project's).
+	other, err := c.CreateNetwork(ctx, control.NetworkSpec{Name: "other", Project: "other"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 15 {
-		p, err := c.CreatePort(ctx, control.PortSpec{Network: other.ID, Host: "node9"})
+		p, err := c.CreatePort(ctx, control.PortSpec{Network: other.ID, Host: "node9", Project: "other"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,8 +146,8 @@ func TestRestartResync(t *testing.T) {
 	var delta *state.Desired
 	t.Run("replays only later changes", func(t *testing.T) {
 		a, d2, st := firstState(t, url, "node3", node3VTEP, withState(applied))
-		if st.LastResync != "delta" || st.Fetched != 2 {
-			t.Errorf("resync %q fetched %d records, want delta with 2 (vm3's port and status)", st.LastResync, st.Fetched)
+		if st.LastResync != "delta" || st.Fetched != 3 {
+			t.Errorf("resync %q fetched %d records, want delta with 3 (vm3's port, status and membership)", st.LastResync, st.Fetched)
 		}
 		if got := l2pop(d2); !contains(got, "remote vxlan100_net fa:16:3e:00:00:03 @192.168.248.4") {
 			t.Errorf("vm3 missing after delta resync:%s", describe(d2))

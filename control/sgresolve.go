@@ -1,125 +1,96 @@
 package control
 
 import (
-	"cmp"
+	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/vxdp/vxdp/state"
 )
 
 // securityGroups resolves the groups of the local ports for the
 // dataplane: each rule's protocol as a number, its ports or ICMP type and
-// code, and a remote group as the addresses of its members (their fixed
-// IPs and allowed address pairs) among the ports this agent knows. A
-// group the agent has no record of (not yet, or deleted) is taken off the
-// port: its rules allow nothing.
-func (v *view) securityGroups(local []state.LocalPort) []state.SecurityGroup {
+// code, a remote group as the addresses of its members (their member
+// records, whatever network the members are on) and an address group as
+// its prefixes. A group the agent has no record of (not yet, or deleted)
+// is taken off the port: its rules allow nothing. A port whose groups mix
+// stateful and stateless ones (which the controller refuses) gets none,
+// and is reported.
+func (v *view) securityGroups(local []state.LocalPort) ([]state.SecurityGroup, []*RecordError) {
+	var conflicts []*RecordError
 	want := map[string]bool{}
 	for i, p := range local {
 		known := slices.DeleteFunc(slices.Clone(p.SecurityGroups), func(id string) bool { _, ok := v.sgs[id]; return !ok })
+		if len(known) > 1 && slices.ContainsFunc(known, func(id string) bool { return v.sgs[id].Rec.Stateless != v.sgs[known[0]].Rec.Stateless }) {
+			conflicts = append(conflicts, &RecordError{Key: p.Source.Key, Reason: RejectConflict,
+				Err: fmt.Errorf("port %s mixes stateful and stateless security groups: it gets none (only what is always allowed)", p.ID)})
+			known = nil
+		}
 		local[i].SecurityGroups = known
 		for _, id := range known {
 			want[id] = true
 		}
 	}
-	ids := make([]string, 0, len(want))
-	for id := range want {
-		if _, ok := v.sgs[id]; ok {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	var members map[string][]netip.Prefix
-	if v.namesRemoteGroup(ids) {
-		members = v.groupMembers()
-	}
-	out := make([]state.SecurityGroup, 0, len(ids))
-	for _, id := range ids {
+	out := make([]state.SecurityGroup, 0, len(want))
+	for _, id := range slices.Sorted(maps.Keys(want)) {
 		sg := v.sgs[id]
-		g := state.SecurityGroup{ID: id, Name: sg.Rec.Name, Source: v.source(SecGroupKey(id), sg.Rev), Rules: []state.Rule{}}
+		g := state.SecurityGroup{ID: id, Name: sg.Rec.Name, Stateless: sg.Rec.Stateless, Source: v.source(SecGroupKey(id), sg.Rev), Rules: []state.Rule{}}
 		for _, r := range sg.Rec.Rules {
-			g.Rules = append(g.Rules, resolveRule(r, members, g.Source))
+			g.Rules = append(g.Rules, v.resolveRule(r, g.Source))
 		}
 		out = append(out, g)
 	}
-	return out
+	return out, conflicts
 }
 
-// namesRemoteGroup reports whether a rule of the groups ids names a remote group.
-func (v *view) namesRemoteGroup(ids []string) bool {
-	for _, id := range ids {
-		for _, r := range v.sgs[id].Rec.Rules {
-			if r.RemoteGroupID != "" {
-				return true
-			}
+// remoteAddresses are the addresses a rule's remote group or address
+// group stands for, of the rule's family; ok is false when the rule has
+// neither.
+func (v *view) remoteAddresses(r SGRule) (addrs []netip.Prefix, ok bool) {
+	var all []netip.Prefix
+	switch {
+	case r.RemoteGroupID != "":
+		members := v.members[r.RemoteGroupID]
+		for _, port := range slices.Sorted(maps.Keys(members)) {
+			all = append(all, members[port].Rec.Addresses...)
+		}
+	case r.RemoteAddressGroupID != "":
+		if ag, ok := v.addrGroups[r.RemoteAddressGroupID]; ok {
+			all = ag.Rec.Addresses
+		}
+	default:
+		return nil, false
+	}
+	seen := map[netip.Prefix]bool{}
+	for _, p := range all {
+		if p.Addr().Is4() == (r.Ethertype == state.IPv4) && !seen[p] {
+			seen[p] = true
+			addrs = append(addrs, p)
 		}
 	}
-	return false
-}
-
-// groupMembers maps a group id to the addresses of its member ports,
-// sorted, each once.
-func (v *view) groupMembers() map[string][]netip.Prefix {
-	out := map[string][]netip.Prefix{}
-	for _, nv := range v.nets {
-		for _, e := range nv.ports {
-			sgs, addrs := e.groups()
-			for _, g := range sgs {
-				out[g] = append(out[g], addrs...)
-			}
-		}
-	}
-	for g, addrs := range out {
-		slices.SortFunc(addrs, func(a, b netip.Prefix) int {
-			return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
-		})
-		out[g] = slices.Compact(addrs)
-	}
-	return out
+	return addrs, true
 }
 
 // resolveRule turns a rule record into the dataplane's rule.
-func resolveRule(r SGRule, members map[string][]netip.Prefix, src state.Source) state.Rule {
-	out := state.Rule{ID: r.ID, Direction: state.Direction(r.Direction), EtherType: r.Ethertype, Source: src}
-	switch p := strings.ToLower(r.Protocol); p {
-	case "", "any", "0":
-	case "tcp":
-		out.Protocol = state.ProtoTCP
-	case "udp":
-		out.Protocol = state.ProtoUDP
-	case "sctp":
-		out.Protocol = state.ProtoSCTP
-	case "icmp", "icmpv6", "ipv6-icmp":
-		out.Protocol = state.ProtoICMP
-		if r.Ethertype == state.IPv6 {
-			out.Protocol = state.ProtoICMPv6
-		}
-	default:
-		n, _ := strconv.Atoi(p)
-		out.Protocol = uint8(n)
-		if n == state.ProtoICMP && r.Ethertype == state.IPv6 {
-			out.Protocol = state.ProtoICMPv6
+func (v *view) resolveRule(r SGRule, src state.Source) state.Rule {
+	out := state.Rule{ID: r.ID, Direction: state.Direction(r.Direction), EtherType: r.Ethertype, Source: src,
+		RemoteGroup: r.RemoteGroupID, RemoteAddressGroup: r.RemoteAddressGroupID}
+	out.Protocol, _ = ProtocolNumber(r.Protocol, r.Ethertype) // validated with the record
+	switch {
+	case state.HasPorts(out.Protocol) && r.PortRangeMin != nil && r.PortRangeMax != nil:
+		out.PortMin, out.PortMax = uint16(*r.PortRangeMin), uint16(*r.PortRangeMax)
+	case state.IsICMP(out.Protocol, r.Ethertype) && r.PortRangeMin != nil:
+		t := uint8(*r.PortRangeMin)
+		out.ICMPType = &t
+		if r.PortRangeMax != nil {
+			c := uint8(*r.PortRangeMax)
+			out.ICMPCode = &c
 		}
 	}
-	switch {
-	case state.HasPorts(out.Protocol) && r.PortRangeMin > 0:
-		out.PortMin, out.PortMax = uint16(r.PortRangeMin), uint16(r.PortRangeMax)
-	case state.IsICMP(out.Protocol, r.Ethertype) && (r.PortRangeMin > 0 || r.PortRangeMax > 0):
-		t, c := uint8(r.PortRangeMin), uint8(r.PortRangeMax)
-		out.ICMPType, out.ICMPCode = &t, &c
-	}
-	switch {
-	case r.RemoteGroupID != "":
-		out.RemoteGroup = r.RemoteGroupID
-		for _, p := range members[r.RemoteGroupID] {
-			if p.Addr().Is4() == (r.Ethertype == state.IPv4) {
-				out.RemotePrefixes = append(out.RemotePrefixes, p)
-			}
-		}
-	case r.RemoteIPPrefix.IsValid():
+	if addrs, ok := v.remoteAddresses(r); ok {
+		out.RemotePrefixes = addrs
+	} else if r.RemoteIPPrefix.IsValid() {
 		out.RemotePrefixes = []netip.Prefix{r.RemoteIPPrefix}
 	}
 	return out

@@ -19,7 +19,7 @@ const SnapshotFile = "control-snapshot.bin"
 
 // snapshotSchema versions the snapshot format: another version is not
 // read (a full resync instead).
-const snapshotSchema = 3
+const snapshotSchema = 4
 
 // snapshotMagic starts every snapshot file.
 var snapshotMagic = [8]byte{'V', 'X', 'D', 'P', 'S', 'N', 'A', 'P'}
@@ -44,15 +44,17 @@ type snapshotHeader struct {
 	// snapshot; it must equal the dataplane's applied revision.
 	DesiredRevision uint64   `json:"desired_revision"`
 	Networks        []string `json:"networks"`
-	SecurityGroups  []string `json:"security_groups"`
-	Records         int      `json:"records"`
+	// Refs are the followed filters besides networks (see wanted).
+	Refs    []string `json:"refs"`
+	Records int      `json:"records"`
 }
 
 // The snapshot file: the magic, the header's length (uint32) and JSON,
 // the view in binary (little endian; lengths before what they count), and
 // a CRC-32C of everything before it. The body holds the host names (by
 // hostID), the records kept whole (bindings, the agent record,
-// registrations, security groups, network records: key, revision, JSON),
+// registrations, security groups, their members and address groups,
+// network records: key, revision, JSON),
 // and per followed network, in the header's order, its ports (compact
 // entries; a local port's record as JSON) and the statuses kept apart.
 
@@ -90,6 +92,14 @@ func encodeSnapshot(v *view, h snapshotHeader) ([]byte, error) {
 	}
 	for id, g := range v.sgs {
 		recs = append(recs, record{SecGroupKey(id), g.Rev, g.Rec})
+	}
+	for id, ms := range v.members {
+		for port, m := range ms {
+			recs = append(recs, record{MemberKey(id, port), m.Rev, m.Rec})
+		}
+	}
+	for id, ag := range v.addrGroups {
+		recs = append(recs, record{AddressGroupKey(id), ag.Rev, ag.Rec})
 	}
 	for _, id := range h.Networks {
 		if nv := v.net(id); nv.net != nil {
@@ -134,15 +144,6 @@ func encodeSnapshot(v *view, h snapshotHeader) ([]byte, error) {
 				for _, ip := range e.more.ips {
 					w.bytes(ip.AsSlice())
 				}
-				w.u32(uint32(len(e.more.pairs)))
-				for _, p := range e.more.pairs {
-					w.bytes(p.Addr().AsSlice())
-					w.b = append(w.b, byte(p.Bits()))
-				}
-				w.u32(uint32(len(e.more.sgs)))
-				for _, g := range e.more.sgs {
-					w.str(g)
-				}
 			}
 		}
 		w.u32(uint32(len(nv.others)))
@@ -158,7 +159,7 @@ func encodeSnapshot(v *view, h snapshotHeader) ([]byte, error) {
 // What a port entry of a snapshot carries besides the fixed fields.
 const (
 	snapLocal = 1 << 6 // the record of a local port (JSON)
-	snapMore  = 1 << 7 // a remote port's other addresses and groups
+	snapMore  = 1 << 7 // a remote port's addresses (not one IPv4 address)
 )
 
 type snapWriter struct{ b []byte }
@@ -329,15 +330,6 @@ func decodeView(r *snapReader, h *snapshotHeader, host string, ownVTEP netip.Add
 				for n := r.u32(); n > 0 && r.err == nil; n-- {
 					m.ips = append(m.ips, r.addr())
 				}
-				for n := r.u32(); n > 0 && r.err == nil; n-- {
-					a := r.addr()
-					m.pairs = append(m.pairs, netip.PrefixFrom(a, int(r.byte())))
-				}
-				var sgs []string
-				for n := r.u32(); n > 0 && r.err == nil; n-- {
-					sgs = append(sgs, r.str())
-				}
-				m.sgs = v.inc.internGroups(sgs)
 				e.more = m
 			}
 			if e.host == v.self && (e.more == nil || e.more.rec == nil) {

@@ -16,8 +16,8 @@ type rev[T any] struct {
 
 // view is an agent's copy of the part of the bucket it follows: its
 // bindings and agent record, every host registration (VTEPs), the networks
-// it hosts and the security groups of its ports. Records are immutable
-// once stored. The ports of the networks, the bulk of it, are kept
+// it hosts, the security groups of its ports and the members and address
+// groups their rules name as remotes. Records are immutable once stored. The ports of the networks, the bulk of it, are kept
 // compact (netView); the view keeps the host's state up to date with
 // every change it folds in and says what changed (incremental).
 type view struct {
@@ -26,12 +26,15 @@ type view struct {
 	ownVTEP netip.Addr
 	ids     idTable
 	hosts   hostTable
+	vtepIDs vtepTable
 
 	bindings      map[string]rev[BindingRecord] // by port id
 	agents        map[string]rev[AgentRecord]   // by host: its own only
 	registrations map[hostID]rev[RegistrationRecord]
 	nets          map[pid]*netView // followed networks
 	sgs           map[string]rev[SecurityGroupRecord]
+	members       map[string]map[string]rev[MemberRecord] // by group, then port
+	addrGroups    map[string]rev[AddressGroupRecord]
 	// local indexes the ports bound to this host: port -> network.
 	local map[pid]pid
 	// seen holds the revision of deletions and rejected updates per key,
@@ -50,6 +53,8 @@ func newView(host string, ownVTEP netip.Addr) *view {
 		registrations: map[hostID]rev[RegistrationRecord]{},
 		nets:          map[pid]*netView{},
 		sgs:           map[string]rev[SecurityGroupRecord]{},
+		members:       map[string]map[string]rev[MemberRecord]{},
+		addrGroups:    map[string]rev[AddressGroupRecord]{},
 		local:         map[pid]pid{},
 		seen:          map[string]uint64{},
 	}
@@ -76,7 +81,7 @@ func (v *view) follows(k Key) bool {
 		return k.Host == v.host
 	case KindRegistration:
 		return true
-	case KindSecGroup:
+	case KindSecGroup, KindMember, KindAddressGroup:
 		return true
 	}
 	return false
@@ -113,6 +118,10 @@ func (v *view) storedRev(k Key) uint64 {
 		return v.bindings[k.Port].Rev
 	case KindSecGroup:
 		return v.sgs[k.SG].Rev
+	case KindMember:
+		return v.members[k.SG][k.Port].Rev
+	case KindAddressGroup:
+		return v.addrGroups[k.AG].Rev
 	}
 	return 0
 }
@@ -149,8 +158,9 @@ func (v *view) store(k Key, r uint64, rec any) {
 	switch rec := rec.(type) {
 	case *NetworkRecord:
 		nv := v.net(k.Network)
+		old := nv.net
 		nv.net = &rev[NetworkRecord]{Rev: r, Rec: rec}
-		v.inc.networkChanged(nv)
+		v.networkChanged(nv, old)
 	case *PortRecord:
 		v.putPort(v.net(k.Network), r, rec)
 	case *StatusRecord:
@@ -168,6 +178,15 @@ func (v *view) store(k Key, r uint64, rec any) {
 	case *SecurityGroupRecord:
 		v.sgs[k.SG] = rev[SecurityGroupRecord]{Rev: r, Rec: rec}
 		v.inc.localChanged()
+	case *MemberRecord:
+		if v.members[k.SG] == nil {
+			v.members[k.SG] = map[string]rev[MemberRecord]{}
+		}
+		v.members[k.SG][k.Port] = rev[MemberRecord]{Rev: r, Rec: rec}
+		v.inc.localChanged()
+	case *AddressGroupRecord:
+		v.addrGroups[k.AG] = rev[AddressGroupRecord]{Rev: r, Rec: rec}
+		v.inc.localChanged()
 	}
 }
 
@@ -176,8 +195,9 @@ func (v *view) remove(k Key) {
 	switch k.Kind {
 	case KindNetwork:
 		nv := v.net(k.Network)
+		old := nv.net
 		nv.net = nil
-		v.inc.networkChanged(nv)
+		v.networkChanged(nv, old)
 	case KindPort:
 		if id, ok := v.ids.find(k.Port); ok {
 			v.dropPort(v.net(k.Network), id)
@@ -202,6 +222,27 @@ func (v *view) remove(k Key) {
 	case KindSecGroup:
 		delete(v.sgs, k.SG)
 		v.inc.localChanged()
+	case KindMember:
+		delete(v.members[k.SG], k.Port)
+		if len(v.members[k.SG]) == 0 {
+			delete(v.members, k.SG)
+		}
+		v.inc.localChanged()
+	case KindAddressGroup:
+		delete(v.addrGroups, k.AG)
+		v.inc.localChanged()
+	}
+}
+
+// networkChanged marks what a network record's change changes: the local
+// part, the network's entry, and its remote ports when it becomes or stops
+// being a provider network (reached with or without a VTEP).
+func (v *view) networkChanged(nv *netView, old *rev[NetworkRecord]) {
+	v.inc.networkChanged(nv)
+	if old != nil && nv.net != nil && old.Rec.Provider() != nv.net.Rec.Provider() {
+		for id := range nv.ports {
+			v.inc.portDirty(nv, id)
+		}
 	}
 }
 
@@ -232,27 +273,51 @@ func (v *view) prune(watermark uint64) {
 }
 
 // wanted is the part of the bucket the agent must follow given what it
-// knows: the networks its bindings name and the security groups of its
-// local ports.
+// knows: the networks its bindings name, and refs: the security groups of
+// its local ports (SecGroupKey), the members of the groups their rules
+// name as remote group (MembersFilter) and the address groups they name
+// (AddressGroupKey), by filter.
 type wanted struct {
 	nets map[string]bool
-	sgs  map[string]bool
+	refs map[string]bool
 }
 
 func (v *view) wanted() wanted {
-	w := wanted{nets: map[string]bool{}, sgs: map[string]bool{}}
+	w := wanted{nets: map[string]bool{}, refs: map[string]bool{}}
 	for _, b := range v.bindings {
 		w.nets[b.Rec.NetworkID] = true
 	}
 	for portID, netID := range v.local {
-		if !w.nets[v.ids.name(netID)] {
-			continue
-		}
-		for _, sg := range v.localRecord(netID, portID).SecurityGroups {
-			w.sgs[sg] = true
+		if w.nets[v.ids.name(netID)] {
+			for f := range v.portRefs(v.localRecord(netID, portID)) {
+				w.refs[f] = true
+			}
 		}
 	}
 	return w
+}
+
+// portRefs are the ref filters a local port needs: its groups, and the
+// remote groups' members and address groups of their rules (of the groups
+// the view holds).
+func (v *view) portRefs(p *PortRecord) map[string]bool {
+	out := map[string]bool{}
+	for _, sg := range p.SecurityGroups {
+		out[SecGroupKey(sg)] = true
+		g, ok := v.sgs[sg]
+		if !ok {
+			continue
+		}
+		for _, r := range g.Rec.Rules {
+			if r.RemoteGroupID != "" {
+				out[MembersFilter(r.RemoteGroupID)] = true
+			}
+			if r.RemoteAddressGroupID != "" {
+				out[AddressGroupKey(r.RemoteAddressGroupID)] = true
+			}
+		}
+	}
+	return out
 }
 
 // localRecord is the record of a port bound to this host.
@@ -281,18 +346,33 @@ func (v *view) dropNetwork(id string) {
 	v.inc.networkChanged(nv)
 	v.inc.forget(nv)
 	delete(v.nets, p)
-	prefix := "nets." + id + "."
+	v.forgetSeen("nets." + id + ".")
+}
+
+// dropRef forgets what a ref filter (see wanted) followed.
+func (v *view) dropRef(filter string) {
+	kind, id, _ := parseEntitledFilter(filter)
+	switch kind {
+	case KindSecGroup:
+		delete(v.sgs, id)
+		delete(v.seen, SecGroupKey(id))
+	case KindAddressGroup:
+		delete(v.addrGroups, id)
+		delete(v.seen, AddressGroupKey(id))
+	case KindMember:
+		delete(v.members, id)
+		v.forgetSeen("members." + id + ".")
+	}
+	v.inc.localChanged()
+}
+
+// forgetSeen drops the duplicate-detection entries of keys under prefix.
+func (v *view) forgetSeen(prefix string) {
 	for k := range v.seen {
 		if strings.HasPrefix(k, prefix) {
 			delete(v.seen, k)
 		}
 	}
-}
-
-func (v *view) dropSG(id string) {
-	delete(v.sgs, id)
-	delete(v.seen, SecGroupKey(id))
-	v.inc.localChanged()
 }
 
 // networkIDs are the followed networks' ids.
@@ -311,22 +391,23 @@ func baseFilters(host string) []string {
 }
 
 // filters are the watch filters of the followed part, sorted.
-func (v *view) filters(sgs map[string]bool) []string {
+func (v *view) filters(refs map[string]bool) []string {
 	out := baseFilters(v.host)
 	for _, id := range v.networkIDs() {
 		out = append(out, NetworkFilter(id))
 	}
-	for id := range sgs {
-		out = append(out, SecGroupKey(id))
+	for f := range refs {
+		out = append(out, f)
 	}
 	slices.Sort(out)
 	return out
 }
 
-// proofs name, for each network and security group filter, the record
-// that entitles this host to it (see consumerSpec.Proofs): a binding of a
-// port on the network, a local port in the group. A filter without one is
-// left out; the broker refuses it.
+// proofs name, for each network and ref filter, the record that entitles
+// this host to it (see consumerSpec.Proofs): a binding of a port on the
+// network, a local port that needs the ref (in the group, or in a group
+// whose rules name the remote group or address group). A filter without
+// one is left out; the broker refuses it.
 func (v *view) proofs(filters []string) map[string]string {
 	need := map[string]bool{}
 	for _, f := range filters {
@@ -339,8 +420,8 @@ func (v *view) proofs(filters []string) map[string]string {
 		}
 	}
 	for portID, netID := range v.local {
-		for _, sg := range v.localRecord(netID, portID).SecurityGroups {
-			if f := SecGroupKey(sg); need[f] {
+		for f := range v.portRefs(v.localRecord(netID, portID)) {
+			if need[f] {
 				out[f] = PortKey(v.ids.name(netID), v.ids.name(portID))
 			}
 		}
@@ -352,7 +433,10 @@ func (v *view) source(key string, r uint64) state.Source { return state.Source{K
 
 // size counts the records held.
 func (v *view) size() int {
-	n := len(v.bindings) + len(v.agents) + len(v.registrations) + len(v.sgs)
+	n := len(v.bindings) + len(v.agents) + len(v.registrations) + len(v.sgs) + len(v.addrGroups)
+	for _, ms := range v.members {
+		n += len(ms)
+	}
 	for _, nv := range v.nets {
 		n += len(nv.ports) + nv.statuses()
 		if nv.net != nil {

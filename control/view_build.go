@@ -22,10 +22,12 @@ type buildResult struct {
 //     their VTEPs being the other hosts with an ACTIVE port on them;
 //   - LocalPorts: the ports bound here (tap "tap"+id[:11]);
 //   - RemotePorts: the ACTIVE ports of those networks bound elsewhere, at
-//     their host's registered VTEP (never the VTEP an agent record claims).
+//     their host's registered VTEP (never the VTEP an agent record claims);
+//     on a provider network (VLAN, flat) without VTEP, reached on the
+//     physical network.
 //
 // Records that clash with an older one (a second network with the same
-// VNI, a second port with the same MAC on a network, a tap name used
+// segment, a second port with the same MAC on a network, a tap name used
 // twice) are left out and reported; the older record wins.
 func (v *view) build() buildResult {
 	// The MAC of each network's local and ACTIVE remote ports: the oldest
@@ -57,7 +59,7 @@ func (v *view) build() buildResult {
 	slices.SortFunc(kept, func(a, b *netView) int { return v.ids.compare(a.id, b.id) })
 	for _, nv := range kept {
 		netID := v.ids.name(nv.id)
-		vteps := map[[4]byte]map[hostID]int{}
+		vteps := map[vtepID]map[hostID]int{}
 		prefix := PortKey(netID, "")
 		// One array for the addresses of the ports with one IPv4 address.
 		arena := make([]netip.Addr, 0, len(nv.ports))
@@ -71,13 +73,10 @@ func (v *view) build() buildResult {
 					Err: fmt.Errorf("mac %s is already used by port %s on network %s", e.mac, v.ids.name(win), netID)})
 				continue
 			}
-			reg := v.registrations[e.host].Rec
-			if reg == nil || reg.VTEP == v.ownVTEP {
-				// Not registered yet (or registered at our VTEP): the
-				// port cannot be reached; it comes in with the registration.
+			vtep, ok := v.remoteVTEP(nv, e.host)
+			if !ok {
 				continue
 			}
-			vtep := reg.VTEP.As4()
 			var ips []netip.Addr
 			if e.flags&flagIP4 != 0 {
 				arena = append(arena, netip.AddrFrom4(e.ip4))
@@ -86,6 +85,9 @@ func (v *view) build() buildResult {
 				ips = e.ips()
 			}
 			d.RemotePorts = append(d.RemotePorts, v.remotePortIPs(prefix, netID, id, e, vtep, ips))
+			if vtep == 0 {
+				continue
+			}
 			if vteps[vtep] == nil {
 				vteps[vtep] = map[hostID]int{}
 			}

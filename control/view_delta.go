@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
-	"strings"
 
 	"github.com/vxdp/vxdp/state"
 )
@@ -33,10 +32,6 @@ type incremental struct {
 	outNets   map[string]state.Network
 	outLocal  map[string]state.LocalPort
 	outGroups map[string]state.SecurityGroup
-	// remoteGroups are the groups the state's rules name as remote group:
-	// their members' changes change the state.
-	remoteGroups map[string]bool
-	groupIDs     map[string]string // interned group ids of remote ports
 
 	acc       accumulator
 	conflicts []*RecordError
@@ -46,7 +41,6 @@ func (inc *incremental) init() {
 	inc.dirty = map[*netView]map[pid]struct{}{}
 	inc.nets = map[pid]bool{}
 	inc.outNets, inc.outLocal, inc.outGroups = map[string]state.Network{}, map[string]state.LocalPort{}, map[string]state.SecurityGroup{}
-	inc.remoteGroups, inc.groupIDs = map[string]bool{}, map[string]string{}
 	inc.acc.init()
 }
 
@@ -71,41 +65,6 @@ func (inc *incremental) vtepsChanged(nv *netView) { inc.nets[nv.id] = true }
 
 func (inc *incremental) localChanged() { inc.local = true }
 
-// groupsTouched notes a port's change that may change the members of a
-// remote group the state's rules name.
-func (inc *incremental) groupsTouched(before, after *portMore) {
-	for _, m := range []*portMore{before, after} {
-		if m == nil {
-			continue
-		}
-		sgs := m.sgs
-		if m.rec != nil {
-			sgs = m.rec.SecurityGroups
-		}
-		for _, g := range sgs {
-			if inc.remoteGroups[g] {
-				inc.local = true
-				return
-			}
-		}
-	}
-}
-
-// internGroups shares the group id strings of remote ports (most ports
-// are in the same few groups).
-func (inc *incremental) internGroups(ids []string) []string {
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		s, ok := inc.groupIDs[id]
-		if !ok {
-			s = strings.Clone(id)
-			inc.groupIDs[s] = s
-		}
-		out[i] = s
-	}
-	return out
-}
-
 // forget drops what is tracked of a network no longer followed.
 func (inc *incremental) forget(nv *netView) { delete(inc.dirty, nv) }
 
@@ -118,26 +77,28 @@ func (v *view) unemit(nv *netView, id pid, e portEntry) {
 		p := v.remotePort(v.ids.name(nv.id), id, e, e.emVTEP)
 		v.inc.acc.remotes.remove(state.RemotePortKey(p), p)
 	}
-	v.vtepRef(nv, e.emVTEP, e.host, -1)
+	if e.emVTEP != 0 {
+		v.vtepRef(nv, e.emVTEP, e.host, -1)
+	}
 }
 
 // remotePort is the state's entry of remote port id of network netID at
-// VTEP vtep.
-func (v *view) remotePort(netID string, id pid, e portEntry, vtep [4]byte) state.RemotePort {
+// VTEP vtep (none on a provider network).
+func (v *view) remotePort(netID string, id pid, e portEntry, vtep vtepID) state.RemotePort {
 	return v.remotePortIPs(PortKey(netID, ""), netID, id, e, vtep, e.ips())
 }
 
 // remotePortIPs is remotePort with the port's IPs and the network's
 // port-key prefix given. The port's key is made in one piece, its id a
 // part of it.
-func (v *view) remotePortIPs(prefix, netID string, id pid, e portEntry, vtep [4]byte, ips []netip.Addr) state.RemotePort {
+func (v *view) remotePortIPs(prefix, netID string, id pid, e portEntry, vtep vtepID, ips []netip.Addr) state.RemotePort {
 	key := v.ids.key(prefix, id)
-	return state.RemotePort{ID: key[len(prefix):], NetworkID: netID, MAC: e.mac, IPs: ips, VTEP: netip.AddrFrom4(vtep),
+	return state.RemotePort{ID: key[len(prefix):], NetworkID: netID, MAC: e.mac, IPs: ips, VTEP: v.vtepIDs.addr(vtep),
 		Source: v.source(key, e.rev)}
 }
 
 // vtepRef counts host's remote ports in the state at vtep.
-func (v *view) vtepRef(nv *netView, vtep [4]byte, h hostID, delta int) {
+func (v *view) vtepRef(nv *netView, vtep vtepID, h hostID, delta int) {
 	hosts := nv.vteps[vtep]
 	if hosts == nil {
 		hosts = map[hostID]int{}
@@ -167,14 +128,9 @@ func (v *view) evalPort(nv *netView, id pid) {
 	}
 	remote := e.host != 0 && e.host != v.self && e.active()
 	want := remote && nv.kept && nv.byMAC[e.mac] == id
-	var vtep [4]byte
+	var vtep vtepID
 	if want {
-		reg := v.registrations[e.host].Rec
-		// Not registered yet (or at our VTEP): the port cannot be
-		// reached; it comes in with the registration.
-		if want = reg != nil && reg.VTEP != v.ownVTEP; want {
-			vtep = reg.VTEP.As4()
-		}
+		vtep, want = v.remoteVTEP(nv, e.host)
 	}
 	if remote && nv.kept && nv.byMAC[e.mac] != id {
 		v.macConflict(nv, id, e)
@@ -186,11 +142,29 @@ func (v *view) evalPort(nv *netView, id pid) {
 	if want && !e.emitted() {
 		p := v.remotePort(v.ids.name(nv.id), id, e, vtep)
 		v.inc.acc.remotes.put(state.RemotePortKey(p), p)
-		v.vtepRef(nv, vtep, e.host, 1)
+		if vtep != 0 {
+			v.vtepRef(nv, vtep, e.host, 1)
+		}
 		e.flags |= flagEmitted
 		e.emVTEP = vtep
 	}
 	nv.ports[id] = e
+}
+
+// remoteVTEP is where a remote port bound to host h is reached: on a
+// provider network, the physical network (no VTEP); otherwise the host's
+// registered VTEP. A port of an unregistered host (or one registered at
+// our VTEP) cannot be reached (ok false); it comes in with the
+// registration.
+func (v *view) remoteVTEP(nv *netView, h hostID) (vtep vtepID, ok bool) {
+	if nv.net != nil && nv.net.Rec.Provider() {
+		return 0, true
+	}
+	reg := v.registrations[h].Rec
+	if reg == nil || reg.VTEP == v.ownVTEP {
+		return 0, false
+	}
+	return v.vtepIDs.of(reg.VTEP), true
 }
 
 func (v *view) macConflict(nv *netView, id pid, e portEntry) {
@@ -243,16 +217,16 @@ func (v *view) flush() {
 func (v *view) networkEntry(nv *netView) state.Network { return v.networkWith(nv, nv.vteps) }
 
 // networkWith is the state's entry of network nv with the VTEPs of vteps.
-func (v *view) networkWith(nv *netView, vteps map[[4]byte]map[hostID]int) state.Network {
+func (v *view) networkWith(nv *netView, vteps map[vtepID]map[hostID]int) state.Network {
 	id := v.ids.name(nv.id)
-	r := nv.net
-	return state.Network{ID: id, Name: r.Rec.Name, VNI: r.Rec.VNI, MTU: r.Rec.MTU, Source: v.source(NetworkKey(id), r.Rev),
-		VTEPs: v.vtepList(vteps)}
+	n := networkState(id, *nv.net, v.source(NetworkKey(id), nv.net.Rev))
+	n.VTEPs = v.vtepList(vteps)
+	return n
 }
 
 // vtepList lists VTEPs by address, each from the registration of the
 // first of its hosts by name.
-func (v *view) vtepList(vteps map[[4]byte]map[hostID]int) []state.VTEP {
+func (v *view) vtepList(vteps map[vtepID]map[hostID]int) []state.VTEP {
 	out := make([]state.VTEP, 0, len(vteps))
 	for ip, hosts := range vteps {
 		first := ""
@@ -262,7 +236,7 @@ func (v *view) vtepList(vteps map[[4]byte]map[hostID]int) []state.VTEP {
 			}
 		}
 		h, _ := v.hosts.find(first)
-		out = append(out, state.VTEP{IP: netip.AddrFrom4(ip), Source: v.source(RegistrationKey(first), v.registrations[h].Rev)})
+		out = append(out, state.VTEP{IP: v.vtepIDs.addr(ip), Source: v.source(RegistrationKey(first), v.registrations[h].Rev)})
 	}
 	slices.SortFunc(out, func(a, b state.VTEP) int { return a.IP.Compare(b.IP) })
 	return out
@@ -278,8 +252,8 @@ type localState struct {
 }
 
 // computeLocal computes the local part. A network takes part when it has a
-// record and a port bound here; of two with one VNI the older record
-// wins. A local port takes part when it holds its MAC on its network
+// record and a port bound here; of two with one segment (VNI, VLAN or flat
+// physical network) the older record wins. A local port takes part when it holds its MAC on its network
 // (winner: of the local and ACTIVE remote ports with a MAC, the oldest)
 // and its tap is its own (the first port by network and port id keeps a
 // tap).
@@ -299,15 +273,16 @@ func (v *view) computeLocal(winner func(nv *netView, mac state.MAC) pid) localSt
 		}
 	}
 	slices.SortFunc(cands, func(a, b *netView) int { return cmp.Or(cmp.Compare(a.net.Rev, b.net.Rev), v.ids.compare(a.id, b.id)) })
-	vnis := map[uint32]string{}
+	segments := map[string]string{}
 	kept := cands[:0]
 	for _, nv := range cands {
 		name := v.ids.name(nv.id)
-		if other, dup := vnis[nv.net.Rec.VNI]; dup {
-			conflict(NetworkKey(name), "vni %d is already used by network %s", nv.net.Rec.VNI, other)
+		seg := nv.net.Rec.segment()
+		if other, dup := segments[seg]; dup {
+			conflict(NetworkKey(name), "%s is already used by network %s", seg, other)
 			continue
 		}
-		vnis[nv.net.Rec.VNI] = name
+		segments[seg] = name
 		kept = append(kept, nv)
 	}
 	slices.SortFunc(kept, func(a, b *netView) int { return v.ids.compare(a.id, b.id) })
@@ -334,7 +309,7 @@ func (v *view) computeLocal(winner func(nv *netView, mac state.MAC) pid) localSt
 			lp.locals = append(lp.locals, state.LocalPort{
 				ID: rec.ID, NetworkID: netID, MAC: rec.MAC, IPs: rec.FixedIPs, Tap: tap,
 				PortSecurity: &ps, AllowedAddressPairs: rec.AllowedAddressPairs,
-				SecurityGroups: rec.SecurityGroups, Source: v.source(PortKey(netID, rec.ID), e.rev),
+				SecurityGroups: rec.SecurityGroups, DNSName: rec.DNSName, Source: v.source(PortKey(netID, rec.ID), e.rev),
 			})
 			n++
 		}
@@ -342,7 +317,9 @@ func (v *view) computeLocal(winner func(nv *netView, mac state.MAC) pid) localSt
 			lp.kept[nv.id] = true
 		}
 	}
-	lp.groups = v.securityGroups(lp.locals)
+	var sgConflicts []*RecordError
+	lp.groups, sgConflicts = v.securityGroups(lp.locals)
+	lp.conflicts = append(lp.conflicts, sgConflicts...)
 	return lp
 }
 
@@ -369,14 +346,8 @@ func (v *view) recomputeLocal() {
 	diffInto(&inc.acc.locals, inc.outLocal, locals)
 	inc.outLocal = locals
 	groups := make(map[string]state.SecurityGroup, len(lp.groups))
-	clear(inc.remoteGroups)
 	for _, g := range lp.groups {
 		groups[g.ID] = g
-		for _, r := range g.Rules {
-			if r.RemoteGroup != "" {
-				inc.remoteGroups[r.RemoteGroup] = true
-			}
-		}
 	}
 	diffInto(&inc.acc.groups, inc.outGroups, groups)
 	inc.outGroups = groups
@@ -448,14 +419,8 @@ func (v *view) reset(d *state.Desired) {
 		inc.outLocal[state.LocalPortKey(p)] = p
 	}
 	inc.outGroups = make(map[string]state.SecurityGroup, len(d.SecurityGroups))
-	clear(inc.remoteGroups)
 	for _, g := range d.SecurityGroups {
 		inc.outGroups[g.ID] = g
-		for _, r := range g.Rules {
-			if r.RemoteGroup != "" {
-				inc.remoteGroups[r.RemoteGroup] = true
-			}
-		}
 	}
 	for _, nv := range v.nets {
 		nv.kept = kept[v.ids.name(nv.id)]
@@ -475,9 +440,11 @@ func (v *view) reset(d *state.Desired) {
 		}
 		e := nv.ports[id]
 		e.flags |= flagEmitted
-		e.emVTEP = p.VTEP.As4()
+		e.emVTEP = v.vtepIDs.of(p.VTEP)
 		nv.ports[id] = e
-		v.vtepRef(nv, e.emVTEP, e.host, 1)
+		if e.emVTEP != 0 {
+			v.vtepRef(nv, e.emVTEP, e.host, 1)
+		}
 	}
 	clear(inc.nets) // vtepRef marked them: nothing changed
 }

@@ -30,8 +30,8 @@ type netView struct {
 	contested map[state.MAC][]pid
 
 	// What the host's state holds of the network (incremental).
-	kept  bool                       // in the state: it has a local port
-	vteps map[[4]byte]map[hostID]int // VTEPs of the remote ports in the state, by host
+	kept  bool                      // in the state: it has a local port
+	vteps map[vtepID]map[hostID]int // VTEPs of the remote ports in the state, by host
 }
 
 type statusRef struct {
@@ -70,10 +70,10 @@ func (s portStatus) String() string {
 type portEntry struct {
 	rev, gen uint64
 	st       portStatus // written by the bound host
-	more     *portMore  // nil for a remote port with one IPv4 address and no groups
+	more     *portMore  // nil for a remote port with one IPv4 address or none
 	host     hostID
+	emVTEP   vtepID  // the VTEP the state holds it at (flagEmitted; 0: none, provider network)
 	ip4      [4]byte // its IP when it has exactly one, IPv4 (flagIP4)
-	emVTEP   [4]byte // the VTEP the state holds it at (flagEmitted)
 	mac      state.MAC
 	flags    uint8
 }
@@ -84,18 +84,17 @@ const (
 )
 
 // portMore is the rest of a port that needs it: a local port's whole
-// record; a remote port's addresses and groups (remote-group members).
+// record; a remote port's addresses when they are not one IPv4 address.
+// (Remote-group members come from member records, not from ports.)
 type portMore struct {
-	rec   *PortRecord // a port bound to this host
-	ips   []netip.Addr
-	pairs []netip.Prefix
-	sgs   []string
+	rec *PortRecord // a port bound to this host
+	ips []netip.Addr
 }
 
 func newNetView(id pid) *netView {
 	return &netView{id: id, ports: map[pid]portEntry{}, others: map[statusRef]portStatus{}, own: map[pid]portStatus{},
 		byHost: map[hostID][]pid{}, byMAC: map[state.MAC]pid{}, contested: map[state.MAC][]pid{},
-		vteps: map[[4]byte]map[hostID]int{}}
+		vteps: map[vtepID]map[hostID]int{}}
 }
 
 // active reports whether the port's bound host said it is ACTIVE, for its
@@ -119,34 +118,8 @@ func (e portEntry) ips() []netip.Addr {
 	return nil
 }
 
-// groups are the port's security groups and the addresses it stands for
-// as their member (fixed IPs, allowed address pairs).
-func (e portEntry) groups() ([]string, []netip.Prefix) {
-	if e.more == nil {
-		return nil, nil
-	}
-	var sgs []string
-	var pairs []netip.Prefix
-	if r := e.more.rec; r != nil {
-		sgs = r.SecurityGroups
-		for _, ap := range r.AllowedAddressPairs {
-			pairs = append(pairs, ap.IP.Masked())
-		}
-	} else {
-		sgs, pairs = e.more.sgs, e.more.pairs
-	}
-	if len(sgs) == 0 {
-		return nil, nil
-	}
-	addrs := make([]netip.Prefix, 0, len(pairs)+1)
-	for _, ip := range e.ips() {
-		addrs = append(addrs, netip.PrefixFrom(ip, ip.BitLen()))
-	}
-	return sgs, append(addrs, pairs...)
-}
-
 // entryOf makes the entry of a port record: a port bound to self keeps
-// its record, a remote one what the state and the groups need of it.
+// its record, a remote one what the state needs of it.
 func (v *view) entryOf(r uint64, rec *PortRecord) portEntry {
 	e := portEntry{rev: r, gen: rec.Generation, host: v.hosts.of(rec.Host), mac: rec.MAC}
 	if e.host == v.self {
@@ -157,18 +130,8 @@ func (v *view) entryOf(r uint64, rec *PortRecord) portEntry {
 		e.flags |= flagIP4
 		e.ip4 = rec.FixedIPs[0].As4()
 	}
-	var m portMore
 	if e.flags&flagIP4 == 0 && len(rec.FixedIPs) > 0 {
-		m.ips = rec.FixedIPs
-	}
-	if len(rec.SecurityGroups) > 0 {
-		m.sgs = v.inc.internGroups(rec.SecurityGroups)
-		for _, ap := range rec.AllowedAddressPairs {
-			m.pairs = append(m.pairs, ap.IP.Masked())
-		}
-	}
-	if m.ips != nil || m.sgs != nil {
-		e.more = &m
+		e.more = &portMore{ips: rec.FixedIPs}
 	}
 	return e
 }
@@ -225,7 +188,6 @@ func (v *view) putPort(nv *netView, r uint64, rec *PortRecord) {
 	if had && old.host == v.self || e.host == v.self {
 		v.inc.localChanged()
 	}
-	v.inc.groupsTouched(old.more, e.more)
 }
 
 // dropPort forgets a port record (its statuses stay until deleted).
@@ -243,7 +205,6 @@ func (v *view) dropPort(nv *netView, id pid) {
 	if old.host == v.self {
 		v.inc.localChanged()
 	}
-	v.inc.groupsTouched(old.more, nil)
 }
 
 // putStatus stores (st.rev != 0) or forgets a status of port by host h.

@@ -77,8 +77,15 @@ type attacher struct {
 }
 
 func (a *attacher) pinPath(kind, ifname string) string {
-	return filepath.Join(a.linkDir, kind+"_"+ifname)
+	return filepath.Join(a.linkDir, kind+"_"+pinEscape.Replace(ifname))
 }
+
+// bpffs refuses names with a dot, which VLAN devices have (eth1.99): a
+// pin name spells '.' as "~2e" (and '~' as "~7e").
+var (
+	pinEscape   = strings.NewReplacer("~", "~7e", ".", "~2e")
+	pinUnescape = strings.NewReplacer("~2e", ".", "~7e", "~")
+)
 
 // adopt opens a pinned link and reports whether it still targets ifindex.
 // A link whose device went away (ifindex 0) or was recreated is unpinned.
@@ -289,7 +296,7 @@ func (a *attacher) pinned(kind string) ([]string, error) {
 	var out []string
 	for _, e := range entries {
 		if name, ok := strings.CutPrefix(e.Name(), kind+"_"); ok {
-			out = append(out, name)
+			out = append(out, pinUnescape.Replace(name))
 		}
 	}
 	return out, nil

@@ -54,6 +54,7 @@ type bpfWant struct {
 	config    map[uint32]maps.ConfigValue
 	networks  map[uint32]maps.NetInfo
 	vteps     map[maps.VNIAddr]uint32
+	vteps6    map[maps.VNIAddr6]uint32
 	ports     map[uint32]maps.PortInfo
 	portAddrs map[maps.PortAddrKey]maps.PortAddrValue
 	txPorts   map[uint32]uint32
@@ -62,6 +63,7 @@ type bpfWant struct {
 	remote    map[maps.PolicyRemoteKey]maps.SGMask
 	l4        map[maps.PolicyL4Key]maps.SGMask
 	dhcp      map[uint32]maps.DHCPLease
+	nexthop   map[uint32]maps.MACValue
 	// provider networks
 	providerIn  map[maps.ProviderKey]uint32
 	segmentDevs map[uint32]uint32
@@ -80,6 +82,7 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 		config:    map[uint32]maps.ConfigValue{0: cfg},
 		networks:  map[uint32]maps.NetInfo{},
 		vteps:     map[maps.VNIAddr]uint32{},
+		vteps6:    map[maps.VNIAddr6]uint32{},
 		ports:     map[uint32]maps.PortInfo{},
 		portAddrs: map[maps.PortAddrKey]maps.PortAddrValue{},
 		txPorts:   map[uint32]uint32{},
@@ -106,14 +109,25 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			provider[n.ID] = true
 			providerEntries(kn, &info, w)
 			rec.source("bpf/provider_in", maps.ProviderKeyString(maps.NewProviderKey(kn.phys.Attrs().Index, kn.vlan)), n.Source)
-			rec.source("bpf/segment_devs", maps.U32KeyString(uint32(kn.dev.Attrs().Index)), n.Source)
+			if kn.peer != nil {
+				rec.source("bpf/segment_devs", maps.U32KeyString(uint32(kn.peer.Attrs().Index)), n.Source)
+			}
 		}
 		w.networks[kn.seg] = info
 		rec.source("bpf/networks", key, n.Source)
 		for _, v := range want.FloodList(n.ID) {
-			k := maps.NewVNIAddr(n.VNI, v.IP)
-			w.vteps[k] = 0
-			rec.source("bpf/vteps", maps.VNIAddrKeyString(k), v.Source)
+			if !d.sameFamily(v.IP, v.Source) {
+				continue
+			}
+			if v.IP.Is4() {
+				k := maps.NewVNIAddr(n.VNI, v.IP)
+				w.vteps[k] = 0
+				rec.source("bpf/vteps", maps.VNIAddrKeyString(k), v.Source)
+			} else {
+				k := maps.NewVNIAddr6(n.VNI, v.IP)
+				w.vteps6[k] = 0
+				rec.source("bpf/vteps6", maps.VNIAddr6KeyString(k), v.Source)
+			}
 		}
 	}
 	secured := slices.DeleteFunc(slices.Clone(present), func(p localPort) bool { return !d.groupsEnforced(p) })
@@ -180,7 +194,10 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
 			continue
 		}
-		w.fdb[fk] = maps.FDBEntry{Kind: maps.FDBRemote, Vtep: maps.BE32(p.VTEP)}
+		if !d.sameFamily(p.VTEP, p.Source) {
+			continue
+		}
+		w.fdb[fk] = maps.NewRemoteFDBEntry(p.VTEP)
 		rec.source("bpf/fdb", maps.FDBKeyString(fk), p.Source)
 		for _, ip := range p.IPs {
 			if ip.Is4() {
@@ -190,7 +207,28 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 			}
 		}
 	}
+	vteps := map[netip.Addr]state.Source{}
+	for _, n := range want.Networks {
+		for _, v := range want.FloodList(n.ID) {
+			if v.IP.Is4() {
+				vteps[v.IP] = v.Source
+			}
+		}
+	}
+	w.nexthop = d.nexthops(vteps, rec)
 	return w, nil
+}
+
+// sameFamily reports whether a VTEP is of the underlay's family: a
+// vxlan device talks to one family, so a VTEP of the other (a
+// misconfigured host) is left out, and logged.
+func (d *Dataplane) sameFamily(vtep netip.Addr, src state.Source) bool {
+	if vtep.Is4() == d.opts.LocalIP.Is4() {
+		return true
+	}
+	d.log.Warn("VTEP of the other IP version than local_ip: left out (a fleet's underlay is all IPv4 or all IPv6)",
+		"vtep", vtep, "local_ip", d.opts.LocalIP, "source", src)
+	return false
 }
 
 // allowList writes a secured port's allowed (MAC, source) pairs: its MAC
@@ -292,6 +330,8 @@ func (d *Dataplane) syncBPF(want *state.Desired, nets map[string]*kernelNet, pre
 		},
 		func() (mapStep, error) { return plan(d.set, maps.SegmentDevs, w.segmentDevs, maps.U32KeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.VTEPs, w.vteps, maps.VNIAddrKeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.VTEPs6, w.vteps6, maps.VNIAddr6KeyString) },
+		func() (mapStep, error) { return plan(d.set, maps.VTEPNextHop, w.nexthop, maps.U32KeyString) },
 		// A port switches policy in one write, once the policy is complete.
 		func() (mapStep, error) { return plan(d.set, maps.PolicyRemote, w.remote, maps.PolicyRemoteKeyString) },
 		func() (mapStep, error) { return plan(d.set, maps.PolicyL4, w.l4, maps.PolicyL4KeyString) },
@@ -372,8 +412,11 @@ func (d *Dataplane) attachAll(nets map[string]*kernelNet, present []localPort, d
 		want[bridgeHook.kind][n.bridge.Attrs().Name] = n.bridge.Attrs().Index
 		if n.vxlan != nil {
 			want[vxlanHook.kind][n.vxlan.Attrs().Name] = n.vxlan.Attrs().Index
-		} else {
-			want[segmentHook.kind][n.dev.Attrs().Name] = n.dev.Attrs().Index
+			continue
+		}
+		want[segmentHook.kind][n.phys.Attrs().Name] = n.phys.Attrs().Index
+		if n.peer != nil {
+			want[segmentHook.kind][n.peer.Attrs().Name] = n.peer.Attrs().Index
 		}
 	}
 	for _, p := range present {
@@ -470,9 +513,12 @@ func (d *Dataplane) markBridged(present []localPort, rec *recorder) error {
 // configValue is the agent-wide config entry, with the kernel's own defaults
 // for the outer TTL and UDP source port range (what the vxlan device uses).
 func (d *Dataplane) configValue() (maps.ConfigValue, error) {
+	// The uplink as it is now: its MAC may have changed since the start.
+	if l, err := d.nl.LinkByIndex(d.kernel.uplink.Attrs().Index); err == nil {
+		d.kernel.uplink = l
+	}
 	up := d.kernel.uplink.Attrs()
 	c := maps.ConfigValue{
-		LocalIp:       maps.BE32(d.opts.LocalIP),
 		UplinkIfindex: uint32(up.Index),
 		VxlanPort:     maps.BE16(d.opts.VXLANPort),
 		Ttl:           64,
@@ -481,6 +527,12 @@ func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 	}
 	if !d.opts.Kernel {
 		c.Flags |= maps.ConfigForward
+	}
+	if d.opts.LocalIP.Is6() {
+		c.LocalIp6 = d.opts.LocalIP.As16()
+		c.Flags |= maps.ConfigUnderlayIPv6
+	} else {
+		c.LocalIp = maps.BE32(d.opts.LocalIP)
 	}
 	copy(c.UplinkMac[:], up.HardwareAddr)
 	if d.opts.TTL > 0 {

@@ -50,7 +50,7 @@ func removeBPF(opts Options, nl *netlink.Handle) error {
 func cutKind(pin string) (kind, ifname string, ok bool) {
 	kind, ifname, ok = strings.Cut(pin, "_")
 	_, tc := hookOf(kind)
-	return kind, ifname, ok && (tc || kind == xdpKind)
+	return kind, pinUnescape.Replace(ifname), ok && (tc || kind == xdpKind)
 }
 
 // Cleanup removes everything this instance installed: programs, pins, the

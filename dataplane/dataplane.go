@@ -82,6 +82,11 @@ type Dataplane struct {
 	mu        sync.Mutex
 	installed map[string]int // tap name -> ifindex with the port program
 	desired   map[string]bool
+	// nexthopVia are the VTEPs' next hops on the uplink, with the address
+	// the maps use (zero: none), and nexthopVTEPs the VTEPs behind each:
+	// a neighbour change updates their entries (nexthopUpdate).
+	nexthopVia   map[netip.Addr]state.MAC
+	nexthopVTEPs map[netip.Addr][]netip.Addr
 	// attachments are the programs the last successful apply attached
 	// (CheckAttached).
 	attachments []Attachment
@@ -163,7 +168,7 @@ func (d *Dataplane) openBPF() error {
 }
 
 // layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
-const layoutVersion = 6
+const layoutVersion = 8
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.
@@ -223,7 +228,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		return fmt.Errorf("invalid desired state: %w", err)
 	}
 	// The largest tenant MTU the underlay carries once VXLAN is added.
-	maxMTU := d.kernel.uplink.Attrs().MTU - vxlanOverhead
+	maxMTU := d.kernel.uplink.Attrs().MTU - overhead(d.opts.LocalIP)
 	nets := map[string]*kernelNet{}
 	keep := map[string]bool{}
 	for _, n := range want.Networks {
@@ -238,7 +243,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		} else if kn.mtu == 0 || kn.mtu > maxMTU {
 			if kn.mtu > maxMTU {
 				d.log.Warn("network MTU too large for the underlay; using the largest that fits",
-					"network", n.ID, "mtu", kn.mtu, "uplink_mtu", maxMTU+vxlanOverhead, "using", maxMTU)
+					"network", n.ID, "mtu", kn.mtu, "uplink_mtu", maxMTU+overhead(d.opts.LocalIP), "using", maxMTU)
 			}
 			kn.mtu = maxMTU
 		}
@@ -248,6 +253,9 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		nets[n.ID] = kn
 		keep[kn.bridge.Attrs().Name] = true
 		keep[kn.dev.Attrs().Name] = true
+		if kn.peer != nil {
+			keep[kn.peer.Attrs().Name] = true
+		}
 	}
 
 	var present []localPort
@@ -291,7 +299,7 @@ func (d *Dataplane) apply(ctx context.Context, want *state.Desired, rec *recorde
 		if n.Provider() {
 			continue // no l2pop on provider networks: the bridge learns, ARP floods
 		}
-		fdb, neigh := kernelL2pop(want, n.ID, rec)
+		fdb, neigh := kernelL2pop(want, n.ID, d.opts.LocalIP, rec)
 		kn := nets[n.ID]
 		if err := d.kernel.syncFDB(kn.vxlan, fdb, rec); err != nil {
 			return err
@@ -335,16 +343,19 @@ func portName(p state.LocalPort) string {
 
 // kernelL2pop computes the l2pop view of one network for the kernel: FDB
 // entries of its vxlan device and the proxy-ARP neighbours.
-func kernelL2pop(want *state.Desired, netID string, rec *recorder) (map[fdbDst]state.Source, map[netip.Addr]state.MAC) {
+func kernelL2pop(want *state.Desired, netID string, local netip.Addr, rec *recorder) (map[fdbDst]state.Source, map[netip.Addr]state.MAC) {
 	fdb := map[fdbDst]state.Source{}
 	neigh := map[netip.Addr]state.MAC{}
 	for _, v := range want.FloodList(netID) {
+		if v.IP.Is4() != local.Is4() {
+			continue // the other IP version: the device cannot reach it (buildBPF logs it)
+		}
 		e := fdbDst{dst: v.IP}
 		fdb[e] = v.Source
 		rec.source("kernel/fdb", e.mac.String()+" dst "+e.dst.String(), v.Source)
 	}
 	for _, p := range want.RemotePorts {
-		if p.NetworkID != netID {
+		if p.NetworkID != netID || p.VTEP.Is4() != local.Is4() {
 			continue
 		}
 		e := fdbDst{mac: p.MAC, dst: p.VTEP}
@@ -492,21 +503,25 @@ func (d *Dataplane) appliedNetworks(want *state.Desired, pending []string) []App
 // local port's tap (both directions).
 func (d *Dataplane) attachmentsFor(nets []AppliedNetwork) []Attachment {
 	var out []Attachment
-	xdp := map[string]bool{}
+	xdp, seg := map[string]bool{}, map[string]bool{}
 	if !d.opts.Kernel {
 		out = append(out, Attachment{Kind: xdpKind, Device: d.kernel.uplink.Attrs().Name})
 		xdp[d.kernel.uplink.Attrs().Name] = true
 	}
 	for _, n := range nets {
-		dev := Attachment{Kind: vxlanHook.kind, Device: n.VXLAN}
-		if n.provider() {
-			dev.Kind = segmentHook.kind
+		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge})
+		if !n.provider() {
+			out = append(out, Attachment{Kind: vxlanHook.kind, Device: n.VXLAN})
+		} else {
 			if !d.opts.Kernel && !xdp[n.Physical] {
 				out = append(out, Attachment{Kind: xdpKind, Device: n.Physical})
 				xdp[n.Physical] = true
 			}
+			if !seg[n.Physical] {
+				out = append(out, Attachment{Kind: segmentHook.kind, Device: n.Physical})
+				seg[n.Physical] = true
+			}
 		}
-		out = append(out, Attachment{Kind: bridgeHook.kind, Device: n.Bridge}, dev)
 		for _, p := range n.Local {
 			out = append(out, Attachment{Kind: portHook.kind, Device: p.Tap}, Attachment{Kind: deliverHook.kind, Device: p.Tap})
 		}

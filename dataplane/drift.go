@@ -95,6 +95,13 @@ func readBPFL2(set *maps.Set, ifname func(int) string) (*bpfL2, error) {
 	for k := range vteps {
 		b.vteps.put(k.Vni, maps.AddrBE32(k.Addr).String(), present)
 	}
+	vteps6, err := maps.Entries[maps.VNIAddr6, uint32](set.Map(maps.VTEPs6))
+	if err != nil {
+		return nil, fmt.Errorf("read vteps6: %w", err)
+	}
+	for k := range vteps6 {
+		b.vteps.put(k.Vni, netip.AddrFrom16(k.Addr).String(), present)
+	}
 	arp, err := maps.Entries[maps.VNIAddr, maps.MACValue](set.Map(maps.ARP))
 	if err != nil {
 		return nil, fmt.Errorf("read arp: %w", err)
@@ -117,7 +124,7 @@ func fdbTarget(v maps.FDBEntry, ifname func(int) string) string {
 	case maps.FDBProvider:
 		return fdbProvider
 	}
-	return "dst " + maps.AddrBE32(v.Vtep).String()
+	return "dst " + maps.FDBVTEP(v).String()
 }
 
 func portValue(p maps.PortInfo) string {

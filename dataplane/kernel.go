@@ -17,8 +17,17 @@ import (
 )
 
 // vxlanOverhead is what VXLAN over IPv4 adds: outer IP, UDP, VXLAN and
-// inner Ethernet headers. A 1500 underlay carries a 1450 tenant MTU.
+// inner Ethernet headers. A 1500 underlay carries a 1450 tenant MTU; over
+// IPv6, 20 more (1430).
 const vxlanOverhead = 50
+
+// overhead is VXLAN's overhead over the underlay of local.
+func overhead(local netip.Addr) int {
+	if local.Is6() {
+		return vxlanOverhead + 20
+	}
+	return vxlanOverhead
+}
 
 // kernel keeps the Neutron linuxbridge objects correct: the brq bridge, the
 // vxlan-<VNI> device, the taps enslaved to the bridge, the l2pop FDB entries
@@ -55,6 +64,9 @@ type kernelNet struct {
 	dev netlink.Link
 	// vxlan is dev for a VXLAN network, nil otherwise.
 	vxlan netlink.Link
+	// peer is the far end of an emulated VLAN device (a veth pair standing
+	// in for <phys>.<vlan> where the kernel has no 802.1Q devices).
+	peer netlink.Link
 }
 
 func (k *kernel) linkByName(name string) (netlink.Link, error) {
@@ -200,12 +212,20 @@ func (k *kernel) addVXLAN(name string, vni uint32, mtu int) error {
 	data := info.AddRtAttr(nl.IFLA_INFO_DATA, nil)
 	data.AddRtAttr(nl.IFLA_VXLAN_ID, nl.Uint32Attr(vni))
 	data.AddRtAttr(nl.IFLA_VXLAN_LINK, nl.Uint32Attr(uint32(k.uplink.Attrs().Index)))
-	data.AddRtAttr(nl.IFLA_VXLAN_LOCAL, k.localIP.AsSlice())
+	if k.localIP.Is6() {
+		// Over IPv6 the UDP checksum stays on both ways (RFC 6935), as
+		// the kernel's default is.
+		data.AddRtAttr(nl.IFLA_VXLAN_LOCAL6, k.localIP.AsSlice())
+		data.AddRtAttr(nl.IFLA_VXLAN_UDP_ZERO_CSUM6_TX, []byte{0})
+		data.AddRtAttr(nl.IFLA_VXLAN_UDP_ZERO_CSUM6_RX, []byte{0})
+	} else {
+		data.AddRtAttr(nl.IFLA_VXLAN_LOCAL, k.localIP.AsSlice())
+		data.AddRtAttr(nl.IFLA_VXLAN_UDP_CSUM, []byte{0})
+	}
 	data.AddRtAttr(nl.IFLA_VXLAN_LEARNING, []byte{0})
 	data.AddRtAttr(nl.IFLA_VXLAN_PROXY, boolByte(k.arpProxy))
 	data.AddRtAttr(nl.IFLA_VXLAN_AGEING, nl.Uint32Attr(vxlanAgeing))
 	data.AddRtAttr(nl.IFLA_VXLAN_PORT, port[:])
-	data.AddRtAttr(nl.IFLA_VXLAN_UDP_CSUM, []byte{0})
 	data.AddRtAttr(nl.IFLA_VXLAN_TTL, []byte{k.ttl})
 	req.AddData(info)
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
@@ -460,7 +480,7 @@ func boolInt(b bool) int {
 // findUplink returns the link that holds addr, the VTEP address: like
 // Neutron's [vxlan] local_ip, the address names the interface.
 func findUplink(nl *netlink.Handle, addr netip.Addr) (netlink.Link, error) {
-	addrs, err := nl.AddrList(nil, unix.AF_INET)
+	addrs, err := nl.AddrList(nil, unix.AF_UNSPEC)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}

@@ -54,6 +54,12 @@ func NewMetrics(reg prometheus.Registerer, d *Dataplane) (*Metrics, error) {
 		m.expired.WithLabelValues(t)
 		m.evicted.WithLabelValues(t)
 	}
+	// Every object an apply changes, so dashboards show 0, not "no data".
+	for _, obj := range reconciledObjects() {
+		for _, action := range []string{"add", "update", "remove"} {
+			m.ops.WithLabelValues(obj, action)
+		}
+	}
 	cs := []prometheus.Collector{m.applies, m.ops, m.duration, m.pending, m.revision, m.expired, m.evicted, m.stats}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -61,6 +67,23 @@ func NewMetrics(reg prometheus.Registerer, d *Dataplane) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// reconciledObjects are the objects applies report changes of: the maps
+// filled from the desired state, the programs' attachments and the
+// kernel objects.
+func reconciledObjects() []string {
+	var out []string
+	for _, d := range maps.Descs() {
+		if d.Provenance {
+			out = append(out, "bpf/"+d.Name)
+		}
+	}
+	out = append(out, "bpf/"+xdpKind)
+	for _, h := range tcHooks {
+		out = append(out, "bpf/"+h.kind)
+	}
+	return append(out, "kernel/bridge", "kernel/vxlan", "kernel/vlan", "kernel/veth", "kernel/slave", "kernel/fdb", "kernel/neigh")
 }
 
 // ObserveApply records one apply.

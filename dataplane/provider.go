@@ -7,6 +7,7 @@ package dataplane
 // interface directly; broadcasts and unknown destinations take the bridge.
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -101,35 +102,9 @@ func (k *kernel) ensureProvider(n *kernelNet, br netlink.Link, rec *recorder) er
 	var dev netlink.Link
 	switch n.kind {
 	case state.NetworkVLAN:
-		name := vlanDevName(phys.Attrs().Name, n.vlan)
 		var err error
-		if dev, err = k.linkByName(name); err != nil {
-			return fmt.Errorf("look up %s: %w", name, err)
-		}
-		made := dev == nil
-		if dev == nil {
-			v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: phys.Attrs().Index, MTU: n.mtu},
-				VlanId: int(n.vlan), VlanProtocol: netlink.VLAN_PROTOCOL_8021Q}
-			if err := k.nl.LinkAdd(v); err != nil {
-				return fmt.Errorf("create %s: %w", name, err)
-			}
-			if dev, err = k.nl.LinkByName(name); err != nil {
-				return fmt.Errorf("look up %s: %w", name, err)
-			}
-			rec.op("kernel/vlan", "add", name)
-		} else if v, ok := dev.(*netlink.Vlan); !ok || v.ParentIndex != phys.Attrs().Index || v.VlanId != int(n.vlan) {
-			return fmt.Errorf("%s exists but is not VLAN %d on %s: rename or remove it", name, n.vlan, phys.Attrs().Name)
-		}
-		if err := k.claim(dev, made, adoption{}, rec); err != nil {
+		if dev, err = k.ensureVLANDev(n, rec); err != nil {
 			return err
-		}
-		if err := disableIPv6(name); err != nil {
-			return err
-		}
-		if dev.Attrs().MTU != n.mtu {
-			if err := k.nl.LinkSetMTU(dev, n.mtu); err != nil {
-				return fmt.Errorf("set %s mtu %d: %w", name, n.mtu, err)
-			}
 		}
 	case state.NetworkFlat:
 		dev = phys
@@ -145,6 +120,97 @@ func (k *kernel) ensureProvider(n *kernelNet, br netlink.Link, rec *recorder) er
 	}
 	n.bridge, n.dev = br, dev
 	return nil
+}
+
+// ensureVLANDev creates or adopts the VLAN device <phys>.<vlan>: the
+// kernel's 802.1Q device, or, on a kernel without them, a veth pair of
+// that name whose far end (vlanPeerName) the segment program tags and
+// untags for. An existing device of the name must be one of these.
+func (k *kernel) ensureVLANDev(n *kernelNet, rec *recorder) (netlink.Link, error) {
+	phys := n.phys
+	name, peerName := vlanDevName(phys.Attrs().Name, n.vlan), vlanPeerName(phys.Attrs().Name, n.vlan)
+	dev, err := k.linkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	made := dev == nil
+	switch v := dev.(type) {
+	case nil:
+		dev, err = k.addVLANDev(n, name, peerName, rec)
+		if err != nil {
+			return nil, err
+		}
+	case *netlink.Vlan:
+		if v.ParentIndex != phys.Attrs().Index || v.VlanId != int(n.vlan) {
+			return nil, fmt.Errorf("%s exists but is not VLAN %d on %s: rename or remove it", name, n.vlan, phys.Attrs().Name)
+		}
+	case *netlink.Veth:
+		if v.PeerName != "" && v.PeerName != peerName {
+			return nil, fmt.Errorf("%s exists but is a veth to %s, not vxdp's VLAN %d on %s: rename or remove it", name, v.PeerName, n.vlan, phys.Attrs().Name)
+		}
+		if k.ownership(dev) == foreign {
+			return nil, fmt.Errorf("%s exists but is a veth vxdp did not make: rename or remove it", name)
+		}
+	default:
+		return nil, fmt.Errorf("%s exists but is a %s, not VLAN %d on %s: rename or remove it", name, dev.Type(), n.vlan, phys.Attrs().Name)
+	}
+	if err := k.claim(dev, made, adoption{}, rec); err != nil {
+		return nil, err
+	}
+	if _, emulated := dev.(*netlink.Veth); emulated || made && dev.Type() == "veth" {
+		if n.peer, err = k.nl.LinkByName(peerName); err != nil {
+			return nil, fmt.Errorf("look up %s: %w", peerName, err)
+		}
+		if err := k.claim(n.peer, made, adoption{}, rec); err != nil {
+			return nil, err
+		}
+		if err := disableIPv6(peerName); err != nil {
+			return nil, err
+		}
+		if err := k.up(n.peer); err != nil {
+			return nil, err
+		}
+	}
+	if err := disableIPv6(name); err != nil {
+		return nil, err
+	}
+	if dev.Attrs().MTU != n.mtu {
+		if err := k.nl.LinkSetMTU(dev, n.mtu); err != nil {
+			return nil, fmt.Errorf("set %s mtu %d: %w", name, n.mtu, err)
+		}
+	}
+	return dev, nil
+}
+
+// addVLANDev creates the VLAN device: an 802.1Q device where the kernel
+// has them, a veth pair otherwise (the kernel says EOPNOTSUPP).
+func (k *kernel) addVLANDev(n *kernelNet, name, peerName string, rec *recorder) (netlink.Link, error) {
+	v := &netlink.Vlan{LinkAttrs: netlink.LinkAttrs{Name: name, ParentIndex: n.phys.Attrs().Index, MTU: n.mtu},
+		VlanId: int(n.vlan), VlanProtocol: netlink.VLAN_PROTOCOL_8021Q}
+	err := k.nl.LinkAdd(v)
+	kind := "vlan"
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		kind = "veth"
+		err = k.nl.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: n.mtu}, PeerName: peerName, PeerMTU: uint32(n.mtu)})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", name, err)
+	}
+	dev, err := k.nl.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	rec.op("kernel/"+kind, "add", name)
+	return dev, nil
+}
+
+// vlanPeerName names the far end of an emulated VLAN device: "v<vlan>.<phys>".
+func vlanPeerName(phys string, vlan uint16) string {
+	prefix := "v" + strconv.Itoa(int(vlan)) + "."
+	if len(prefix)+len(phys) > maxIfname {
+		phys = phys[:maxIfname-len(prefix)]
+	}
+	return prefix + phys
 }
 
 // flatUsable refuses a physical interface a flat network cannot take
@@ -176,8 +242,8 @@ func (k *kernel) flatUsable(phys, br netlink.Link) error {
 }
 
 // providerEntries are a provider network's BPF entries: how its frames
-// arrive (provider_in), its segment device (segment_devs) and its
-// networks entry fields.
+// arrive (provider_in), the far end of its emulated VLAN device
+// (segment_devs) and its networks entry fields.
 func providerEntries(n *kernelNet, info *maps.NetInfo, w *bpfWant) {
 	info.PhysIfindex = uint32(n.phys.Attrs().Index)
 	info.Kind = maps.NetFlat
@@ -185,5 +251,9 @@ func providerEntries(n *kernelNet, info *maps.NetInfo, w *bpfWant) {
 		info.Kind, info.Vlan = maps.NetVLAN, n.vlan
 	}
 	w.providerIn[maps.NewProviderKey(n.phys.Attrs().Index, n.vlan)] = n.seg
-	w.segmentDevs[uint32(n.dev.Attrs().Index)] = n.seg
+	if n.peer != nil {
+		info.Flags |= maps.NetVLANEmulated
+		info.PeerIfindex = uint32(n.peer.Attrs().Index)
+		w.segmentDevs[info.PeerIfindex] = n.seg
+	}
 }

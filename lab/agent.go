@@ -94,13 +94,16 @@ func (l *Lab) AgentCommand(node string) []string {
 	args := []string{"agent"}
 	args = append(args, l.control.AgentArgs(node)...)
 	args = append(args,
-		"--local-ip", NodeIP(node).String(),
+		"--local-ip", l.VTEP(node).String(),
 		"--netns", l.NS(node),
 		"--instance", l.Instance(node),
 		"--state-dir", l.StateDir(node),
 		"--dataplane", l.DataplaneOf(node),
 		"--bpffs", l.BPFFS,
 	)
+	if l.Provider {
+		args = append(args, "--physical-interface-mappings", ProviderMappings)
+	}
 	return append(args, l.AgentArgs...)
 }
 

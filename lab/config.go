@@ -80,6 +80,13 @@ type Config struct {
 	// network, where the DHCP port (trusted, as Neutron trusts
 	// network:dhcp ports: no port security) may run a server.
 	NoDHCPAtPort bool
+	// Provider adds the seed's provider networks: vlan99 (VLAN 99 on eth1)
+	// with vm5 (node3) and vm6 (node4), a flat network on eth3 with vm7
+	// and vm8 (vm2's and vm1's addresses), and a physical host on both.
+	Provider bool
+	// IPv6Underlay runs VXLAN over IPv6: the nodes' eth2 also get
+	// fd00:192:168:248::<n>/64, which the agents take as local_ip.
+	IPv6Underlay bool
 	// Mode wires the lab without vxdp, for benchmarks (lab/modes.go):
 	// ModePlain, ModeFlat or ModeNeutron; "" runs the agents.
 	Mode string
@@ -121,9 +128,6 @@ func (c Config) withDefaults() (Config, error) {
 	case ControlFile, ControlNATS:
 	default:
 		return c, fmt.Errorf("lab: control %q: want file or nats", c.Control)
-	}
-	if (c.DHCP || c.NoDHCPAtPort) && c.Control == ControlNATS {
-		return c, fmt.Errorf("lab: DHCP needs --control %s for now: the NATS control plane has no subnets yet", ControlFile)
 	}
 	if c.DHCP && c.NoDHCPAtPort {
 		return c, fmt.Errorf("lab: DHCP clients and no DHCP at the port: nothing would answer them")
@@ -200,6 +204,42 @@ var VIP = netip.MustParseAddr("172.16.100.112")
 // NodeIP returns a node's VTEP address.
 func NodeIP(node string) netip.Addr { return nodeIPs[node] }
 
+// nodeIP6s are the nodes' underlay addresses in the IPv6 variant
+// (Config.IPv6Underlay), next to the IPv4 ones on the same eth2.
+var nodeIP6s = map[string]netip.Addr{
+	"node1": netip.MustParseAddr("fd00:192:168:248::1"),
+	"node3": netip.MustParseAddr("fd00:192:168:248::3"),
+	"node4": netip.MustParseAddr("fd00:192:168:248::4"),
+}
+
+// MTU is the VXLAN networks' MTU: the underlay's less VXLAN's overhead,
+// 20 bytes more over IPv6.
+func (c Config) MTU() int {
+	if c.IPv6Underlay {
+		return NetworkMTU - 20
+	}
+	return NetworkMTU
+}
+
+// portMTU is the MTU of a port's NIC: its network's.
+func (c Config) portMTU(p Port) int {
+	for _, n := range c.Networks() {
+		if n.ID == p.NetworkID && n.MTU > 0 {
+			return n.MTU
+		}
+	}
+	return UnderlayMTU // provider networks: the physical network's
+}
+
+// VTEP is a node's VTEP address: its IPv6 underlay address with
+// IPv6Underlay, else the IPv4 one.
+func (c Config) VTEP(node string) netip.Addr {
+	if c.IPv6Underlay {
+		return nodeIP6s[node]
+	}
+	return nodeIPs[node]
+}
+
 // Port is a tenant port of the lab: a namespace holding eth0, peered with
 // the tap in its node.
 type Port struct {
@@ -257,14 +297,20 @@ func (c Config) Ports() []Port {
 	if c.SecondNetwork {
 		ps = append(ps, VM3, VM4)
 	}
+	if c.Provider {
+		ps = append(ps, VM5, VM6, VM7, VM8)
+	}
 	return ps
 }
 
-// networks returns the networks of a configuration.
-func (c Config) networks() []state.Network {
-	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: NetworkMTU, Subnets: []state.Subnet{c.subnet(Net100ID)}}}
+// Networks returns the networks of a configuration, in build order.
+func (c Config) Networks() []state.Network {
+	ns := []state.Network{{ID: Net100ID, Name: Net100Name, VNI: 100, MTU: c.MTU(), Subnets: []state.Subnet{c.subnet(Net100ID)}}}
 	if c.SecondNetwork {
-		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: NetworkMTU, Subnets: []state.Subnet{c.subnet(Net200ID)}})
+		ns = append(ns, state.Network{ID: Net200ID, Name: Net200Name, VNI: 200, MTU: c.MTU(), Subnets: []state.Subnet{c.subnet(Net200ID)}})
+	}
+	if c.Provider {
+		ns = append(ns, c.providerNetworks()...)
 	}
 	return ns
 }
@@ -316,7 +362,7 @@ func (c Config) defaultGroup() state.SecurityGroup {
 func (c Config) DesiredState(node string) *state.Desired {
 	d := &state.Desired{Networks: []state.Network{}, LocalPorts: []state.LocalPort{}, RemotePorts: []state.RemotePort{}}
 	ports := c.Ports()
-	for _, n := range c.networks() {
+	for _, n := range c.Networks() {
 		hosts := map[string]bool{}
 		for _, p := range ports {
 			if p.NetworkID == n.ID {
@@ -327,8 +373,8 @@ func (c Config) DesiredState(node string) *state.Desired {
 			continue
 		}
 		for _, other := range Nodes {
-			if other != node && hosts[other] {
-				n.VTEPs = append(n.VTEPs, state.VTEP{IP: nodeIPs[other]})
+			if other != node && hosts[other] && !n.Provider() {
+				n.VTEPs = append(n.VTEPs, state.VTEP{IP: c.VTEP(other)})
 			}
 		}
 		d.Networks = append(d.Networks, n)
@@ -341,8 +387,11 @@ func (c Config) DesiredState(node string) *state.Desired {
 			case p.Node == node:
 				d.LocalPorts = append(d.LocalPorts, c.localPort(p))
 			default:
-				d.RemotePorts = append(d.RemotePorts, state.RemotePort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC,
-					IPs: []netip.Addr{p.IP}, VTEP: nodeIPs[p.Node]})
+				r := state.RemotePort{ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, IPs: []netip.Addr{p.IP}}
+				if !n.Provider() {
+					r.VTEP = c.VTEP(p.Node)
+				}
+				d.RemotePorts = append(d.RemotePorts, r)
 			}
 		}
 	}
@@ -409,6 +458,9 @@ func (c Config) Namespaces() []string {
 	}
 	if c.Rogue {
 		out = append(out, c.NS("rogue"))
+	}
+	if c.Provider {
+		out = append(out, c.NS(PhysHost))
 	}
 	for _, p := range c.Ports() {
 		if p.Name != c.Guest {

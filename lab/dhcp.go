@@ -2,12 +2,14 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -50,23 +52,32 @@ esac
 exit 0
 `
 
-// leased reports whether port p gets its address from DHCP (Config.DHCP:
+// Leased reports whether port p gets its address from DHCP (Config.DHCP:
 // every VM; the DHCP port keeps its static address).
-func (c Config) leased(p Port) bool { return c.DHCP && p.ID != DHCP.ID }
+func (c Config) Leased(p Port) bool { return c.DHCP && p.ID != DHCP.ID }
 
 // leaseAll runs the DHCP client of every VM that gets its address from
-// DHCP, once the agents have applied their state.
+// DHCP, once the agents have applied their state; the VMs lease at once,
+// as VMs booting together would.
 func (l *Lab) leaseAll(ctx context.Context) error {
+	var leased []Port
 	for _, p := range l.Ports() {
-		if _, guest := l.GuestPort(); !l.leased(p) || (guest && p.Name == l.Guest) {
-			continue
+		if _, guest := l.GuestPort(); l.Leased(p) && !(guest && p.Name == l.Guest) {
+			leased = append(leased, p)
 		}
-		if _, err := l.RunDHCPClient(ctx, p); err != nil {
-			return err
-		}
-		fmt.Fprintf(l.log, "%s got %s by DHCP at its port\n", p.Name, p.IP)
 	}
-	return nil
+	errs := make([]error, len(leased))
+	var wg sync.WaitGroup
+	for i, p := range leased {
+		wg.Go(func() { _, errs[i] = l.RunDHCPClient(ctx, p) })
+	}
+	wg.Wait()
+	for i, p := range leased {
+		if errs[i] == nil {
+			fmt.Fprintf(l.log, "%s got %s by DHCP at its port\n", p.Name, p.IP)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LeaseFile is where a VM's DHCP client wrote its last lease.
@@ -79,9 +90,20 @@ func (l *Lab) RunDHCPClient(ctx context.Context, p Port) (string, error) {
 	if err := InstallPackages(map[string]string{"busybox": "busybox"}, l.log, "dhcp client"); err != nil {
 		return "", err
 	}
+	// Written aside and renamed: clients running at once never run a
+	// half-written script.
 	script := filepath.Join(l.Dir, "udhcpc.script")
-	if err := os.WriteFile(script, []byte(dhcpClientScript), 0o755); err != nil {
+	tmp := script + "." + p.Name + ".tmp"
+	l.recordPaths(script, tmp, l.LeaseFile(p))
+	if err := l.writeManifest(); err != nil {
 		return "", err
+	}
+	err := os.WriteFile(tmp, []byte(dhcpClientScript), 0o755)
+	if err == nil {
+		err = os.Rename(tmp, script)
+	}
+	if err != nil {
+		return "", fmt.Errorf("dhcp client script: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()

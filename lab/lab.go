@@ -67,6 +67,8 @@ type Lab struct {
 	agents   map[string]*agent
 	revision uint64
 	closed   bool
+	// saving serialises writeManifest: one temporary file at a time.
+	saving sync.Mutex
 }
 
 // New validates cfg, claims cfg.Dir and records the lab there. It refuses
@@ -274,6 +276,8 @@ func (l *Lab) Close() error {
 
 // writeManifest saves the manifest with the processes running now.
 func (l *Lab) writeManifest() error {
+	l.saving.Lock()
+	defer l.saving.Unlock()
 	l.mu.Lock()
 	l.m.Processes, l.m.Agents = nil, map[string]int{}
 	for _, k := range slices.Sorted(maps.Keys(l.agents)) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,27 +34,53 @@ func (n *NATSControl) AgentArgs(node string) []string {
 // Start runs the server and waits until it serves clients.
 func (n *NATSControl) Start(ctx context.Context) error { return n.l.StartNATS(ctx) }
 
-// Publish creates the lab's networks and ports (with the seed's ids, so the
-// taps keep their Neutron names) bound to their nodes. Records that already
-// exist are left as they are.
+// Publish creates the lab's networks, their subnets and the ports (with
+// the seed's ids, so the taps keep their Neutron names) bound to their
+// nodes, as an operator would with `vxdp network|subnet|port create`.
+// Records that already exist are left as they are.
 func (n *NATSControl) Publish(ctx context.Context) error {
 	ctl, done, err := n.l.Controller(ctx)
 	if err != nil {
 		return err
 	}
 	defer done()
-	for _, net := range n.l.networks() {
-		_, err := ctl.CreateNetwork(ctx, control.NetworkSpec{ID: net.ID, Name: net.Name, VNI: net.VNI, MTU: net.MTU})
-		if err != nil && !errors.Is(err, control.ErrExists) {
-			return fmt.Errorf("create network %s: %w", net.Name, err)
+	for _, net := range n.l.Networks() {
+		if err := publishNetwork(ctx, ctl, net); err != nil {
+			return err
 		}
 	}
 	for _, p := range n.l.Ports() {
 		lp := n.l.localPort(p)
 		_, err := ctl.CreatePort(ctx, control.PortSpec{ID: p.ID, Name: p.Name, Network: p.NetworkID, MAC: p.MAC,
-			FixedIPs: lp.IPs, AllowedAddressPairs: lp.AllowedAddressPairs, Host: p.Node})
+			FixedIPs: lp.IPs, AllowedAddressPairs: lp.AllowedAddressPairs, Host: p.Node,
+			NoPortSecurity: !lp.SecurityEnabled(), DNSName: lp.DNSName})
 		if err != nil && !errors.Is(err, control.ErrExists) {
 			return fmt.Errorf("create port %s: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// publishNetwork creates net and those of its subnets it lacks.
+func publishNetwork(ctx context.Context, ctl *control.Controller, net state.Network) error {
+	_, err := ctl.CreateNetwork(ctx, control.NetworkSpec{ID: net.ID, Name: net.Name, NetworkType: net.Type, VNI: net.VNI,
+		PhysicalNetwork: net.PhysicalNetwork, Segment: uint32(net.VLAN), MTU: net.MTU, DNSDomain: net.DNSDomain})
+	if err != nil && !errors.Is(err, control.ErrExists) {
+		return fmt.Errorf("create network %s: %w", net.Name, err)
+	}
+	have, err := ctl.GetNetwork(ctx, net.ID)
+	if err != nil {
+		return err
+	}
+	for _, s := range net.Subnets {
+		if slices.Contains(have.CIDRs(), s.CIDR) {
+			continue
+		}
+		_, err := ctl.CreateSubnet(ctx, control.SubnetSpec{Network: net.ID, Name: net.Name + "-subnet", CIDR: s.CIDR,
+			Gateway: s.Gateway, NoGateway: !s.Gateway.IsValid(), DNS: s.DNS, NoDHCP: !s.DHCP, DHCPServer: s.DHCPServer,
+			LeaseSeconds: s.LeaseSeconds})
+		if err != nil {
+			return fmt.Errorf("create subnet %s of network %s: %w", s.CIDR, net.Name, err)
 		}
 	}
 	return nil
@@ -123,7 +150,9 @@ func (l *Lab) StartNATS(ctx context.Context) error {
 	ready := filepath.Join(l.Dir, "nats.ready")
 	_ = os.Remove(ready)
 	args := []string{"server", "--netns", l.NS(ControllerNode), "--listen", MgmtIP(ControllerNode).String() + ":4222",
-		"--store", l.NATSStore(), "--ready-file", ready, "--log-level", "warn"}
+		"--store", l.NATSStore(), "--ready-file", ready, "--log-level", "warn",
+		// The seed's ml2 options: vlan99 and the flat network are allowed.
+		"--network-vlan-ranges", PhysDefault + ":1:4000", "--flat-networks", PhysExternal}
 	a, err := l.spawn(natsKey, args, l.NATSLog())
 	if err != nil {
 		return fmt.Errorf("start nats server: %w", err)
@@ -170,7 +199,9 @@ func (l *Lab) expectedFDB(node string) []string {
 		}
 	}
 	for _, p := range d.RemotePorts {
-		keys = append(keys, "kernel/fdb/"+p.MAC.String()+" dst "+p.VTEP.String())
+		if p.VTEP.IsValid() { // provider networks have no l2pop entries
+			keys = append(keys, "kernel/fdb/"+p.MAC.String()+" dst "+p.VTEP.String())
+		}
 	}
 	return keys
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxdp/vxdp/state"
 )
@@ -67,10 +68,22 @@ func buildTopology(c Config) error {
 			return err
 		}
 	}
+	if c.IPv6Underlay {
+		for _, n := range Nodes {
+			if err := Do(c.NS(n), func() error { return addAddr(VTEPDev, netip.PrefixFrom(c.VTEP(n), 64)) }); err != nil {
+				return err
+			}
+		}
+	}
 	// The rogue host also sits on the management network, to send VXLAN
 	// to a node's other address, past the uplink's XDP program.
 	if c.Rogue {
 		if err := plug(c, "rogue", "m-rogue", mgmtBridge, MgmtDev, RogueMgmtIP, false); err != nil {
+			return err
+		}
+	}
+	if c.Provider {
+		if err := buildProvider(c); err != nil {
 			return err
 		}
 	}
@@ -155,8 +168,10 @@ func plug(c Config, host, port, bridge, dev string, ip netip.Addr, wire bool) er
 		return err
 	}
 	return Do(c.NS(host), func() error {
-		if err := addAddr(dev, netip.PrefixFrom(ip, 24)); err != nil {
-			return err
+		if ip.IsValid() {
+			if err := addAddr(dev, netip.PrefixFrom(ip, 24)); err != nil {
+				return err
+			}
 		}
 		return setUp(dev)
 	})
@@ -180,9 +195,9 @@ func addPort(c Config, p Port) error {
 	defer portNS.Close()
 	if err := Do(c.NS(p.Node), func() error {
 		veth := &netlink.Veth{
-			LinkAttrs:        netlink.LinkAttrs{Name: p.Tap(), MTU: NetworkMTU, HardwareAddr: hw(p.TapMAC())},
+			LinkAttrs:        netlink.LinkAttrs{Name: p.Tap(), MTU: c.portMTU(p), HardwareAddr: hw(p.TapMAC())},
 			PeerName:         VMDev,
-			PeerMTU:          NetworkMTU,
+			PeerMTU:          uint32(c.portMTU(p)),
 			PeerHardwareAddr: hw(p.MAC),
 			PeerNamespace:    netlink.NsFd(int(portNS)),
 		}
@@ -194,7 +209,7 @@ func addPort(c Config, p Port) error {
 		return err
 	}
 	return Do(c.PortNS(p), func() error {
-		if !c.leased(p) {
+		if !c.Leased(p) {
 			if err := addAddr(VMDev, netip.PrefixFrom(p.IP, 24)); err != nil {
 				return err
 			}
@@ -228,7 +243,10 @@ func addAddr(dev string, p netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("link %s: %w", dev, err)
 	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD // usable at once, as the lab's addresses are unique
+	}
 	if err := netlink.AddrAdd(l, a); err != nil {
 		return fmt.Errorf("add %s to %s: %w", p, dev, err)
 	}

@@ -14,14 +14,22 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxdp/vxdp/frames"
+	"github.com/vxdp/vxdp/state"
 )
 
 // PingResult is the outcome of Ping.
 type PingResult struct {
 	Sent, Received int
 	RTTs           []time.Duration
+	// Answered are the times the answered echoes were sent (when a
+	// running ping stopped being answered).
+	Answered []time.Time
 }
 
 // Ping sends count ICMP echo requests from namespace ns to dst, one per
@@ -66,6 +74,7 @@ func Ping(ns string, dst netip.Addr, count int, interval, timeout time.Duration)
 			}
 			res.Received++
 			res.RTTs = append(res.RTTs, time.Since(start))
+			res.Answered = append(res.Answered, start)
 			break
 		}
 	}
@@ -308,6 +317,12 @@ func StartCapture(ns, dev string) (*Capture, error) {
 		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 			return err
 		}
+		// The kernel keeps VLAN tags out of the frame (in the skb); with
+		// auxdata it says which, and the capture puts them back as
+		// tcpdump does.
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1); err != nil {
+			return err
+		}
 		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
 	}); err != nil {
 		if c.fd >= 0 {
@@ -322,8 +337,9 @@ func StartCapture(ns, dev string) (*Capture, error) {
 func (c *Capture) loop() {
 	defer close(c.done)
 	buf := make([]byte, 65536)
+	oob := make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{}))))
 	for !c.stop.Load() {
-		n, from, err := unix.Recvfrom(c.fd, buf, 0)
+		n, oobn, _, from, err := unix.Recvmsg(c.fd, buf, oob, 0)
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -333,7 +349,7 @@ func (c *Capture) loop() {
 			c.mu.Unlock()
 			return
 		}
-		f := Frame{Data: append([]byte(nil), buf[:n]...), At: time.Now()}
+		f := Frame{Data: withVLANTag(buf[:n], oob[:oobn]), At: time.Now()}
 		if ll, ok := from.(*unix.SockaddrLinklayer); ok {
 			f.Outgoing = ll.Pkttype == unix.PACKET_OUTGOING
 		}
@@ -341,6 +357,34 @@ func (c *Capture) loop() {
 		c.frames = append(c.frames, f)
 		c.mu.Unlock()
 	}
+}
+
+// withVLANTag copies a captured frame, putting back the VLAN tag the
+// kernel reported beside it (PACKET_AUXDATA).
+func withVLANTag(frame, oob []byte) []byte {
+	out := append([]byte(nil), frame...)
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(frame) < 12 {
+		return out
+	}
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_PACKET || m.Header.Type != unix.PACKET_AUXDATA || len(m.Data) < int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
+			continue
+		}
+		aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&m.Data[0]))
+		if aux.Status&unix.TP_STATUS_VLAN_VALID == 0 {
+			continue
+		}
+		tpid := uint16(unix.ETH_P_8021Q)
+		if aux.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+			tpid = aux.Vlan_tpid
+		}
+		tagged := append([]byte(nil), frame[:12]...)
+		tagged = binary.BigEndian.AppendUint16(tagged, tpid)
+		tagged = binary.BigEndian.AppendUint16(tagged, aux.Vlan_tci)
+		return append(tagged, frame[12:]...)
+	}
+	return out
 }
 
 // Stop ends the capture and returns every frame captured.
@@ -394,3 +438,23 @@ func SendUDP(ns string, dst netip.AddrPort, payload []byte) error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// SetMACAndAnnounce gives dev (in the calling thread's namespace) a new
+// MAC and announces it with a gratuitous ARP for ip, as a host does after
+// its NIC is replaced.
+func SetMACAndAnnounce(dev string, mac state.MAC, ip netip.Addr) error {
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetHardwareAddr(l, mac[:]); err != nil {
+		return fmt.Errorf("set %s's MAC: %w", dev, err)
+	}
+	garp := frames.ARPRequest(mac[:], ip, ip).Bytes()
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Sendto(fd, garp, 0, &unix.SockaddrLinklayer{Ifindex: l.Attrs().Index, Halen: 6})
+}

@@ -35,6 +35,8 @@ const (
 	Events       = "events"
 	MonScratch   = "mon_scratch"
 	DHCP         = "dhcp"
+	VTEPs6       = "vteps6"
+	VTEPNextHop  = "vtep_nexthop"
 	ProviderIn   = "provider_in"
 	SegmentDevs  = "segment_devs"
 	DHCPWork     = "dhcp_work"
@@ -210,7 +212,10 @@ func Descs() []Desc {
 				if v.Kind == FDBLocal {
 					return []any{k.Vni, state.MAC(k.Mac).String(), "local", dev(n, v.Ifindex), "-"}
 				}
-				return []any{k.Vni, state.MAC(k.Mac).String(), "remote", "-", AddrBE32(v.Vtep).String()}
+				if v.Kind == FDBProvider {
+					return []any{SegmentString(k.Vni), state.MAC(k.Mac).String(), "provider", "-", "-"}
+				}
+				return []any{k.Vni, state.MAC(k.Mac).String(), "remote", "-", FDBVTEP(v).String()}
 			}}.rows},
 		{Name: VTEPs, Purpose: "VTEPs registered per VNI: the only accepted VXLAN sources", Provenance: true,
 			Columns: []string{"vni", "vtep"},
@@ -259,6 +264,16 @@ func Descs() []Desc {
 				}
 				return out, nil
 			}},
+		{Name: VTEPs6, Purpose: "VTEPs registered per VNI over an IPv6 underlay", Provenance: true,
+			Columns: []string{"vni", "vtep"},
+			rows: keyed[VNIAddr6, uint32]{Key: VNIAddr6KeyString, Row: func(k VNIAddr6, _ uint32, _ DevName) []any {
+				return []any{k.Vni, netip.AddrFrom16(k.Addr).String()}
+			}}.rows},
+		{Name: VTEPNextHop, Purpose: "each VTEP's next hop on the uplink (the kernel's neighbour), written by encapsulation", Provenance: true,
+			Columns: []string{"vtep", "next_hop_mac"},
+			rows: keyed[uint32, MACValue]{Key: U32KeyString, Row: func(k uint32, v MACValue, _ DevName) []any {
+				return []any{AddrBE32(k).String(), state.MAC(v.Mac).String()}
+			}}.rows},
 		{Name: ProviderIn, Purpose: "provider networks by how they arrive: (physical interface, VLAN id; 0 flat)", Provenance: true,
 			Columns: []string{"dev", "vlan", "segment"},
 			rows: keyed[ProviderKey, uint32]{Key: ProviderKeyString, Row: func(k ProviderKey, v uint32, n DevName) []any {

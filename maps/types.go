@@ -2,6 +2,7 @@ package maps
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 
 	"github.com/vxdp/vxdp/bpf"
@@ -31,47 +32,50 @@ type (
 	MonEvent        = bpf.PortMonEvent
 	DHCPLease       = bpf.PortDhcpLease
 	ProviderKey     = bpf.PortProviderKey
+	VNIAddr6        = bpf.PortVniAddr6
 )
 
 // Values shared with the C side.
 const (
-	FDBLocal        = uint8(bpf.PortFdbKindFDB_LOCAL)
-	FDBRemote       = uint8(bpf.PortFdbKindFDB_REMOTE)
-	PortSecurity    = uint16(bpf.PortPortFlagPORT_F_SECURITY)
-	PortBridged     = uint16(bpf.PortPortFlagPORT_F_BRIDGED)
-	PortDisabled    = uint16(bpf.PortPortFlagPORT_F_DISABLED)
-	NetVLANTransp   = uint16(bpf.PortNetFlagNET_F_VLAN_TRANSPARENT)
-	ConfigForward   = uint8(bpf.PortConfigFlagCFG_F_FORWARD)
-	MonitorDrops    = uint8(bpf.PortConfigFlagCFG_F_MONITOR_DROPS)
-	MonitorTrace    = uint8(bpf.PortConfigFlagCFG_F_MONITOR_TRACE)
-	AddrMACOnly     = uint32(bpf.PortPortAddrKindPORT_ADDR_MAC_ONLY)
-	AddrAllowed     = uint32(bpf.PortPortAddrKindPORT_ADDR_ALLOWED)
-	ProgPort        = bpf.PortVxdpProgVXDP_PROG_PORT
-	ProgUplink      = bpf.PortVxdpProgVXDP_PROG_UPLINK
-	ProgVXLAN       = bpf.PortVxdpProgVXDP_PROG_VXLAN
-	ProgBridge      = bpf.PortVxdpProgVXDP_PROG_BRIDGE
-	ProgDeliver     = bpf.PortVxdpProgVXDP_PROG_DELIVER
-	ProgSegment     = bpf.PortVxdpProgVXDP_PROG_SEGMENT
-	FDBProvider     = uint8(bpf.PortFdbKindFDB_PROVIDER)
-	NetVXLAN        = uint8(bpf.PortNetKindNET_VXLAN)
-	NetVLAN         = uint8(bpf.PortNetKindNET_VLAN)
-	NetFlat         = uint8(bpf.PortNetKindNET_FLAT)
-	SegProvider     = 0x01000000 // SEG_PROVIDER
-	PortSG          = uint16(bpf.PortPortFlagPORT_F_SG)
-	PortStateless   = uint16(bpf.PortPortFlagPORT_F_STATELESS)
-	PortIPv6        = uint16(bpf.PortPortFlagPORT_F_IPV6)
-	SGIngress       = uint8(bpf.PortSgDirSG_INGRESS)
-	SGEgress        = uint8(bpf.PortSgDirSG_EGRESS)
-	SGEventMax      = int(bpf.PortSgEventSG_EVENT_MAX)
-	CTOpen          = uint8(bpf.PortCtStateCT_OPEN)
-	CTCut           = uint8(bpf.PortCtStateCT_CUT)
-	numProgs        = int(bpf.PortVxdpProgVXDP_PROG_MAX)
-	reasonSlots     = 128 // VXDP_REASON_SLOTS
-	familyMAC       = uint8(bpf.PortAddrFamilyADDR_MAC)
-	familyIPv4      = uint8(bpf.PortAddrFamilyADDR_IPV4)
-	familyIPv6      = uint8(bpf.PortAddrFamilyADDR_IPV6)
-	portAddrMACBits = 32 + 48         // PORT_ADDR_MAC_BITS
-	portAddrIPBits  = 32 + 48 + 8 + 8 // PORT_ADDR_ADDR_BITS
+	FDBLocal           = uint8(bpf.PortFdbKindFDB_LOCAL)
+	FDBRemote          = uint8(bpf.PortFdbKindFDB_REMOTE)
+	PortSecurity       = uint16(bpf.PortPortFlagPORT_F_SECURITY)
+	PortBridged        = uint16(bpf.PortPortFlagPORT_F_BRIDGED)
+	PortDisabled       = uint16(bpf.PortPortFlagPORT_F_DISABLED)
+	NetVLANTransp      = uint16(bpf.PortNetFlagNET_F_VLAN_TRANSPARENT)
+	NetVLANEmulated    = uint16(bpf.PortNetFlagNET_F_VLAN_EMULATED)
+	ConfigForward      = uint8(bpf.PortConfigFlagCFG_F_FORWARD)
+	ConfigUnderlayIPv6 = uint8(bpf.PortConfigFlagCFG_F_UNDERLAY_IPV6)
+	MonitorDrops       = uint8(bpf.PortConfigFlagCFG_F_MONITOR_DROPS)
+	MonitorTrace       = uint8(bpf.PortConfigFlagCFG_F_MONITOR_TRACE)
+	AddrMACOnly        = uint32(bpf.PortPortAddrKindPORT_ADDR_MAC_ONLY)
+	AddrAllowed        = uint32(bpf.PortPortAddrKindPORT_ADDR_ALLOWED)
+	ProgPort           = bpf.PortVxdpProgVXDP_PROG_PORT
+	ProgUplink         = bpf.PortVxdpProgVXDP_PROG_UPLINK
+	ProgVXLAN          = bpf.PortVxdpProgVXDP_PROG_VXLAN
+	ProgBridge         = bpf.PortVxdpProgVXDP_PROG_BRIDGE
+	ProgDeliver        = bpf.PortVxdpProgVXDP_PROG_DELIVER
+	ProgSegment        = bpf.PortVxdpProgVXDP_PROG_SEGMENT
+	FDBProvider        = uint8(bpf.PortFdbKindFDB_PROVIDER)
+	NetVXLAN           = uint8(bpf.PortNetKindNET_VXLAN)
+	NetVLAN            = uint8(bpf.PortNetKindNET_VLAN)
+	NetFlat            = uint8(bpf.PortNetKindNET_FLAT)
+	SegProvider        = 0x01000000 // SEG_PROVIDER
+	PortSG             = uint16(bpf.PortPortFlagPORT_F_SG)
+	PortStateless      = uint16(bpf.PortPortFlagPORT_F_STATELESS)
+	PortIPv6           = uint16(bpf.PortPortFlagPORT_F_IPV6)
+	SGIngress          = uint8(bpf.PortSgDirSG_INGRESS)
+	SGEgress           = uint8(bpf.PortSgDirSG_EGRESS)
+	SGEventMax         = int(bpf.PortSgEventSG_EVENT_MAX)
+	CTOpen             = uint8(bpf.PortCtStateCT_OPEN)
+	CTCut              = uint8(bpf.PortCtStateCT_CUT)
+	numProgs           = int(bpf.PortVxdpProgVXDP_PROG_MAX)
+	reasonSlots        = 128 // VXDP_REASON_SLOTS
+	familyMAC          = uint8(bpf.PortAddrFamilyADDR_MAC)
+	familyIPv4         = uint8(bpf.PortAddrFamilyADDR_IPV4)
+	familyIPv6         = uint8(bpf.PortAddrFamilyADDR_IPV6)
+	portAddrMACBits    = 32 + 48         // PORT_ADDR_MAC_BITS
+	portAddrIPBits     = 32 + 48 + 8 + 8 // PORT_ADDR_ADDR_BITS
 )
 
 // BE32 returns the uint32 whose in-memory bytes are a's address in network
@@ -100,6 +104,30 @@ func NewFDBKey(vni uint32, mac [6]byte) FDBKey { return FDBKey{Vni: vni, Mac: ma
 
 // NewVNIAddr builds a (VNI, IPv4) key of the vteps and arp maps.
 func NewVNIAddr(vni uint32, a netip.Addr) VNIAddr { return VNIAddr{Vni: vni, Addr: BE32(a)} }
+
+// NewVNIAddr6 builds a (VNI, IPv6) key of the vteps6 map.
+func NewVNIAddr6(vni uint32, a netip.Addr) VNIAddr6 { return VNIAddr6{Vni: vni, Addr: a.As16()} }
+
+// VNIAddr6KeyString is the canonical key of a vteps6 entry.
+func VNIAddr6KeyString(k VNIAddr6) string {
+	return fmt.Sprintf("%d/%s", k.Vni, netip.AddrFrom16(k.Addr))
+}
+
+// FDBVTEP is the VTEP of a remote FDB entry, of either family.
+func FDBVTEP(v FDBEntry) netip.Addr {
+	if v.Vtep != 0 {
+		return AddrBE32(v.Vtep)
+	}
+	return netip.AddrFrom16(v.Vtep6)
+}
+
+// NewRemoteFDBEntry is the FDB entry of a port behind vtep.
+func NewRemoteFDBEntry(vtep netip.Addr) FDBEntry {
+	if vtep.Is4() {
+		return FDBEntry{Kind: FDBRemote, Vtep: BE32(vtep)}
+	}
+	return FDBEntry{Kind: FDBRemote, Vtep6: vtep.As16()}
+}
 
 // NewPortAddrKey builds the port_addrs key allowing ifindex to send from
 // mac with a source in p (IPv4 or IPv6).

@@ -27,7 +27,7 @@ func TestParse(t *testing.T) {
 		{"unknown network", strings.Replace(seedNode3, `"network_id": "85ae5035-203b-4ef7-b65c-397f80b5a8af", "mac": "fa:16:3e:06`,
 			`"network_id": "nope", "mac": "fa:16:3e:06`, 1), `unknown network "nope"`},
 		{"multicast MAC", strings.Replace(seedNode3, "fa:16:3e:06:42:34", "01:00:5e:00:00:01", 1), "not a unicast address"},
-		{"IPv6 VTEP", strings.Replace(seedNode3, `"vtep": "192.168.248.4"`, `"vtep": "fd00::4"`, 1), "not an IPv4 address"},
+		{"multicast VTEP", strings.Replace(seedNode3, `"vtep": "192.168.248.4"`, `"vtep": "ff02::4"`, 1), "not a unicast address"},
 		{"bridge name collision", strings.Replace(strings.Replace(seedNode3, `"vteps"`, `"vteps": []}, {"id": "85ae5035-203b-0000", "vni": 200, "x"`, 1), `"x": [{"ip"`, `"vteps": [{"ip"`, 1),
 			"bridge brq85ae5035-20 would also carry"},
 		{"pair rebinding a fixed IP", strings.Replace(seedNode3, `"ips": ["172.16.100.19"]`,

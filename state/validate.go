@@ -51,7 +51,7 @@ func (d *Desired) Validate() error {
 			if n.VNI != 0 || len(n.VTEPs) > 0 {
 				bad("%s: a %s network has no vni or vteps", where, n.Kind())
 			}
-			if !validDomain(n.PhysicalNetwork) || strings.Contains(n.PhysicalNetwork, ".") {
+			if !ValidPhysicalNetwork(n.PhysicalNetwork) {
 				bad("%s: physical_network %q: want a name like default (letters, digits, '-')", where, n.PhysicalNetwork)
 			}
 			if n.Kind() == NetworkVLAN && (n.VLAN < 1 || n.VLAN > MaxVLAN) {
@@ -78,8 +78,8 @@ func (d *Desired) Validate() error {
 			bad("%s: mtu %d out of range 68-65000", where, n.MTU)
 		}
 		for _, v := range n.VTEPs {
-			if !v.IP.Is4() {
-				bad("%s: vtep %q is not an IPv4 address", where, v.IP)
+			if !unicastVTEP(v.IP) {
+				bad("%s: vtep %q is not a unicast address", where, v.IP)
 			}
 		}
 		for j, sn := range n.Subnets {
@@ -92,7 +92,7 @@ func (d *Desired) Validate() error {
 				}
 			}
 		}
-		if n.DNSDomain != "" && !validDomain(n.DNSDomain) {
+		if n.DNSDomain != "" && !ValidDNSDomain(n.DNSDomain) {
 			bad("%s: dns_domain %q is not a DNS name", where, n.DNSDomain)
 		}
 	}
@@ -176,11 +176,16 @@ func (d *Desired) Validate() error {
 			if p.VTEP.IsValid() {
 				bad("%s: a port of %s network %s has no vtep", where, n.Kind(), n.ID)
 			}
-		} else if !p.VTEP.Is4() {
-			bad("%s: vtep %q is not an IPv4 address", where, p.VTEP)
+		} else if !unicastVTEP(p.VTEP) {
+			bad("%s: vtep %q is not a unicast address", where, p.VTEP)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unicastVTEP reports whether ip can be a VTEP (IPv4 or IPv6 underlay).
+func unicastVTEP(ip netip.Addr) bool {
+	return ip.IsValid() && !ip.Is4In6() && !ip.IsUnspecified() && !ip.IsMulticast()
 }
 
 // addressErrors are the problems of a port's MAC and IPs.
@@ -205,7 +210,7 @@ func (p LocalPort) ownErrors() []error {
 		errs = append(errs, fmt.Errorf("tap name %q longer than 15 characters", tap))
 	}
 	errs = append(errs, ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs)...)
-	if p.DNSName != "" && (strings.Contains(p.DNSName, ".") || !validDomain(p.DNSName)) {
+	if p.DNSName != "" && !ValidHostName(p.DNSName) {
 		errs = append(errs, fmt.Errorf("dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", p.DNSName))
 	}
 	return errs
@@ -229,8 +234,8 @@ func (d *Delta) Validate() error {
 		for _, err := range addressErrors(p.MAC, p.IPs) {
 			errs = append(errs, fmt.Errorf("remote port %s: %w", p.ID, err))
 		}
-		if p.VTEP.IsValid() && !p.VTEP.Is4() {
-			errs = append(errs, fmt.Errorf("remote port %s: vtep %q is not an IPv4 address", p.ID, p.VTEP))
+		if p.VTEP.IsValid() && !unicastVTEP(p.VTEP) {
+			errs = append(errs, fmt.Errorf("remote port %s: vtep %q is not a unicast address", p.ID, p.VTEP))
 		}
 	}
 	for _, g := range d.SecurityGroups.Put {
@@ -299,6 +304,17 @@ func ValidateAddressPairs(mac MAC, ips []netip.Addr, pairs []AddressPair) []erro
 	}
 	return errs
 }
+
+// ValidPhysicalNetwork reports whether s can name a physical network
+// (provider:physical_network): letters, digits and inner hyphens, 63 at
+// most, as it becomes part of device and pin names.
+func ValidPhysicalNetwork(s string) bool { return validDomain(s) && !strings.Contains(s, ".") }
+
+// ValidDNSDomain reports whether s can be a network's dns_domain.
+func ValidDNSDomain(s string) bool { return validDomain(s) }
+
+// ValidHostName reports whether s can be a port's dns_name: one DNS label.
+func ValidHostName(s string) bool { return validDomain(s) && !strings.Contains(s, ".") }
 
 // validDomain reports whether s is a DNS name of at most 253 characters
 // whose labels are letters, digits and inner hyphens (RFC 1123), 63 at most.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,38 +93,7 @@ func TestDHCPAtPort(t *testing.T) {
 // the DHCP port's namespace, as Neutron's DHCP agent runs dnsmasq there.
 func TestDHCPOffLeavesItToTheNetwork(t *testing.T) {
 	l := newLab(t, lab.Config{Control: lab.ControlFile, NoDHCPAtPort: true})
-	conf := filepath.Join(l.Dir, "udhcpd.conf")
-	leases := filepath.Join(l.Dir, "udhcpd.leases")
-	if err := os.WriteFile(leases, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`interface %s
-start 172.16.100.200
-end 172.16.100.210
-lease_file %s
-static_lease %s %s
-option subnet 255.255.255.0
-option router 172.16.100.1
-option lease 600
-`, lab.VMDev, leases, lab.VM1.MAC, lab.VM1.IP)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	server := exec.CommandContext(ctx, "ip", "netns", "exec", l.PortNS(lab.DHCP), "busybox", "udhcpd", "-f", conf)
-	var serverOut bytes.Buffer
-	server.Stdout, server.Stderr = &serverOut, &serverOut
-	if err := server.Start(); err != nil {
-		cancel()
-		t.Fatalf("udhcpd: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		server.Wait()
-		if t.Failed() {
-			t.Logf("udhcpd:\n%s", serverOut.String())
-		}
-	})
-	time.Sleep(300 * time.Millisecond) // udhcpd binds its socket
+	startDHCPServer(t, l, l.PortNS(lab.DHCP), lab.VMDev, lab.VM1, mustAddr("172.16.100.1"), 600)
 
 	before := snapshot(t, l, "node4", "node1")
 	if out, err := l.RunDHCPClient(t.Context(), lab.VM1); err != nil {
@@ -176,4 +146,49 @@ func waitGrown(t *testing.T, l *lab.Lab, before counters, node, prog, reason str
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startDHCPServer runs busybox udhcpd in namespace ns on dev, as Neutron's
+// DHCP agent runs dnsmasq (or a physical network has its own server): it
+// leases p its address with router and a lease of lease seconds, until
+// the test ends.
+func startDHCPServer(t *testing.T, l *lab.Lab, ns, dev string, p lab.Port, router netip.Addr, lease int) {
+	t.Helper()
+	conf := filepath.Join(l.Dir, "udhcpd-"+p.Name+".conf")
+	leases := filepath.Join(l.Dir, "udhcpd-"+p.Name+".leases")
+	if err := os.WriteFile(leases, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(conf); os.Remove(leases) })
+	pool := netip.PrefixFrom(p.IP, 24).Masked().Addr().As4()
+	pool[3] = 200
+	start := netip.AddrFrom4(pool)
+	pool[3] = 210
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`interface %s
+start %s
+end %s
+lease_file %s
+static_lease %s %s
+option subnet 255.255.255.0
+option router %s
+option lease %d
+`, dev, start, netip.AddrFrom4(pool), leases, p.MAC, p.IP, router, lease)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	server := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "busybox", "udhcpd", "-f", conf)
+	var serverOut bytes.Buffer
+	server.Stdout, server.Stderr = &serverOut, &serverOut
+	if err := server.Start(); err != nil {
+		cancel()
+		t.Fatalf("udhcpd: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		server.Wait()
+		if t.Failed() {
+			t.Logf("udhcpd:\n%s", serverOut.String())
+		}
+	})
+	time.Sleep(300 * time.Millisecond) // udhcpd binds its socket
 }

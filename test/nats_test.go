@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -24,15 +23,11 @@ func natsLab(t *testing.T, noPublish bool) *lab.Lab {
 // server, from the controller node, and returns its standard output.
 func cli(t *testing.T, l *lab.Lab, args ...string) string {
 	t.Helper()
-	args = append(args, "--netns", l.NS(lab.ControllerNode), "--nats", lab.NATSURL())
-	cmd := exec.Command(l.Binary, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := cliErr(l, args...)
 	if err != nil {
-		t.Fatalf("vxdp %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.String())
+		t.Fatalf("vxdp %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
 }
 
 // selfFDB is what `bridge fdb show dev vxlan-100 | grep self` prints on

@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 6
+#define VXDP_LAYOUT 8
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
@@ -25,7 +25,7 @@ enum vxdp_prog {
 /* Agent-wide settings; single entry in the config map. Addresses and the
  * port are in network byte order, as they appear on the wire. */
 struct vxdp_config {
-	__u32 local_ip;
+	__u32 local_ip; /* IPv4 underlay */
 	__u32 uplink_ifindex;
 	__u16 vxlan_port;
 	__u16 src_port_min; /* host order: the kernel's ip_local_port_range */
@@ -34,6 +34,7 @@ struct vxdp_config {
 	__u8 flags; /* CFG_F_* */
 	__u8 uplink_mac[6];
 	__u8 pad[2];
+	__u8 local_ip6[16]; /* IPv6 underlay (CFG_F_UNDERLAY_IPV6) */
 };
 
 enum config_flag {
@@ -44,6 +45,10 @@ enum config_flag {
 	/* `vxdp monitor` listens: emit an event per drop, or per decision. */
 	CFG_F_MONITOR_DROPS = 0x2,
 	CFG_F_MONITOR_TRACE = 0x4,
+	/* local_ip is IPv6: VXLAN runs over IPv6/UDP with checksums; the
+	 * vteps6 map holds the VTEPs, and the kernel vxlan devices
+	 * encapsulate (the outer UDP checksum needs their offloads). */
+	CFG_F_UNDERLAY_IPV6 = 0x8,
 };
 
 #define MON_SNAPLEN 128 /* bytes of a frame an event carries, before and after */
@@ -152,6 +157,10 @@ enum net_flag {
 	/* Neutron's vlan_transparent: VMs may send 802.1Q/802.1ad tagged
 	 * frames (their inner headers are checked like untagged ones). */
 	NET_F_VLAN_TRANSPARENT = 0x1,
+	/* The kernel has no 802.1Q devices (CONFIG_VLAN_8021Q unset): the
+	 * VLAN device <phys>.<vlan> is a veth pair, and the segment program
+	 * tags and untags for it. */
+	NET_F_VLAN_EMULATED = 0x2,
 };
 
 /* Networks are keyed by segment: the VNI of a VXLAN network (24 bits),
@@ -170,6 +179,9 @@ enum net_kind {
 struct net_info {
 	__u32 dev_ifindex;  /* its device on the bridge: vxlan-<VNI>, <phys>.<vlan> or the flat interface */
 	__u32 phys_ifindex; /* provider networks: the physical interface frames leave and arrive by */
+	/* NET_F_VLAN_EMULATED: the far end of the veth pair that stands in for
+	 * the VLAN device; frames sent out of it reach the bridge. */
+	__u32 peer_ifindex;
 	__u16 mtu;
 	__u16 flags; /* NET_F_* */
 	__u16 vlan;  /* NET_VLAN: the VLAN id */
@@ -201,15 +213,22 @@ enum fdb_kind {
 
 struct fdb_entry {
 	__u32 ifindex;
-	__u32 vtep; /* network order */
+	__u32 vtep; /* network order; 0 over an IPv6 underlay */
 	__u8 kind;  /* enum fdb_kind */
 	__u8 pad[3];
+	__u8 vtep6[16]; /* the VTEP over an IPv6 underlay (the kernel's FDB encapsulates) */
 };
 
 /* (VNI, IPv4) key: a VTEP registered for a VNI, or an IP for proxy ARP. */
 struct vni_addr {
 	__u32 vni;
 	__u32 addr; /* network order */
+};
+
+/* (VNI, IPv6) key: a VTEP registered for a VNI over an IPv6 underlay. */
+struct vni_addr6 {
+	__u32 vni;
+	__u8 addr[16];
 };
 
 struct mac_value {

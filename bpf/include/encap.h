@@ -97,6 +97,7 @@ static __always_inline enum vxdp_reason encap_vxlan(struct __sk_buff *skb, const
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = header_at(struct ethhdr, data, data_end);
 	struct vxlan_encap *out;
+	struct mac_value *nh;
 	struct ethhdr inner;
 	struct iphdr ip = {};
 	__u32 inner_len = skb->len;
@@ -133,8 +134,13 @@ static __always_inline enum vxdp_reason encap_vxlan(struct __sk_buff *skb, const
 	out = header_at(struct vxlan_encap, data, data_end);
 	if (!out)
 		return DROP_ENCAP_FAILED; /* room already added: the frame is no longer intact */
-	/* Outer MACs are filled by bpf_redirect_neigh; write ours meanwhile. */
-	__builtin_memset(out->outer_eth.h_dest, 0, ETH_ALEN);
+	/* Our MAC and the next hop's, when the agent knows it; else
+	 * bpf_redirect_neigh looks it up (and fills both). */
+	nh = bpf_map_lookup_elem(&vtep_nexthop, &vtep);
+	if (nh)
+		mac_copy(out->outer_eth.h_dest, nh->mac);
+	else
+		__builtin_memset(out->outer_eth.h_dest, 0, ETH_ALEN);
 	mac_copy(out->outer_eth.h_source, cfg->uplink_mac);
 	out->outer_eth.h_proto = bpf_htons(ETH_P_IP);
 	out->ip = ip;
@@ -145,7 +151,10 @@ static __always_inline enum vxdp_reason encap_vxlan(struct __sk_buff *skb, const
 	out->vxlan.vx_flags = bpf_htonl(VXLAN_HF_VNI);
 	out->vxlan.vx_vni = bpf_htonl(vni << 8);
 	out->inner_eth = inner;
-	bpf_redirect_neigh(cfg->uplink_ifindex, 0, 0, 0);
+	if (nh)
+		bpf_redirect(cfg->uplink_ifindex, 0);
+	else
+		bpf_redirect_neigh(cfg->uplink_ifindex, 0, 0, 0);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #define VXDP_PROVIDER_MAX 4096    /* (physical interface, VLAN) of provider networks served */
 #define VXDP_FDB_MAX 65536        /* local + remote MACs of the served networks */
 #define VXDP_VTEPS_MAX 65536      /* (VNI, VTEP) registrations */
+#define VXDP_NEXTHOPS_MAX 65536   /* VTEPs whose underlay next hop the agent resolved */
 #define VXDP_ARP_MAX 65536        /* (VNI, IPv4) of remote ports, for proxy ARP */
 #define VXDP_PORT_ADDRS_MAX 16384 /* allowed (MAC, address) entries of all local ports */
 #define VXDP_DHCP_MAX VXDP_PORTS_MAX /* ports answered by DHCP at the port */
@@ -93,8 +94,8 @@ struct {
 	__type(value, __u32);
 } provider_in SEC(".maps");
 
-/* Provider segment devices (<phys>.<vlan>, a flat interface) by ifindex ->
- * segment: what the segment program on them checks against. */
+/* Far ends of emulated VLAN devices by ifindex -> segment: what the bridge
+ * sends there is tagged and sent to the physical network. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VXDP_PROVIDER_MAX);
@@ -126,6 +127,25 @@ struct {
 	__type(key, struct vni_addr);
 	__type(value, __u32);
 } vteps SEC(".maps");
+
+/* The Ethernet address of each VTEP's next hop on the uplink, as the
+ * kernel's neighbour table has it (IPv4 underlay): encapsulation writes it
+ * and redirects, skipping a route and neighbour lookup per packet; a VTEP
+ * without one goes through bpf_redirect_neigh. Kept current by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_NEXTHOPS_MAX);
+	__type(key, __u32);
+	__type(value, struct mac_value);
+} vtep_nexthop SEC(".maps");
+
+/* The same over an IPv6 underlay. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VXDP_VTEPS_MAX);
+	__type(key, struct vni_addr6);
+	__type(value, __u32);
+} vteps6 SEC(".maps");
 
 /* Proxy ARP: the MAC of a remote port's IPv4 address in a VNI (l2pop). */
 struct {

@@ -61,9 +61,10 @@
 	X(REDIRECT_LOCAL, REDIRECT, P_PORT | P_UPLINK | P_VXLAN | P_SEGMENT, "to a local port's tap")                       \
 	X(REDIRECT_REMOTE, REDIRECT, P_PORT, "VXLAN-encapsulated to a remote VTEP")                                          \
 	X(REDIRECT_REMOTE_GSO, REDIRECT, P_PORT, "the same, for a TSO/GSO super-frame")                                      \
+	X(REDIRECT_REMOTE_KERNEL, REDIRECT, P_PORT, "to a remote port over an IPv6 underlay: straight to the network's vxlan device, which encapsulates with the outer UDP checksum IPv6 needs") \
 	X(REDIRECT_PROVIDER, REDIRECT, P_PORT, "to a remote port of a provider network: tagged with its VLAN (flat: as it is) and sent out of its physical interface") \
 	/* uplink program: frames from the underlay */                                                         \
-	X(PASS_NOT_IPV4, PASS, P_UPLINK, "not IPv4: not VXLAN of ours")                                                    \
+	X(PASS_NOT_IPV4, PASS, P_UPLINK, "not of the underlay's IP version: not VXLAN of ours")                           \
 	X(PASS_MALFORMED, PASS, P_UPLINK, "a truncated or invalid outer header, or a bad IPv4 header checksum: the kernel drops it") \
 	X(PASS_NOT_UDP, PASS, P_UPLINK, "not UDP")                                                                         \
 	X(PASS_VLAN_TAGGED, PASS, P_UPLINK | P_SEGMENT, "tagged (in the frame or by the driver) with a VLAN id no provider network here has: for a VLAN device (the vxlan program checks what the kernel decapsulates)") \
@@ -75,7 +76,8 @@
 	X(PASS_VNI_UNKNOWN, PASS, P_UPLINK, "a VNI not served here: the kernel has no device for it and drops it")          \
 	X(DROP_VTEP_UNKNOWN, DROP, P_UPLINK | P_VXLAN, "the outer source is not a VTEP registered for this VNI")            \
 	X(DROP_NOT_LOCAL, DROP, P_UPLINK | P_VXLAN, "VXLAN of a served VNI addressed to something other than local_ip (broadcast, another local address)") \
-	X(PASS_UDP_CSUM, PASS, P_UPLINK, "a non-zero outer UDP checksum: the kernel verifies it before decapsulating (the vxlan program then checks the VTEP)") \
+	X(PASS_UDP_CSUM, PASS, P_UPLINK, "IPv4: a non-zero outer UDP checksum; IPv6: a zero one: the kernel verifies (or refuses) it before decapsulating (the vxlan program then checks the VTEP)") \
+	X(DROP_UDP_CSUM, DROP, P_UPLINK, "IPv6 underlay: VXLAN of a registered VTEP with a wrong outer UDP checksum (the kernel drops these too)") \
 	X(DROP_INNER_SRC_LOCAL, DROP, P_UPLINK | P_VXLAN | P_SEGMENT, "the (inner) source MAC is a local port's: a forgery from the underlay or the physical network that would poison the bridge FDB") \
 	X(PASS_INNER_BUM, PASS, P_UPLINK | P_VXLAN, "inner broadcast/multicast: the kernel vxlan device and bridge flood it") \
 	X(PASS_INNER_FDB_MISS, PASS, P_UPLINK | P_VXLAN, "inner destination not a local port: the kernel vxlan device and bridge") \
@@ -89,8 +91,11 @@
 	/* vxlan program: what the kernel vxlan device decapsulated */                                         \
 	X(DROP_NO_TUNNEL_INFO, DROP, P_VXLAN, "no tunnel metadata on the frame (the agent's tun_id rule is missing): cannot check the VTEP, so fail closed") \
 	X(DROP_VNI_UNKNOWN, DROP, P_VXLAN, "the tunnel id is not a VNI served here")                                        \
-	/* segment program: what the kernel received on a provider segment device */ \
-	X(DROP_SEGMENT_UNKNOWN, DROP, P_SEGMENT, "the device is no provider segment the agent knows (never expected)") \
+	/* segment program: what the kernel received on a provider network's interface, and the emulated VLAN devices */ \
+	X(PASS_NOT_PROVIDER, PASS, P_SEGMENT, "not a provider network's frame (another VLAN, the host's own traffic): the kernel") \
+	X(REDIRECT_TO_BRIDGE, REDIRECT, P_SEGMENT, "a VLAN network's frame for the bridge (broadcast, unknown, kernel forwarding): untagged and handed to its emulated VLAN device") \
+	X(REDIRECT_TO_PHYSICAL, REDIRECT, P_SEGMENT, "what the bridge sent out of an emulated VLAN device: tagged and sent out of the physical interface") \
+	X(DROP_SEGMENT_UNKNOWN, DROP, P_SEGMENT, "an emulated VLAN device whose network is gone or not emulated (never expected)") \
 	/* bridge program: frames a bridge hands to the hypervisor */                                         \
 	X(DROP_TO_HOST, DROP, P_BRIDGE, "a frame the bridge would hand to the hypervisor's own stack (IPv4, IPv6, ARP, any ethertype)") \
 	/* deliver program: frames on their way into a VM */                                                 \

@@ -126,8 +126,8 @@ func agentSettingsFrom(c *cli.Context, log *slog.Logger) (*agentSettings, error)
 	var flagIP netip.Addr
 	if v := c.String("local-ip"); v != "" {
 		ip, err := netip.ParseAddr(v)
-		if err != nil || !ip.Is4() {
-			errs = append(errs, fmt.Errorf("--local-ip %q: want an IPv4 address like 192.168.248.3", v))
+		if err != nil || control.ValidVTEP(ip) != nil {
+			errs = append(errs, fmt.Errorf("--local-ip %q: want a unicast IPv4 or IPv6 address like 192.168.248.3", v))
 		}
 		flagIP = ip
 	}

@@ -34,16 +34,22 @@ report as JSON, a Markdown page and PNG charts.`,
 			Usage: "per-packet cost of every program and case next to an empty program of the same hook (BPF_PROG_TEST_RUN, root)",
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "repeat", Value: bench.DefaultBPFRepeat, Usage: "packets per measurement"},
+				&cli.IntFlag{Name: "passes", Value: 5, Usage: "measurements of every case, the cases in turn (medians reported)"},
 				&cli.IntSliceFlag{Name: "sg", Value: cli.NewIntSlice(1, 100, 1000, 10000), Usage: "security-group sizes (rules) of the security-group cases"},
 				benchQuickFlag, benchOutFlag, benchJSONFlag,
 			},
 			Action: func(c *cli.Context) error {
-				repeat := c.Int("repeat")
-				if c.Bool(benchQuickFlag.Name) && !c.IsSet("repeat") {
-					repeat = 1000
+				repeat, passes := c.Int("repeat"), c.Int("passes")
+				if c.Bool(benchQuickFlag.Name) {
+					if !c.IsSet("repeat") {
+						repeat = 1000
+					}
+					if !c.IsSet("passes") {
+						passes = 2
+					}
 				}
-				r, err := bench.RunBPF(c.Context, bench.BPFOptions{Repeat: repeat, SGRules: c.IntSlice("sg"),
-					Progress: bench.NewProgress(c.App.ErrWriter)})
+				r, err := bench.RunBPF(c.Context, bench.BPFOptions{Repeat: repeat, Passes: passes, SGRules: c.IntSlice("sg"),
+					Commit: currentBuild().Commit, Progress: bench.NewProgress(c.App.ErrWriter)})
 				return printReport(c, r, err)
 			},
 		}, {

@@ -174,6 +174,14 @@ func readFDB(set *maps.Set, source func(mapName, key string) string) ([]fdbEntry
 		out = append(out, fdbEntry{Dev: vxlanDev(k.Vni), Dst: maps.AddrBE32(k.Addr), VNI: k.Vni,
 			Source: source(maps.VTEPs, maps.VNIAddrKeyString(k))})
 	}
+	vteps6, err := maps.Entries[maps.VNIAddr6, uint32](set.Map(maps.VTEPs6))
+	if err != nil {
+		return nil, fmt.Errorf("read vteps6: %w", err)
+	}
+	for k := range vteps6 {
+		out = append(out, fdbEntry{Dev: vxlanDev(k.Vni), Dst: netip.AddrFrom16(k.Addr), VNI: k.Vni,
+			Source: source(maps.VTEPs6, maps.VNIAddr6KeyString(k))})
+	}
 	fdb, err := maps.Entries[maps.FDBKey, maps.FDBEntry](set.Map(maps.FDB))
 	if err != nil {
 		return nil, fmt.Errorf("read fdb: %w", err)
@@ -185,8 +193,10 @@ func readFDB(set *maps.Set, source func(mapName, key string) string) ([]fdbEntry
 			if l, err := netlink.LinkByIndex(int(v.Ifindex)); err == nil && l.Attrs().MasterIndex != 0 {
 				e.Master = ifName(uint32(l.Attrs().MasterIndex))
 			}
+		} else if v.Kind == maps.FDBRemote {
+			e.Dev, e.Dst = vxlanDev(k.Vni), maps.FDBVTEP(v)
 		} else {
-			e.Dev, e.Dst = vxlanDev(k.Vni), maps.AddrBE32(v.Vtep)
+			continue // provider networks: no VTEP, no kernel FDB entry
 		}
 		out = append(out, e)
 	}

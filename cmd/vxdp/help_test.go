@@ -72,7 +72,7 @@ func TestFlagsWhereTheyApply(t *testing.T) {
 	}
 	walk("", newApp().Commands)
 	// Commands that may create the bucket: the creators, and the server.
-	creates := []string{"network create", "sg create", "server", "server bucket"}
+	creates := []string{"network create", "sg create", "address-group create", "server", "server bucket"}
 	for cmd, fs := range flags {
 		if slices.Contains(fs, "replicas") != slices.Contains(creates, cmd) {
 			t.Errorf("%s: --replicas shown: %v (only commands that may create the bucket have it)", cmd, slices.Contains(fs, "replicas"))
@@ -83,7 +83,9 @@ func TestFlagsWhereTheyApply(t *testing.T) {
 	}
 	for _, cmd := range []string{"agent list", "network list", "network show", "network create", "network delete",
 		"port list", "port show", "port create", "port bind", "port unbind", "port delete", "sg list", "sg show",
-		"sg create", "sg delete", "sg rule add", "sg rule delete", "dump", "lab status", "version"} {
+		"sg create", "sg delete", "sg rule add", "sg rule delete", "sg rule list", "port set", "port unset", "address-group create",
+		"address-group list", "address-group show", "address-group set", "address-group unset", "address-group delete",
+		"dump", "lab status", "version"} {
 		if !slices.Contains(flags[cmd], "output") || !slices.Contains(flags[cmd], "column") {
 			t.Errorf("%s has no -o/-c: %v", cmd, flags[cmd])
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vxdp/vxdp/lab"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 var labDirFlag = &cli.StringFlag{
@@ -32,8 +33,12 @@ func labCommand() *cli.Command {
 		Description: `Builds the seed deployment out of network namespaces: an underlay bridge joining
 node1 (192.168.248.1), node3 (.3) and node4 (.4) by their tunnel NIC eth2,
 vxlan100_net (VNI 100, 172.16.100.0/24) with the DHCP port on node1, vm2 on
-node3 and vm1 on node4, and one vxdp agent per node fed the state
-l2population pushes. Needs root.`,
+node3 and vm1 on node4; the provider networks vlan99 (VLAN 99 of physical
+network default, eth1; 172.16.99.0/24) with vm5 and vm6 and external (flat,
+eth3; vxlan100_net's addresses again) with vm7 and vm8, and a physical host on
+both; one vxdp agent per node. The networks, subnets and ports are created
+through the controller (embedded NATS on node1), and every VM gets its address
+from a real DHCP client answered at its port. Needs root.`,
 		Subcommands: []*cli.Command{labUpCommand(), labDownCommand(), labStatusCommand(), labMigrateCommand()},
 	}
 }
@@ -46,7 +51,12 @@ func labUpCommand() *cli.Command {
 		&cli.BoolFlag{Name: "second-network", Usage: "add vxlan200_net (VNI 200, same subnet and IPs) with vm3 on node3 and vm4 on node4"},
 		&cli.BoolFlag{Name: "rogue", Usage: "add an underlay host 192.168.248.9 that is no VTEP"},
 		&cli.StringFlag{Name: "guest", Usage: "make `VM` (e.g. vm1) a real guest: qemu with virtio-net on its tap (KVM where it boots a stock kernel, software emulation otherwise; the image is assembled from Debian packages)"},
-		&cli.BoolFlag{Name: "dhcp", Usage: "VMs get their addresses from DHCP at the port (a real DHCP client in each VM; needs --control file for now)"},
+		&cli.BoolFlag{Name: "ipv6-underlay", Usage: "run VXLAN over IPv6: the nodes' eth2 also get fd00:192:168:248::<n> and the agents take it as local_ip"},
+		&cli.BoolFlag{Name: "no-provider", Usage: "leave out the seed's provider networks (by default: vlan99, VLAN 99 on eth1, with vm5 and vm6; the flat network external on eth3 with vm7 and vm8; a physical host on both)"},
+		&cli.BoolFlag{Name: "no-dhcp", Usage: "configure the VMs statically (by default each runs a real DHCP client and gets its address from DHCP at its port)"},
+		// The defaults now; accepted for older command lines.
+		&cli.BoolFlag{Name: "provider", Hidden: true},
+		&cli.BoolFlag{Name: "dhcp", Hidden: true},
 		&cli.BoolFlag{Name: "vip", Usage: "give vm1 172.16.100.112 as an allowed address pair (ARP for it floods)"},
 		&cli.BoolFlag{Name: "no-smoke", Usage: "skip the vm2 -> vm1 ping"},
 		&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long the agents may take to apply"},
@@ -57,7 +67,7 @@ func labUpCommand() *cli.Command {
 	}
 	return &cli.Command{
 		Name:  "up",
-		Usage: "build the lab, start the agents, wait until they applied, ping vm2 -> vm1",
+		Usage: "build the lab, start the agents, wait until they applied and the VMs leased their addresses, ping vm2 -> vm1",
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			exe, err := os.Executable()
@@ -74,8 +84,15 @@ func labUpCommand() *cli.Command {
 				Rogue:         c.Bool("rogue"),
 				Guest:         c.String("guest"),
 				VIP:           c.Bool("vip"),
-				DHCP:          c.Bool("dhcp"),
+				DHCP:          !c.Bool("no-dhcp"),
+				Provider:      !c.Bool("no-provider"),
+				IPv6Underlay:  c.Bool("ipv6-underlay"),
 				Control:       c.String("control"),
+			}
+			for _, f := range []string{"provider", "dhcp"} {
+				if c.Bool(f) && c.Bool("no-"+f) {
+					return fmt.Errorf("lab up: --%s and --no-%s: give one", f, f)
+				}
 			}
 			for _, n := range lab.Nodes {
 				cfg.Dataplane[n] = c.String("dataplane-" + n)
@@ -254,11 +271,33 @@ var labView = view[labStatus]{
 		}},
 		{key: "bpffs", header: "bpffs", value: func(s labStatus) any { return s.lab.BPFFS }},
 		{key: "nodes", header: "Nodes", value: func(s labStatus) any { return labNodeView.objects(s.nodes) }},
+		{key: "networks", header: "Networks", value: func(s labStatus) any {
+			out := make([]object, 0, len(s.lab.Networks()))
+			for _, n := range s.lab.Networks() {
+				var phys, seg any
+				switch n.Kind() {
+				case state.NetworkVXLAN:
+					seg = n.VNI
+				case state.NetworkVLAN:
+					phys, seg = n.PhysicalNetwork, n.VLAN
+				default:
+					phys = n.PhysicalNetwork
+				}
+				subnets := make([]object, len(n.Subnets))
+				for i, sn := range n.Subnets {
+					subnets[i] = object{{"cidr", sn.CIDR.String()}, {"gateway_ip", addrOrNil(sn.Gateway)}, {"enable_dhcp", sn.DHCP}}
+				}
+				out = append(out, object{{"id", n.ID}, {"name", n.Name}, {"network_type", n.Kind()}, {"physical_network", phys},
+					{"segmentation_id", seg}, {"subnets", subnets}})
+			}
+			return out
+		}},
 		{key: "ports", header: "Ports", value: func(s labStatus) any {
 			out := make([]object, 0, len(s.lab.Ports()))
 			for _, p := range s.lab.Ports() {
 				out = append(out, object{{"name", p.Name}, {"netns", s.lab.PortNS(p)}, {"node", p.Node}, {"tap", p.Tap()},
-					{"mac_address", p.MAC.String()}, {"ip_address", p.IP.String()}, {"vni", p.VNI}})
+					{"mac_address", p.MAC.String()}, {"ip_address", p.IP.String()}, {"network", labNetworkName(s.lab, p)},
+					{"dhcp", s.lab.Leased(p)}, {"vni", intOrNil(int(p.VNI))}})
 			}
 			return out
 		}},
@@ -348,9 +387,34 @@ func printLab(out io.Writer, st labStatus) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.NS, n.VTEP, n.Dataplane, agent, applied, counters)
 	}
-	fmt.Fprintf(tw, "\nPORT\tNETNS (eth0)\tNODE\tTAP\tMAC\tIP\tVNI\n")
+	fmt.Fprintf(tw, "\nNETWORK\tTYPE\tSEGMENT\tSUBNET\tGATEWAY\tDHCP AT PORT\tPORTS\n")
+	for _, n := range l.Networks() {
+		var ports []string
+		for _, p := range l.Ports() {
+			if p.NetworkID == n.ID {
+				ports = append(ports, p.Name)
+			}
+		}
+		for _, sn := range n.Subnets {
+			dhcp := "off"
+			if sn.DHCP {
+				dhcp = "on"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Kind(), labSegment(n), sn.CIDR, cmp.Or(addrText(sn.Gateway), "-"),
+				dhcp, strings.Join(ports, " "))
+		}
+	}
+	fmt.Fprintf(tw, "\nPORT\tNETNS (eth0)\tNODE\tTAP\tMAC\tIP\tNETWORK\n")
 	for _, p := range l.Ports() {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", p.Name, l.PortNS(p), p.Node, p.Tap(), p.MAC, p.IP, p.VNI)
+		ip := p.IP.String()
+		if l.Leased(p) {
+			ip += " (DHCP)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, l.PortNS(p), p.Node, p.Tap(), p.MAC, ip, labNetworkName(l, p))
+	}
+	if l.Provider {
+		fmt.Fprintf(tw, "%s\t%s (eth1.99, eth3)\t-\t-\t-\t%s, %s\tvlan99, external (no port)\n", lab.PhysHost, l.NS(lab.PhysHost),
+			lab.PhysHostVLANIP, lab.PhysHostFlatIP)
 	}
 	if l.Rogue {
 		fmt.Fprintf(tw, "rogue\t%s (eth2)\t-\t-\t-\t%s\t-\n", l.NS("rogue"), lab.RogueIP)
@@ -365,10 +429,25 @@ Try:
   tail -f %[5]s
   %[7]s lab down --dir %[6]s
 `, l.Prefix, lab.VM1.IP, l.BPFFS, l.StateDir("node3"), l.LogFile("node3"), l.Dir, selfPath())
+	if l.Provider {
+		fmt.Fprintf(out, `Provider networks (vlan99: VLAN 99 of physical network default, eth1; external: flat, eth3, with vm2's and vm1's addresses again):
+  ip netns exec %[1]svm5 ping %[2]s
+  ip netns exec %[1]sunderlay tshark -i %[3]s -f "vlan 99" -T fields -e vlan.id -e ip.src -e ip.dst
+  ip netns exec %[1]snode3 bridge link show
+  ip netns exec %[1]svm7 ping %[4]s
+`, l.Prefix, lab.VM6.IP, lab.SwitchPort("node4"), lab.VM8.IP)
+	}
+	if l.DHCP {
+		fmt.Fprintf(out, `DHCP at the port (the port programs answer; no DHCP server runs anywhere):
+  cat %[1]s
+  ip netns exec %[2]svm2 busybox udhcpc -i eth0 -n -q -s /bin/true
+`, l.LeaseFile(lab.VM2), l.Prefix)
+	}
 	if l.Control == lab.ControlNATS {
 		fmt.Fprintf(out, `Control plane (embedded NATS on node1, %[2]s; log %[4]s):
   %[3]s agent list --netns %[1]snode1 --nats %[2]s
   %[3]s network list --netns %[1]snode1 --nats %[2]s
+  %[3]s subnet list --netns %[1]snode1 --nats %[2]s
   %[3]s port list --netns %[1]snode1 --nats %[2]s
   %[3]s lab migrate --dir %[5]s vm1 node3   # live migration: move vm1's NIC, re-bind its port
 `, l.Prefix, lab.NATSURL(), selfPath(), l.NATSLog(), l.Dir)
@@ -381,4 +460,32 @@ func selfPath() string {
 		return exe
 	}
 	return "vxdp"
+}
+
+// labNetworkName is the name of p's network.
+func labNetworkName(l *lab.Lab, p lab.Port) string {
+	for _, n := range l.Networks() {
+		if n.ID == p.NetworkID {
+			return n.Name
+		}
+	}
+	return p.NetworkID
+}
+
+// labSegment is what a lab network carries on the wire.
+func labSegment(n state.Network) string {
+	switch n.Kind() {
+	case state.NetworkVLAN:
+		return fmt.Sprintf("VLAN %d of %s", n.VLAN, n.PhysicalNetwork)
+	case state.NetworkFlat:
+		return n.PhysicalNetwork
+	}
+	return fmt.Sprintf("VNI %d", n.VNI)
+}
+
+func addrText(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
 }

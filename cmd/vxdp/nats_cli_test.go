@@ -121,7 +121,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"port", "create", "vm", "--network", "vxlan100_net", "--fixed-ip", "10.0.0.1"}, "not in a subnet of network vxlan100_net"},
 		{[]string{"port", "create", "vm", "--network", "nowhere"}, `network "nowhere": not found`},
 		{[]string{"port", "create", "vm"}, "--network is required"},
-		{[]string{"port", "create", "vm", "--network", "vxlan100_net", "--security-group", "web"}, `security group "web": not found`},
+		{[]string{"port", "create", "vm", "--network", "vxlan100_net", "--security-group", "web"}, `security group "web" in project admin: not found`},
 		{[]string{"port", "create", "vm", "--network", "vxlan100_net", "--allowed-address-pair", "10.0.0.0/33"}, "not an IP/LEN"},
 		{[]string{"sg", "rule", "add", "nogroup", "--protocol", "icmp"}, `security group "nogroup": not found`},
 		{[]string{"sg", "rule", "add", "x", "--port-range", "a:b"}, "--port-range"},
@@ -135,9 +135,13 @@ func TestCLI(t *testing.T) {
 		t.Errorf("refused creates left ports:\n%s", out)
 	}
 
-	mustVxdp(t, "sg", "create", "default")
+	// The project's default group is made on its first use of groups.
+	if _, err := vxdp(t, "sg", "create", "default"); err == nil || !strings.Contains(err.Error(), "is the project's default group") {
+		t.Errorf("sg create default: %v, want a refusal", err)
+	}
+	mustVxdp(t, "sg", "create", "web")
 	out = mustVxdp(t, "sg", "rule", "add", "default", "--direction", "ingress", "--protocol", "icmp", "--json")
-	var rule control.SGRule
+	var rule control.SecurityGroupRule
 	if err := json.Unmarshal([]byte(out), &rule); err != nil || rule.Protocol != "icmp" {
 		t.Fatalf("rule %s (%v)", out, err)
 	}
@@ -181,7 +185,7 @@ func TestCLI(t *testing.T) {
 		want string
 	}{
 		{[]string{"host", "add", "node3", "--vtep", "192.168.248.33"}, "registered with VTEP 192.168.248.3 (by agent): already exists; add --replace"},
-		{[]string{"host", "add", "node5", "--vtep", "169.254.0.5"}, "want a unicast IPv4 address"},
+		{[]string{"host", "add", "node5", "--vtep", "169.254.0.5"}, "want a unicast IPv4 or IPv6 address"},
 		{[]string{"host", "add", "node5", "--vtep", "node5"}, `--vtep "node5": not an IPv4 address`},
 		{[]string{"host", "add", "node5"}, "--vtep is required"},
 		{[]string{"host", "delete", "node5"}, "host node5: not found"},

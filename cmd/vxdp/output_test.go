@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vxdp/vxdp/control"
 	"github.com/vxdp/vxdp/maps"
 )
 
@@ -43,10 +44,12 @@ func checkKeys(t *testing.T, where string, v any, data ...string) {
 func TestReadCommandsOutput(t *testing.T) {
 	url := cliServer(t)
 	mustVxdp(t, "network", "create", "vxlan100_net", "--vni", "100", "--subnet", "172.16.100.0/24")
-	mustVxdp(t, "sg", "create", "default")
-	mustVxdp(t, "sg", "rule", "add", "default", "--protocol", "tcp", "--port-range", "22")
+	const webID = "7a1c3e55-0b2d-4f6e-8a9c-1d2e3f4a5b6c"
+	defaultGroup := control.DefaultGroupID
+	mustVxdp(t, "sg", "create", "web", "--id", webID)
+	mustVxdp(t, "sg", "rule", "add", "web", "--protocol", "tcp", "--port-range", "22")
 	mustVxdp(t, "port", "create", "vm2", "--network", "vxlan100_net", "--mac", "fa:16:3e:cb:98:2c", "--fixed-ip", "172.16.100.19",
-		"--security-group", "default", "--allowed-address-pair", "172.16.100.200", "--host", "node3")
+		"--security-group", "web", "--allowed-address-pair", "172.16.100.200", "--host", "node3")
 	startTestAgent(t, url, "node3", "192.168.248.3")
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(mustVxdp(t, "port", "list"), "ACTIVE"); {
 		if time.Now().After(deadline) {
@@ -68,8 +71,10 @@ func TestReadCommandsOutput(t *testing.T) {
 		{[]string{"port", "list"}, []check{{"0.port_security_enabled", true}, {"0.binding_host_id", "node3"}, {"0.fixed_ips.0", "172.16.100.19"}}},
 		{[]string{"port", "show", "vm2"}, []check{{"allowed_address_pairs.0.ip_address", "172.16.100.200/32"},
 			{"allowed_address_pairs.0.mac_address", nil}, {"mac_address", "fa:16:3e:cb:98:2c"}}},
-		{[]string{"sg", "list"}, []check{{"0.rules.0.port_range_min", float64(22)}, {"0.rules.0.remote_ip_prefix", nil}}},
-		{[]string{"sg", "show", "default"}, []check{{"rules.0.protocol", "tcp"}, {"name", "default"}}},
+		{[]string{"sg", "list"}, []check{{"0.name", "default"}, {"0.rules.2.remote_group_id", defaultGroup}, {"1.rules.2.port_range_min", float64(22)},
+			{"1.rules.2.remote_ip_prefix", nil}, {"1.rules.0.direction", "egress"}, {"1.stateful", true}, {"1.project_id", "admin"}}},
+		{[]string{"sg", "show", "web"}, []check{{"rules.2.protocol", "tcp"}, {"rules.2.port_range_max", float64(22)}, {"rules.0.protocol", nil}, {"name", "web"}}},
+		{[]string{"sg", "rule", "list", "web"}, []check{{"2.security_group_id", webID}, {"2.port_range_min", float64(22)}}},
 		{[]string{"agent", "list"}, []check{{"0.alive", true}, {"0.admin_state_up", true}, {"0.availability_zone", nil}}},
 	} {
 		name := strings.Join(tc.args, " ")
@@ -279,6 +284,6 @@ func documentedViews() map[string][]string {
 		migrationView.kind: migrationView.keys(), versionView.kind: versionView.keys(), labView.kind: labView.keys(),
 		labNodeView.kind: labNodeView.keys(), statusView.kind: statusView.keys(), programView.kind: programView.keys(),
 		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
-		hostView.kind: hostView.keys(),
+		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(), subnetView.kind: subnetView.keys(),
 	}
 }

@@ -20,7 +20,7 @@ func portCommand() *cli.Command {
 	revisionFlag := &cli.Uint64Flag{Name: "revision", Usage: "fail unless the port is at this `REVISION` (compare-and-set; default: the one just read)"}
 	return &cli.Command{
 		Name:  "port",
-		Usage: "create, bind, unbind, delete and list ports (writes the control plane)",
+		Usage: "create, bind, unbind, set, unset, delete and list ports (writes the control plane)",
 		Subcommands: []*cli.Command{
 			{
 				Name:      "create",
@@ -39,7 +39,9 @@ network or security group is refused and nothing is written.`,
 					&cli.StringSliceFlag{Name: "security-group", Usage: "security group `NAME|ID` (repeatable)"},
 					&cli.StringFlag{Name: "host", Usage: "bind the port to `HOST` at once"},
 					&cli.StringFlag{Name: "device-owner", Usage: "device owner (e.g. compute:nova, network:dhcp)"},
+					&cli.StringFlag{Name: "dns-name", Usage: "host `NAME` DHCP gives the VM (default host-<address>)"},
 					&cli.StringFlag{Name: "id", Usage: "port `UUID` (default: a new one)"},
+					projectFlag(true),
 				}, outputFlags(portView)),
 				Action: withController(func(c *cli.Context, ctl *control.Controller) error {
 					spec, err := portSpec(c)
@@ -101,14 +103,16 @@ network or security group is refused and nothing is written.`,
 				Usage:     "delete a port",
 				ArgsUsage: "PORT",
 				Flags:     slices.Concat(controllerFlags(), []cli.Flag{revisionFlag}, outputFlags(deletedView)),
-				Action: withRecord("port", (*control.Controller).GetPort, func(c *cli.Context, ctl *control.Controller, p control.Port) error {
+				Action: withRecord("port", byRef((*control.Controller).GetPort), func(c *cli.Context, ctl *control.Controller, p control.Port) error {
 					if err := ctl.DeletePort(c.Context, p.ID, c.Uint64("revision")); err != nil {
 						return err
 					}
 					return printDeleted(c, deleted{Kind: "port", ID: p.ID, Name: p.Name})
 				}),
 			},
-			showCommand("show a port", "port", portView, (*control.Controller).GetPort),
+			portSetCommand(revisionFlag),
+			portUnsetCommand(revisionFlag),
+			showCommand("show a port", "port", portView, byRef((*control.Controller).GetPort)),
 			{
 				Name:  "list",
 				Usage: "list ports with their status",
@@ -139,7 +143,8 @@ func portSpec(c *cli.Context) (control.PortSpec, error) {
 	}
 	spec := control.PortSpec{
 		Network: c.String("network"), NoPortSecurity: c.Bool("no-port-security"), SecurityGroups: c.StringSlice("security-group"),
-		Host: c.String("host"), DeviceOwner: c.String("device-owner"), ID: c.String("id"),
+		Host: c.String("host"), DeviceOwner: c.String("device-owner"), ID: c.String("id"), Project: c.String("project"),
+		DNSName: c.String("dns-name"),
 	}
 	switch len(pos) {
 	case 0:
@@ -312,8 +317,10 @@ var portView = view[control.Port]{
 			return strings.Join(pairs, "\n")
 		}},
 		{key: "security_groups", header: "Security Groups", value: func(p control.Port) any { return append([]string{}, p.SecurityGroups...) }},
+		{key: "project_id", header: "Project", value: func(p control.Port) any { return control.ProjectOf(p.Project) }},
 		{key: "binding_host_id", header: "Host", value: func(p control.Port) any { return stringOrNil(p.Host) }},
 		{key: "device_owner", header: "Device Owner", value: func(p control.Port) any { return p.DeviceOwner }},
+		{key: "dns_name", header: "DNS Name", value: func(p control.Port) any { return stringOrNil(p.DNSName) }},
 		{key: "status", header: "Status", value: func(p control.Port) any { return p.Status }},
 		{key: "tap", header: "Tap", value: func(p control.Port) any { return p.Tap() }},
 		{key: "binding_generation", header: "Binding Generation", value: func(p control.Port) any { return p.Generation }},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,7 +39,7 @@ host may have (docs/control-plane.md, "Broker"). On an existing cluster, run
 An agent user may only ask the broker, on its own host's subjects, publish its
 apply reports and receive on its own inbox; "vxdp server permissions --users
 FILE" prints the same rules for a cluster configured by hand.`,
-		Flags: append([]cli.Flag{
+		Flags: slices.Concat([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:4222", Usage: "client `HOST:PORT` (port 0 picks a free one)"},
 			&cli.StringFlag{Name: "store", Value: "/var/lib/vxdp/nats", Usage: "JetStream store `DIR`"},
 			&cli.StringFlag{Name: "name", Usage: "server `NAME`, unique in a cluster"},
@@ -57,8 +58,8 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			&cli.StringFlag{Name: "tls-ca", Usage: "CA `FILE` to verify client certificates"},
 			&cli.StringFlag{Name: "ready-file", Usage: "write {\"url\":...} to `FILE` once serving (for supervisors and the lab)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"},
-			netnsFlag,
-		}, append(bucketLimitFlags(), brokerFlags()...)...),
+			netnsFlag, memberSyncFlag,
+		}, bucketLimitFlags(), brokerFlags(), quotaFlags(), ml2Flags()),
 		Action: runServer,
 		Subcommands: []*cli.Command{
 			{
@@ -83,14 +84,33 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			},
 			{
 				Name:  "bucket",
-				Usage: "create the control-plane bucket on an existing cluster, or change its replicas and limits",
-				Flags: append(append(natsFlags(), &cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}), bucketLimitFlags()...),
+				Usage: "create the control-plane bucket on an existing cluster, or change its replicas, limits, quotas and provider network options",
+				Flags: slices.Concat(natsFlags(), []cli.Flag{&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}, netnsFlag},
+					bucketLimitFlags(), quotaFlags(), ml2Flags()),
 				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
 					bo, err := bucketOptions(c)
 					if err != nil {
 						return err
 					}
+					q, err := quotasOf(c)
+					if err != nil {
+						return err
+					}
+					m, err := ml2Of(c)
+					if err != nil {
+						return err
+					}
 					if _, err := control.EnsureBucket(ctx, js, bo); err != nil {
+						return err
+					}
+					ctl, err := control.NewController(ctx, js.Conn(), control.ControllerOptions{Bucket: bo.Name, Log: cliLogger()})
+					if err != nil {
+						return err
+					}
+					if err := storeQuotas(ctx, ctl, q); err != nil {
+						return err
+					}
+					if err := storeML2(ctx, ctl, m); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
@@ -100,8 +120,8 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			{
 				Name:  "broker",
 				Usage: "run only the broker, on an existing NATS cluster (with controller credentials; several form a queue group)",
-				Flags: append(append(natsFlags(), brokerFlags()...),
-					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}, netnsFlag),
+				Flags: slices.Concat(natsFlags(), brokerFlags(), []cli.Flag{
+					&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}, netnsFlag, memberSyncFlag}),
 				Action: runBroker,
 			},
 			{
@@ -174,6 +194,14 @@ func runServer(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	q, err := quotasOf(c)
+	if err != nil {
+		return err
+	}
+	m, err := ml2Of(c)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.StoreDir, 0o750); err != nil {
 		return fmt.Errorf("--store: %w", err)
 	}
@@ -182,13 +210,28 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	defer stop()
-	return serve(c.Context, o, bo, hub, c.String("ready-file"), log)
+	return serve(c.Context, o, serveOptions{bucket: bo, hub: hub, quotas: q, ml2: m, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
+}
+
+// serveOptions are what serve does besides running NATS.
+type serveOptions struct {
+	bucket control.BucketOptions
+	// hub is the core's JetStream domain on a leafnode ("" on a core
+	// member): a leafnode mirrors the core's bucket and writes nothing.
+	hub        string
+	quotas     control.Quotas
+	ml2        control.ML2Config
+	memberSync time.Duration
+	readyFile  string
 }
 
 // serve runs the server until ctx ends: it creates the bucket (retrying
 // while a cluster elects its leaders) — on a leafnode, the mirror of the
-// bucket of the core's domain hub — and then reports readiness.
-func serve(ctx context.Context, o natsd.Options, bo control.BucketOptions, hub, readyFile string, log *slog.Logger) error {
+// bucket of the core's domain hub — and, on a core member, stores the
+// quotas and provider network options and keeps security group members in
+// step with the ports; then it reports readiness.
+func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logger) error {
+	bo, hub := so.bucket, so.hub
 	srv, err := natsd.Start(ctx, o)
 	if err != nil {
 		return err
@@ -223,13 +266,26 @@ func serve(ctx context.Context, o natsd.Options, bo control.BucketOptions, hub, 
 		case <-time.After(wait):
 		}
 	}
-	log.Info("vxdp server ready", "url", srv.ClientURL(), "store", o.StoreDir, "bucket", o.Bucket, "replicas", replicas,
-		"cluster", o.Cluster, "domain", o.Domain, "leaf_of", o.Leaf, "auth", len(o.Users) > 0)
-	if readyFile != "" {
-		if err := natsd.WriteReadyFile(readyFile, natsd.ReadyInfo{URL: srv.ClientURL(), PID: os.Getpid()}); err != nil {
+	if hub == "" {
+		ctl, err := control.NewController(ctx, nc, control.ControllerOptions{Bucket: o.Bucket, Log: log})
+		if err != nil {
 			return err
 		}
-		defer os.Remove(readyFile)
+		if err := storeQuotas(ctx, ctl, so.quotas); err != nil {
+			return fmt.Errorf("quotas: %w", err)
+		}
+		if err := storeML2(ctx, ctl, so.ml2); err != nil {
+			return fmt.Errorf("provider network options: %w", err)
+		}
+		go syncMembers(ctx, nc, o.Bucket, so.memberSync, log)
+	}
+	log.Info("vxdp server ready", "url", srv.ClientURL(), "store", o.StoreDir, "bucket", o.Bucket, "replicas", replicas,
+		"cluster", o.Cluster, "domain", o.Domain, "leaf_of", o.Leaf, "auth", len(o.Users) > 0)
+	if so.readyFile != "" {
+		if err := natsd.WriteReadyFile(so.readyFile, natsd.ReadyInfo{URL: srv.ClientURL(), PID: os.Getpid()}); err != nil {
+			return err
+		}
+		defer os.Remove(so.readyFile)
 	}
 	<-ctx.Done()
 	log.Info("vxdp server stopping")
@@ -318,6 +374,7 @@ func runBroker(c *cli.Context) error {
 		return err
 	}
 	defer stop()
+	go syncMembers(c.Context, nc, o.Bucket, c.Duration("member-sync-interval"), log)
 	return b.Run(c.Context)
 }
 

@@ -229,7 +229,7 @@ var schema = map[string]map[string]spec{
 		"local_ip": {kString, func(c *AgentConfig, v string) (string, string) {
 			ip, err := netip.ParseAddr(v)
 			if err != nil || control.ValidVTEP(ip) != nil {
-				return fmt.Sprintf("local_ip %q is not a unicast IPv4 address", v), "write this host's VTEP address, e.g. local_ip = 192.168.248.3"
+				return fmt.Sprintf("local_ip %q is not a unicast IPv4 or IPv6 address", v), "write this host's VTEP address, e.g. local_ip = 192.168.248.3"
 			}
 			c.LocalIP = ip
 			return "", ""

@@ -68,9 +68,9 @@ func TestConfigErrors(t *testing.T) {
 		{"missing local_ip", "[DEFAULT]\nhost = node3\n",
 			[]string{`vxdp-agent.ini: [vxlan] local_ip is not set — add "local_ip = <this host's VTEP IPv4 address>" under [vxlan], e.g. local_ip = 192.168.248.3`}},
 		{"bad ip", "[vxlan]\nlocal_ip = 192.168.248.300\n",
-			[]string{`vxdp-agent.ini:2: local_ip "192.168.248.300" is not a unicast IPv4 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
+			[]string{`vxdp-agent.ini:2: local_ip "192.168.248.300" is not a unicast IPv4 or IPv6 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
 		{"link-local ip", "[vxlan]\nlocal_ip = 169.254.0.3\n",
-			[]string{`vxdp-agent.ini:2: local_ip "169.254.0.3" is not a unicast IPv4 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
+			[]string{`vxdp-agent.ini:2: local_ip "169.254.0.3" is not a unicast IPv4 or IPv6 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
 		{"missing equals", "[vxlan]\nlocal_ip 192.168.248.3\n",
 			[]string{`vxdp-agent.ini:2: "local_ip 192.168.248.3" is not an option: missing "=" — write "local_ip = 192.168.248.3"`}},
 		{"option before any section", "local_ip = 192.168.248.3\n[vxlan]\nlocal_ip = 192.168.248.3\n",
@@ -93,7 +93,7 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`vxdp-agent.ini:2: invalid host "node_3": want an RFC 1123 host name (letters, digits, '-', '.'), e.g. node3 — write the host name Nova binds ports to, e.g. host = node3`}},
 		{"two errors", "[DEFAULT\n[vxlan]\nlocal_ip = 1.2.3\n",
 			[]string{`vxdp-agent.ini:1: invalid section header "[DEFAULT": must end with "]" — write "[DEFAULT]"`,
-				`vxdp-agent.ini:3: local_ip "1.2.3" is not a unicast IPv4 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
+				`vxdp-agent.ini:3: local_ip "1.2.3" is not a unicast IPv4 or IPv6 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(Defaults(), []file{{name, []byte(tc.text)}}, noHost)
