@@ -620,14 +620,15 @@ func (f *viewFollower) reportConflicts(conflicts []*RecordError) {
 	}
 }
 
-// maybeSnapshot writes the snapshot of the view when it is exactly what
-// the dataplane applied (nothing folded in since the state it applied),
-// at most every snapshotInterval: encoding is O(records), and a snapshot
-// a few seconds old only makes a restart replay those seconds.
+// maybeSnapshot writes the snapshot of the view when it builds exactly
+// what the dataplane applied (nothing folded in since, or only changes
+// that leave the state as it is: the agent's own status echoes), at most
+// every snapEvery: encoding is O(records), and a snapshot a few seconds
+// old only makes a restart replay those seconds.
 // It says how long to wait when only the interval holds it back.
 func (f *viewFollower) maybeSnapshot() time.Duration {
-	if f.opts.StateDir == "" || f.v == nil || !f.v.inc.on || f.dirty || f.sentRev == 0 ||
-		f.appliedRev.Load() != f.sentRev || f.snapRev == f.sentRev {
+	if f.opts.StateDir == "" || f.v == nil || !f.v.inc.on || f.sentRev == 0 ||
+		f.appliedRev.Load() != f.sentRev || f.snapRev == f.sentRev || !f.stateAsSent() {
 		return 0
 	}
 	if wait := time.Until(f.snapAt.Add(f.snapEvery)); wait > 0 {
@@ -644,6 +645,16 @@ func (f *viewFollower) maybeSnapshot() time.Duration {
 	f.snapRev, f.snapAt, f.snapEvery = f.sentRev, time.Now(), max(time.Second, 500*took)
 	f.persist.write(raw)
 	return 0
+}
+
+// stateAsSent reports whether the view's state is the last one sent:
+// what was folded in since (if anything) changes no entry of it.
+func (f *viewFollower) stateAsSent() bool {
+	if !f.dirty {
+		return true
+	}
+	f.v.flush()
+	return f.v.inc.acc.empty()
 }
 
 func sortedSet(m map[string]bool) []string {

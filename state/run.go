@@ -73,7 +73,11 @@ func (l *Loop) Run(ctx context.Context) error {
 	dprod, deltas := l.Producer.(DeltaProducer)
 	drec, _ := l.Reconciler.(DeltaReconciler)
 	tr := &Tracker{SkipRemote: deltas && drec != nil}
+	// The producer is waited for at the end: it may have state to keep
+	// (the agent's snapshot of what was applied).
+	produced := make(chan struct{})
 	go func() {
+		defer close(produced)
 		var err error
 		if deltas {
 			err = dprod.RunUpdates(ctx, updates)
@@ -92,8 +96,6 @@ func (l *Loop) Run(ctx context.Context) error {
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
 	backoff := time.Second
-	var last Result // of the last apply, if it succeeded (lastOK)
-	lastOK := false
 	// resend: a full state is wanted but only the producer can make it.
 	resend := func() bool {
 		if tr.SkipRemote && tr.Valid() {
@@ -108,6 +110,8 @@ func (l *Loop) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			log.Info("stopping; installed state stays in place")
+			cancel()
+			<-produced
 			return nil
 		case u := <-updates:
 			if !tr.Apply(u) {
@@ -137,17 +141,13 @@ func (l *Loop) Run(ctx context.Context) error {
 		start := time.Now()
 		var res Result
 		var err error
-		switch {
-		case delta != nil && delta.Empty() && lastOK:
-			// Only the revision moved: nothing to install, the last
-			// outcome (its pending ports) stands.
-			res = Result{Pending: last.Pending, Unchanged: last.Unchanged + len(last.Ops)}
-		case delta != nil && drec != nil:
+		// An update that only moves the revision is applied too: the
+		// reconciler persists the revision the agent's snapshot must match.
+		if delta != nil && drec != nil {
 			res, err = drec.ApplyDelta(ctx, delta)
-		default:
+		} else {
 			res, err = l.Reconciler.Apply(ctx, d)
 		}
-		last, lastOK = res, err == nil
 		took := time.Since(start)
 		if l.AfterApply != nil {
 			l.AfterApply(d, res, err, took)
