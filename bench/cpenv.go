@@ -29,6 +29,10 @@ type cpEnv struct {
 	ctl *control.Controller
 }
 
+// benchQuotaPorts lifts the project's port quota above the largest
+// network the benchmark writes.
+const benchQuotaPorts = 10_000_000
+
 func cpStart(ctx context.Context, o ControlPlaneOptions) (*cpEnv, error) {
 	dir, err := os.MkdirTemp("", "vxdp-bench-cp-")
 	if err != nil {
@@ -37,7 +41,8 @@ func cpStart(ctx context.Context, o ControlPlaneOptions) (*cpEnv, error) {
 	e := &cpEnv{o: o, dir: dir}
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	e.srv, err = natsd.StartProcess(sctx, o.Binary, natsd.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats")}, "--log-level", "error")
+	e.srv, err = natsd.StartProcess(sctx, o.Binary, natsd.Options{Listen: "127.0.0.1:0", StoreDir: filepath.Join(dir, "nats")},
+		"--log-level", "error", "--quota-ports", strconv.Itoa(benchQuotaPorts))
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -45,21 +45,8 @@ func TestLeafnode(t *testing.T) {
 	t.Cleanup(leaf.Stop)
 	phase("cluster and leafnode started")
 
-	withAll := func(o *control.ConnectOptions) { o.URLs = tc.urls; o.Retry = true }
-	admin := connect(t, tc.urls[0], withAll)
-	js, err := jetstream.New(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "create the R3 bucket", func(ctx context.Context) error {
-		_, err := control.EnsureBucket(ctx, js, control.BucketOptions{Replicas: 3})
-		return err
-	})
-	var c *control.Controller
-	eventually(t, "controller", func(ctx context.Context) error {
-		c, err = control.NewController(ctx, admin, control.ControllerOptions{Log: testLog()})
-		return err
-	})
+	withAll := tc.withAll
+	js, c := tc.controller(t)
 	seedPorts(t, context.Background(), c)
 	onLeaf := func(o *control.ConnectOptions) { o.Retry = true }
 	node1 := startAgentConn(t, connect(t, tc.urls[0], withAll), "node1", node1VTEP)
@@ -105,22 +92,7 @@ func TestLeafnode(t *testing.T) {
 
 	// Lose the core's stream leader; a port created afterwards reaches
 	// every agent, and its host on the leaf reports it ACTIVE.
-	var leader string
-	eventually(t, "stream leader", func(ctx context.Context) error {
-		s, err := js.Stream(ctx, control.StreamName(control.DefaultBucket))
-		if err != nil {
-			return err
-		}
-		if leader = s.CachedInfo().Cluster.Leader; leader == "" {
-			return fmt.Errorf("no leader yet")
-		}
-		return nil
-	})
-	for i, o := range tc.opts {
-		if o.Name == leader {
-			tc.stop(i)
-		}
-	}
+	leader := tc.stopStreamLeader(t, js)
 	phase("killed the core's leader " + leader)
 	eventually(t, "create a port after losing the leader", func(ctx context.Context) error {
 		_, err := c.CreatePort(ctx, control.PortSpec{Network: seedNetID, Name: "vm5", MAC: mac("fa:16:3e:00:00:05"), Host: "node4"})

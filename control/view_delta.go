@@ -497,15 +497,7 @@ func (c *changeSet[K, T]) put(k K, v T) {
 func (c *changeSet[K, T]) take() state.Changes[T] {
 	var out state.Changes[T]
 	for _, ch := range c.m {
-		if ch.old != nil && ch.new != nil && reflect.DeepEqual(*ch.old, *ch.new) {
-			continue
-		}
-		if ch.old != nil {
-			out.Remove = append(out.Remove, *ch.old)
-		}
-		if ch.new != nil {
-			out.Put = append(out.Put, *ch.new)
-		}
+		out.Record(ch.old, ch.new)
 	}
 	clear(c.m)
 	return out

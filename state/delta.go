@@ -164,18 +164,23 @@ func mergeChanges[K comparable, T any](a, b Changes[T], key func(T) K) Changes[T
 	}
 	var out Changes[T]
 	for _, k := range order {
-		c := m[k]
-		if c.old != nil && c.new != nil && reflect.DeepEqual(*c.old, *c.new) {
-			continue
-		}
-		if c.old != nil {
-			out.Remove = append(out.Remove, *c.old)
-		}
-		if c.new != nil {
-			out.Put = append(out.Put, *c.new)
-		}
+		out.Record(m[k].old, m[k].new)
 	}
 	return out
+}
+
+// Record adds to c that an entry went from old to new (nil: absent);
+// nothing if it is as it was.
+func (c *Changes[T]) Record(old, new *T) {
+	if old != nil && new != nil && reflect.DeepEqual(*old, *new) {
+		return
+	}
+	if old != nil {
+		c.Remove = append(c.Remove, *old)
+	}
+	if new != nil {
+		c.Put = append(c.Put, *new)
+	}
 }
 
 // Difference describes how two states differ in their entries (order
