@@ -294,22 +294,21 @@ func (f *viewFollower) reconfigure(ctx context.Context) error {
 			break
 		}
 		changed = true
-		entries, err := f.reader.loadLatest(ctx, load, f.v.proofs(load))
-		if err != nil {
-			// Undo, so that the next attempt loads them again.
+		// Folded as they arrive: a full resync keeps no copy of them.
+		if err := f.reader.eachLatest(ctx, load, f.v.proofs(load), func(e kvEntry) { f.fold(e) }); err != nil {
+			// Undo, so that the next attempt loads them again (what the
+			// base filters gave is kept: the same revisions fold once).
 			for _, id := range addedNets {
 				f.v.dropNetwork(id)
 			}
 			for _, r := range addedRefs {
+				f.v.dropRef(r)
 				delete(f.refs, r)
 			}
 			return err
 		}
 		if base {
 			f.filters = []string{}
-		}
-		for _, e := range entries {
-			f.fold(e)
 		}
 	}
 	if !changed {

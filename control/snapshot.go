@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vxdp/vxdp/state"
 )
 
 // SnapshotFile is the name of the agent's view snapshot in its state dir.
@@ -155,6 +157,9 @@ func encodeSnapshot(v *view, h snapshotHeader) ([]byte, error) {
 	}
 	return binary.LittleEndian.AppendUint32(w.b, crc32Of(w.b)), nil
 }
+
+// snapPortMin is the size of the smallest port entry of a snapshot.
+const snapPortMin = len(pid{}) + 8 + 8 + 4 + 6 + 4 + 17 + 1
 
 // What a port entry of a snapshot carries besides the fixed fields.
 const (
@@ -305,7 +310,13 @@ func decodeView(r *snapReader, h *snapshotHeader, host string, ownVTEP netip.Add
 	}
 	for _, netID := range h.Networks {
 		nv := v.net(netID)
-		for n := r.u32(); n > 0 && r.err == nil; n-- {
+		n := r.u32()
+		if int(n) <= len(r.b)/snapPortMin {
+			// Sized once: growing maps of 100k entries costs more than
+			// filling them.
+			nv.ports, nv.byMAC = make(map[pid]portEntry, n), make(map[state.MAC]pid, n)
+		}
+		for ; n > 0 && r.err == nil; n-- {
 			var id pid
 			copy(id[:], r.take(len(id)))
 			e := portEntry{rev: r.u64(), gen: r.u64(), host: hostOf()}

@@ -101,10 +101,11 @@ func (d *Desired) Validate() error {
 		net string
 		mac MAC
 	}
-	macs := map[macKey]string{}
-	taps := map[string]string{}
-	ids := map[string]bool{}
-	checkPort := func(where, id, netID string, mac MAC, ips []netip.Addr) {
+	ports := len(d.LocalPorts) + len(d.RemotePorts)
+	macs := make(map[macKey]portRef, ports)
+	taps := map[string]portRef{}
+	ids := make(map[string]bool, ports)
+	checkPort := func(where portRef, id, netID string, mac MAC, ips []netip.Addr) {
 		if id != "" {
 			if ids[id] {
 				bad("%s: duplicate port id", where)
@@ -124,7 +125,7 @@ func (d *Desired) Validate() error {
 		macs[k] = where
 	}
 	for i, p := range d.LocalPorts {
-		where := fmt.Sprintf("local_ports[%d] (%s)", i, p.ID)
+		where := portRef{"local_ports", i, p.ID}
 		if p.ID == "" && p.Tap == "" {
 			bad("local_ports[%d]: needs an id or a tap name", i)
 		}
@@ -170,7 +171,7 @@ func (d *Desired) Validate() error {
 		}
 	}
 	for i, p := range d.RemotePorts {
-		where := fmt.Sprintf("remote_ports[%d] (%s)", i, p.ID)
+		where := portRef{"remote_ports", i, p.ID}
 		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
 		if n := nets[p.NetworkID]; n != nil && n.Provider() {
 			if p.VTEP.IsValid() {
@@ -182,6 +183,16 @@ func (d *Desired) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// portRef names a port of a state in an error: its list, index and id
+// (formatted only when there is an error: states hold 100k ports).
+type portRef struct {
+	list string
+	i    int
+	id   string
+}
+
+func (r portRef) String() string { return fmt.Sprintf("%s[%d] (%s)", r.list, r.i, r.id) }
 
 // unicastVTEP reports whether ip can be a VTEP (IPv4 or IPv6 underlay).
 func unicastVTEP(ip netip.Addr) bool {
