@@ -225,18 +225,24 @@ func (v *view) putStatus(nv *netView, port pid, h hostID, st portStatus) {
 		}
 		return
 	}
-	if e.active() != (st.state == statusActive && st.gen == e.gen) {
-		v.unindex(nv, port, e)
-		e.st = st
-		v.index(nv, port, e)
-		v.inc.portDirty(nv, port)
-		return
-	}
 	if (e.st.rev != 0) != (st.rev != 0) {
 		nv.withStatus += cmp.Compare(st.rev, e.st.rev)
 	}
+	was := v.participates(e)
+	activeBefore := e.active()
 	e.st = st
 	nv.ports[port] = e
+	if e.active() == activeBefore {
+		return
+	}
+	// Only its part in the network's MACs changes (host and binding stay).
+	switch is := v.participates(e); {
+	case was && !is:
+		v.macLeave(nv, port, e.mac)
+	case !was && is:
+		v.macJoin(nv, port, e)
+	}
+	v.inc.portDirty(nv, port)
 }
 
 // index files entry e of port id (stored in nv.ports) by host and MAC.
