@@ -222,16 +222,20 @@ func (l *bpfLab) run(ctx context.Context, c bpfCase, repeat int) (*BPFFigure, BP
 	if err := l.prepare(c); err != nil {
 		return nil, BPFFigure{}, err
 	}
+	stop, err := l.listen(c)
+	if err != nil {
+		return nil, BPFFigure{}, err
+	}
 	var loop *BPFFigure
 	if c.loops() {
 		f, err := l.compare(ctx, c, false, repeat)
 		if err != nil {
-			return nil, BPFFigure{}, err
+			return nil, BPFFigure{}, errors.Join(err, stop())
 		}
 		loop = &f
 	}
 	single, err := l.compare(ctx, c, true, min(repeat, maxSingleRuns))
-	return loop, single, err
+	return loop, single, errors.Join(err, stop())
 }
 
 // loops reports whether a loop of runs measures the case: not when the
@@ -270,6 +274,8 @@ type bpfCase struct {
 	sgDir         uint8
 	sgEvent       maps.SGEvent // what every run must count (rules > 0)
 	allow         netip.Addr   // the remote the group's last rule allows
+	monitor       bool         // `vxdp monitor` listens (trace: every decision)
+	trace         bool
 }
 
 // bpfLab is a loaded vxdp over fresh maps holding one network, plus the
@@ -373,7 +379,7 @@ func (l *bpfLab) fill() error {
 		m    string
 		k, v any
 	}{
-		{maps.Config, uint32(0), maps.ConfigValue{LocalIp: be(labLocalIP), UplinkIfindex: 2, VxlanPort: maps.BE16(labVXLANPort),
+		{maps.Config, uint32(0), maps.ConfigValue{LocalIp: be(labLocalIP), UplinkIfindex: 1 /* lo, a test run's ingress: VXLAN is taken on the uplink only */, VxlanPort: maps.BE16(labVXLANPort),
 			SrcPortMin: 32768, SrcPortMax: 60999, Ttl: 64, UplinkMac: [6]byte(labUplink), Flags: maps.ConfigForward}},
 		{maps.Networks, uint32(labVNI), maps.NetInfo{DevIfindex: 10, Mtu: labMTU}},
 		{maps.Ports, labVM.ifindex, l.portInfo(labVM)},

@@ -42,7 +42,8 @@ func TestRunBPF(t *testing.T) {
 	if err := rep.WriteTable(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"SG 1000 rules, new flow", "deliver: port without groups", "port: proxy ARP reply", "target "} {
+	for _, want := range []string{"SG 1000 rules, new flow", "deliver: port without groups", "port: proxy ARP reply", "target ",
+		"port: local switch, vxdp monitor --trace", "uplink: decap+redirect (UDP), vxdp monitor --trace"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -63,7 +64,8 @@ func (l *bpfLab) cases(sgRules []int) []bpfCase {
 	}
 
 	switchLocal := port("local", "local switch", "REDIRECT_LOCAL", vmToLocal)
-	out := []bpfCase{switchLocal}
+	// The monitor's cost next to the same path with its flag off.
+	out := []bpfCase{switchLocal, monitored(switchLocal, false), monitored(switchLocal, true)}
 	for _, n := range sgRules {
 		for _, est := range []bool{true, false} {
 			pkt := map[bool][]byte{true: vmToLocal, false: vmToLocalSYN}[est]
@@ -80,7 +82,7 @@ func (l *bpfLab) cases(sgRules []int) []bpfCase {
 
 	decap := uplink("decap", "decap+redirect (UDP)", "REDIRECT_LOCAL", remoteToLocal)
 	decap.rewrites = true
-	out = append(out, decap)
+	out = append(out, decap, monitored(decap, true))
 	for _, n := range sgRules {
 		for _, est := range []bool{true, false} {
 			out = append(out, withSG(decap, n, local, maps.SGIngress, remote, est, remoteToLocal))
@@ -100,4 +102,52 @@ func (l *bpfLab) cases(sgRules []int) []bpfCase {
 		}
 	}
 	return out
+}
+
+// monitored is c while `vxdp monitor` listens: for drops (c drops
+// nothing: the cost of keeping the frame on entry) or, with trace, for
+// every decision (an event per packet, which a reader drains meanwhile).
+// c itself is the monitor's flag off: what every packet pays while
+// nobody listens.
+func monitored(c bpfCase, trace bool) bpfCase {
+	c.monitor, c.trace = true, trace
+	if trace {
+		c.id += "-monitor-trace"
+		c.name += ", vxdp monitor --trace"
+	} else {
+		c.id += "-monitor"
+		c.name += ", vxdp monitor (drops)"
+	}
+	return c
+}
+
+// listen starts a monitor for a case that wants one, as `vxdp monitor`
+// does, reading its events until stop, which turns the flag off again and
+// fails if a trace saw no event (the case would not measure emission).
+func (l *bpfLab) listen(c bpfCase) (stop func() error, err error) {
+	if !c.monitor {
+		return func() error { return nil }, nil
+	}
+	mon, err := maps.StartMonitor(l.maps, c.trace)
+	if err != nil {
+		return nil, fmt.Errorf("bench bpf: %s: %w", c.name, err)
+	}
+	events := make(chan int)
+	go func() {
+		n := 0
+		for {
+			if _, err := mon.Read(); err != nil {
+				events <- n
+				return
+			}
+			n++
+		}
+	}()
+	return func() error {
+		err := mon.Close()
+		if n := <-events; c.trace && n == 0 {
+			err = errors.Join(err, fmt.Errorf("bench bpf: %s: the monitor read no event", c.name))
+		}
+		return err
+	}, nil
 }

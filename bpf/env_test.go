@@ -57,7 +57,7 @@ const (
 	vniB     = 200 // another tenant
 	vniOther = 300 // not served here
 
-	uplinkIfindex = 2 // any number: bpf_redirect_neigh is not carried out by a test run
+	uplinkIfindex = 1 // lo, the ingress of an XDP test run: VXLAN comes in on the uplink only
 	loIfindex     = 1 // the skb device of a TC test run, and the tx_ports target
 )
 
@@ -206,15 +206,15 @@ type world struct {
 }
 
 // newWorld loads the programs over fresh maps seeded with the topology
-// above. It must run inside the test netns: tx_ports resolves ifindexes.
-func newWorld(t testing.TB) *world {
+// above, sized as the agent sizes them (sizes, if given, override). It
+// must run inside the test netns: tx_ports resolves ifindexes.
+func newWorld(t testing.TB, sizes ...maps.Sizes) *world {
 	t.Helper()
-	set, err := maps.Create()
+	set, err := maps.Create(sizes...)
 	if err != nil {
 		t.Fatalf("create maps: %v", err)
 	}
 	t.Cleanup(set.Close)
-	opts := &ebpf.CollectionOptions{MapReplacements: set.All()}
 	var (
 		port    bpf.PortPrograms
 		uplink  bpf.UplinkPrograms
@@ -225,17 +225,21 @@ func newWorld(t testing.TB) *world {
 	)
 	for _, l := range []struct {
 		name string
-		load func(any, *ebpf.CollectionOptions) error
+		load func() (*ebpf.CollectionSpec, error)
 		obj  interface{ Close() error }
 	}{
-		{progPort, bpf.LoadPortObjects, &port},
-		{progUplink, bpf.LoadUplinkObjects, &uplink},
-		{progVXLAN, bpf.LoadVxlanObjects, &vxlan},
-		{progBridge, bpf.LoadBridgeObjects, &bridge},
-		{progDeliver, bpf.LoadDeliverObjects, &deliver},
-		{progSegment, bpf.LoadSegmentObjects, &segment},
+		{progPort, bpf.LoadPort, &port},
+		{progUplink, bpf.LoadUplink, &uplink},
+		{progVXLAN, bpf.LoadVxlan, &vxlan},
+		{progBridge, bpf.LoadBridge, &bridge},
+		{progDeliver, bpf.LoadDeliver, &deliver},
+		{progSegment, bpf.LoadSegment, &segment},
 	} {
-		if err := l.load(l.obj, opts); err != nil {
+		spec, err := l.load()
+		if err == nil {
+			err = spec.LoadAndAssign(l.obj, set.LoadOptions(spec))
+		}
+		if err != nil {
 			t.Fatalf("load %s program: %s", l.name, verifierLog(err))
 		}
 		t.Cleanup(func() { l.obj.Close() })

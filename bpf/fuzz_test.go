@@ -1,8 +1,13 @@
 package bpf_test
 
 // The fuzz test: random and mutated frames through the port and uplink
-// programs, each verdict held to the model (model_test.go), and the
-// isolation invariants checked on every frame whatever the model says.
+// programs (and, where vmA has security groups, its deliver program), in
+// one world per scenario, each verdict and counter held to the model
+// (model_test.go), and the isolation invariants checked on every frame
+// the program redirects: the target is in the frame's own segment; VXLAN
+// is decapsulated only on the tunnel interface from a VTEP registered for
+// its VNI; a provider segment is entered only with its VLAN on its
+// interface; DHCP answers only the port's own MAC.
 //
 // `make test` runs VXDP_FUZZ_FRAMES (default 20,000) frames per program;
 // `make fuzz` runs 1,000,000. VXDP_FUZZ_SEED replays a run.
@@ -15,6 +20,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,31 +43,61 @@ func envInt(name string, def int64) int64 {
 // BPF maps and to the model.
 type scenario struct {
 	name  string
-	apply func(testing.TB, *world, *model)
+	apply func(*testing.T, *world, *model)
 }
 
 var scenarios = []scenario{
-	{"seed", func(testing.TB, *world, *model) {}},
-	{"vmA without port security", func(t testing.TB, w *world, m *model) {
+	{"seed", func(*testing.T, *world, *model) {}},
+	{"vmA without port security", func(t *testing.T, w *world, m *model) {
 		update(t, w, maps.Ports, vmA.ifindex, func(p *maps.PortInfo) { p.Flags &^= maps.PortSecurity })
 		m.ports[vmA.ifindex].security = false
 	}},
-	{"vniA VLAN-transparent", func(t testing.TB, w *world, m *model) {
+	{"vniA VLAN-transparent", func(t *testing.T, w *world, m *model) {
 		update(t, w, maps.Networks, uint32(vniA), func(n *maps.NetInfo) { n.Flags |= maps.NetVLANTransp })
 		m.transparent[vniA] = true
 	}},
-	{"kernel forwarding", func(t testing.TB, w *world, m *model) {
+	{"kernel forwarding", func(t *testing.T, w *world, m *model) {
 		update(t, w, maps.Config, uint32(0), func(c *maps.ConfigValue) { c.Flags &^= maps.ConfigForward })
 		m.forward = false
 	}},
-	{"vmA not yet bridged", func(t testing.TB, w *world, m *model) {
+	{"vmA not yet bridged", func(t *testing.T, w *world, m *model) {
 		update(t, w, maps.Ports, vmA.ifindex, func(p *maps.PortInfo) { p.Flags &^= maps.PortBridged })
 		m.ports[vmA.ifindex].bridged = false
 	}},
-	{"vmB disabled", func(t testing.TB, w *world, m *model) {
+	{"vmB disabled", func(t *testing.T, w *world, m *model) {
 		update(t, w, maps.Ports, vmB.ifindex, func(p *maps.PortInfo) { p.Flags = maps.PortDisabled })
 		m.ports[vmB.ifindex].disabled = true
 	}},
+	// Provider networks: VLAN 99 and a flat network on lo.
+	{"provider networks on the tunnel interface", withProviderModel},
+	{"VLAN 99 on a provider interface that is not the tunnel's", func(t *testing.T, w *world, m *model) {
+		withProviderModel(t, w, m)
+		w.del(t, maps.ProviderIn, maps.NewProviderKey(loIfindex, 0))
+		delete(m.provider, 0)
+		offUplinkModel(t, w, m)
+	}},
+	{"flat and VLAN 99 on a provider interface that is not the tunnel's", func(t *testing.T, w *world, m *model) {
+		withProviderModel(t, w, m)
+		offUplinkModel(t, w, m)
+	}},
+	{"vmA on VLAN 99", vmAOn(segVLAN)},
+	{"vmA on the flat network", vmAOn(segFlat)},
+	// VXLAN over IPv6.
+	{"IPv6 underlay", withUnderlay6Model},
+	{"IPv6 underlay, lo not the tunnel interface", func(t *testing.T, w *world, m *model) {
+		withUnderlay6Model(t, w, m)
+		offUplinkModel(t, w, m)
+	}},
+	// DHCP at the port.
+	{"DHCP at vmA", withDHCPModel},
+	{"DHCP at vmA without port security", func(t *testing.T, w *world, m *model) {
+		withDHCPModel(t, w, m)
+		update(t, w, maps.Ports, vmA.ifindex, func(p *maps.PortInfo) { p.Flags &^= maps.PortSecurity })
+		m.ports[vmA.ifindex].security = false
+	}},
+	// Security groups on vmA.
+	{"vmA groups allowing nothing", withGroupsModel()},
+	{"vmA stateful groups", withGroupsModel(flowRules...)},
 }
 
 // fuzzStats is what a run saw, for the log.
@@ -74,48 +110,79 @@ func TestFuzzPrograms(t *testing.T) {
 	n := int(envInt("VXDP_FUZZ_FRAMES", 20_000))
 	seed := uint64(envInt("VXDP_FUZZ_SEED", time.Now().UnixNano()))
 	t.Logf("fuzz: %d frames per program, seed %d (VXDP_FUZZ_SEED=%d replays)", n, seed, seed)
-	inNetns(t)
+	ns := inNetns(t)
 	gen := &frameGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed))}
-	for _, prog := range []string{progPort, progUplink} {
-		t.Run(prog, func(t *testing.T) {
-			st := fuzzStats{reasons: map[string]int{}}
-			start := time.Now()
-			per := (n + len(scenarios) - 1) / len(scenarios)
-			for _, sc := range scenarios {
-				w, m := newWorld(t), newModel()
-				sc.apply(t, w, m)
-				f := &fuzzer{t: t, w: w, m: m, prog: prog, scenario: sc.name, st: &st}
+	progs := []string{progPort, progUplink}
+	stats := map[string]*fuzzStats{}
+	took := map[string]time.Duration{}
+	for _, prog := range progs {
+		stats[prog] = &fuzzStats{reasons: map[string]int{}}
+	}
+	per := (n + len(scenarios) - 1) / len(scenarios)
+	// One world per scenario, both programs in it (loading a world costs
+	// more than a thousand frames): what the port program's frames leave
+	// behind, tracked flows, is the uplink program's to meet.
+	for _, sc := range scenarios {
+		if !t.Run(sc.name, func(t *testing.T) {
+			enterNetns(t, ns)
+			w, m := newWorld(t), newModel()
+			sc.apply(t, w, m)
+			f := &fuzzer{t: t, w: w, m: m, scenario: sc.name, counted: map[string]uint64{}}
+			for _, prog := range progs {
+				f.prog, f.st = prog, stats[prog]
+				start := time.Now()
 				for i := 0; i < per && !t.Failed(); i++ {
-					if prog == progPort {
-						f.port(gen.portFrame())
-					} else {
-						f.uplink(gen.uplinkFrame())
-					}
+					f.next(gen)
 				}
-				f.checkTotal()
+				took[prog] += time.Since(start)
 			}
-			took := time.Since(start)
-			t.Logf("%s: %d frames (%d refused by the kernel's test run) in %v, %.0f frames/s; reasons: %v",
-				prog, st.frames, st.refused, took.Round(time.Millisecond), float64(st.frames)/took.Seconds(), st.reasons)
-		})
+			f.checkTotal()
+		}) {
+			break
+		}
+	}
+	for _, prog := range progs {
+		st := stats[prog]
+		t.Logf("%s: %d frames (%d refused by the kernel's test run) in %v, %.0f frames/s; reasons: %v",
+			prog, st.frames, st.refused, took[prog].Round(time.Millisecond), float64(st.frames)/took[prog].Seconds(), st.reasons)
 	}
 }
 
-// fuzzer runs frames through one program of one world.
+// fuzzer runs frames through the programs of one world.
 type fuzzer struct {
 	t        *testing.T
+	prog     string // the program under test; others run beside it
 	w        *world
 	m        *model
-	prog     string
 	scenario string
 	st       *fuzzStats
-	ran      uint64 // frames run in this world
+	ran      uint64            // frames run in this world
+	counted  map[string]uint64 // what the counters should hold, by "program/reason"
+}
+
+// next runs one frame through the program under test. Where vmA has security groups, a
+// frame of the other direction goes through its other program now and
+// then (the deliver program, or the port program beside the uplink), so
+// flows are opened in one program and tried in another.
+func (f *fuzzer) next(gen *frameGen) {
+	switch {
+	case f.m.groups != nil && gen.chance(0.4):
+		if f.prog == progPort {
+			f.deliver(gen.flowFrame(false))
+		} else {
+			f.port(gen.flowFrame(true))
+		}
+	case f.prog == progPort:
+		f.port(gen.portFrame(f.m))
+	default:
+		f.uplink(gen.uplinkFrame(f.m))
+	}
 }
 
 // slot reads one stats counter (packets), summed over CPUs.
-func (f *fuzzer) slot(reason string) uint64 {
+func (f *fuzzer) slot(prog, reason string) uint64 {
 	var perCPU []maps.StatValue
-	idx := uint32(progByName(f.prog))*128 + uint32(reasonByName(f.t, reason))
+	idx := uint32(progByName(prog))*128 + uint32(reasonByName(f.t, reason))
 	if err := f.w.set.Map(maps.Stats).Lookup(idx, &perCPU); err != nil {
 		f.t.Fatal(err)
 	}
@@ -137,38 +204,95 @@ func (f *fuzzer) checkTotal() {
 	}
 }
 
-// run executes the program and checks that the expected counter moved by
-// one. It returns false when the kernel refused the input.
-func (f *fuzzer) run(in []byte, want string) (uint32, []byte, bool) {
-	before := f.slot(want)
-	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+256)}
-	verdict, err := f.w.progs[f.prog].Run(opts)
-	if err != nil {
-		f.st.refused++
-		return 0, nil, false
-	}
-	f.ran++
-	f.st.frames++
-	f.st.reasons[want]++
-	if after := f.slot(want); after != before+1 {
-		f.t.Errorf("%s: counter %s moved by %d, want 1\n%s", f.scenario, want, after-before, frames.Decode(in))
-	}
-	return verdict, opts.DataOut, true
-}
-
-func (f *fuzzer) port(in []byte) {
-	want, target := f.m.portVerdict(vmA.ifindex, in)
-	verdict, out, ok := f.run(in, want)
+// run executes prog and checks that the expected counter (or the model's
+// alternative, alt, if any) moved by one and the verdict is the counted
+// reason's; the model learns what the program did with the frame's flow.
+// It returns the verdict, the output frame and the reason counted, with
+// ok false when the kernel refused the input.
+func (f *fuzzer) run(prog string, in []byte, want, alt string, flow *flowUpdate) (verdict uint32, out []byte, got string, ok bool) {
+	verdict, out, got, ok = f.count(prog, in, want, alt)
 	if !ok {
 		return
 	}
-	wantVerdict := map[string]uint32{"PASS": tcOK, "DROP": tcShot, "REDI": tcRedirect, "TX_A": tcRedirect}[want[:4]]
-	if verdict != wantVerdict {
-		f.t.Errorf("%s: verdict %d, want %d (%s)\n%s", f.scenario, verdict, wantVerdict, want, frames.Decode(in))
+	f.m.learn(flow, got != alt)
+	if wv := verdictOf(prog, got); verdict != wv {
+		f.t.Errorf("%s: %s verdict %d, want %d (%s)\n%s", f.scenario, prog, verdict, wv, got, frames.Decode(in))
+	}
+	return
+}
+
+// count runs prog on in and checks its counters.
+func (f *fuzzer) count(prog string, in []byte, want, alt string) (verdict uint32, out []byte, got string, ok bool) {
+	before, beforeAlt := f.slot(prog, want), uint64(0)
+	if alt != "" {
+		beforeAlt = f.slot(prog, alt)
+	}
+	opts := &ebpf.RunOptions{Data: in, DataOut: make([]byte, len(in)+1024)} // room for a DHCP answer
+	verdict, err := f.w.progs[prog].Run(opts)
+	if err != nil {
+		f.st.refused++
+		return 0, nil, "", false
+	}
+	f.ran++
+	f.st.frames++
+	got = want
+	moved := f.slot(prog, want) - before
+	if alt != "" && moved == 0 {
+		got, moved = alt, f.slot(prog, alt)-beforeAlt
+	}
+	f.counted[prog+"/"+got]++
+	if moved != 1 {
+		// The reason the program gave instead: the counter that moved
+		// beyond what the frames so far account for. The checks that
+		// follow hold the program's answer, not the model's, to the
+		// invariants.
+		moved := f.resync()
+		f.t.Errorf("%s: %s counted %v, want %s (or %q)\n%s", f.scenario, prog, moved, want, alt, frames.Decode(in))
+		if len(moved) == 1 {
+			got, _ = strings.CutPrefix(moved[0], prog+"/")
+		}
+	}
+	if prog != f.prog {
+		f.st.reasons[prog+"/"+got]++
+	} else {
+		f.st.reasons[got]++
+	}
+	return verdict, opts.DataOut, got, true
+}
+
+// resync names the counters beyond what the frames so far account for,
+// and takes the counters as they are from now on.
+func (f *fuzzer) resync() []string {
+	var moved []string
+	now := map[string]uint64{}
+	for k, v := range f.w.counters(f.t) {
+		now[k] = v.Packets
+		if v.Packets > f.counted[k] {
+			moved = append(moved, k)
+		}
+	}
+	f.counted = now
+	return moved
+}
+
+// verdictOf is the hook's action for a reason.
+func verdictOf(prog, reason string) uint32 {
+	if prog == progUplink {
+		return map[string]uint32{"PASS": xdpPass, "DROP": xdpDrop, "REDI": xdpRedirect}[reason[:4]]
+	}
+	return map[string]uint32{"PASS": tcOK, "DROP": tcShot, "REDI": tcRedirect, "TX_A": tcRedirect, "TX_D": tcRedirect}[reason[:4]]
+}
+
+func (f *fuzzer) port(in []byte) {
+	want := f.m.portVerdict(vmA.ifindex, in)
+	verdict, out, got, ok := f.run(progPort, in, want.reason, want.alt, want.flow)
+	if !ok {
+		return
 	}
 	// Invariants, independent of the model's reasons.
+	p := f.m.ports[vmA.ifindex]
 	if verdict != tcShot {
-		if p := f.m.ports[vmA.ifindex]; p.security {
+		if p.security {
 			proto, off, tags, _, parsed := l3Of(in)
 			why := "unparsable"
 			if parsed {
@@ -178,36 +302,90 @@ func (f *fuzzer) port(in []byte) {
 				f.t.Errorf("%s: a frame port security refuses (%s) left the port: verdict %d\n%s", f.scenario, why, verdict, frames.Decode(in))
 			}
 		}
-		if verdict == tcOK && !f.m.ports[vmA.ifindex].bridged {
+		if verdict == tcOK && !p.bridged {
 			f.t.Errorf("%s: a frame went to the kernel from an unbridged tap\n%s", f.scenario, frames.Decode(in))
 		}
 	}
-	if want == "REDIRECT_LOCAL" && f.m.ports[target].vni != f.m.ports[vmA.ifindex].vni {
-		f.t.Fatalf("model bug: redirect across VNIs")
+	if verdict != tcRedirect {
+		return
 	}
-	if verdict == tcRedirect && want == "REDIRECT_LOCAL" && !bytes.Equal(out[:len(in)], in) {
-		f.t.Errorf("%s: a local redirect changed the frame", f.scenario)
+	if strings.HasPrefix(got, "REDIRECT") && f.m.dhcp != nil && binary.BigEndian.Uint16(in[12:]) == 0x0800 && isDHCPClient(in) &&
+		f.m.dhcpVerdict(vmA.ifindex, in) != "" {
+		f.t.Errorf("%s: a DHCP request the port serves went to %s\n%s", f.scenario, got, frames.Decode(in))
 	}
+	e := f.m.fdb[fdbKeyOf(p.vni, in[0:6])]
+	_, provider := f.m.nets[p.vni]
+	switch got {
+	case "REDIRECT_LOCAL":
+		// To a port of the same segment, the frame unchanged.
+		if t := f.m.ports[e.ifindex]; !e.local || t == nil || t.vni != p.vni {
+			f.t.Errorf("%s: switched from segment %s to port %d\n%s", f.scenario, maps.SegmentString(p.vni), e.ifindex, frames.Decode(in))
+		}
+		if !bytes.Equal(out[:len(in)], in) {
+			f.t.Errorf("%s: a local redirect changed the frame", f.scenario)
+		}
+	case "REDIRECT_PROVIDER":
+		// Out of the physical interface only for a remote port of the
+		// port's own provider network.
+		if !provider || !e.provider {
+			f.t.Errorf("%s: sent out of a physical interface from segment %s\n%s", f.scenario, maps.SegmentString(p.vni), frames.Decode(in))
+		}
+	case "REDIRECT_REMOTE", "REDIRECT_REMOTE_KERNEL":
+		if provider || e.local || e.provider || !e.vtep.IsValid() {
+			f.t.Errorf("%s: tunnelled from segment %s\n%s", f.scenario, maps.SegmentString(p.vni), frames.Decode(in))
+		}
+	case "TX_DHCP_REPLY", "TX_DHCP_NAK":
+		if l := f.m.dhcp; l == nil || len(in) < bootpOff+34 || !bytes.Equal(in[6:12], l.chaddr) || !bytes.Equal(in[bootpOff+28:bootpOff+34], l.chaddr) {
+			f.t.Errorf("%s: a DHCP answer to another client\n%s", f.scenario, frames.Decode(in))
+		} else if why := checkDHCPAnswer(out, f.m.dhcp); why != "" {
+			f.t.Errorf("%s: %s\n%s", f.scenario, why, frames.Decode(out))
+		}
+	}
+}
+
+// deliver runs a frame on its way into vmA through the deliver program.
+func (f *fuzzer) deliver(in []byte) {
+	want := f.m.deliverVerdict(vmA.ifindex, in)
+	f.run(progDeliver, in, want.reason, want.alt, want.flow)
 }
 
 func (f *fuzzer) uplink(in []byte) {
 	want := f.m.uplinkVerdict(in)
-	verdict, out, ok := f.run(in, want.reason)
+	verdict, out, got, ok := f.run(progUplink, in, want.reason, want.alt, want.flow)
 	if !ok {
 		return
 	}
-	wantVerdict := map[string]uint32{"PASS": xdpPass, "DROP": xdpDrop, "REDI": xdpRedirect}[want.reason[:4]]
-	if verdict != wantVerdict {
-		f.t.Errorf("%s: verdict %d, want %d (%s)\n%s", f.scenario, verdict, wantVerdict, want.reason, frames.Decode(in))
+	if verdict != xdpRedirect {
+		return
 	}
-	if verdict == xdpRedirect {
-		// Never a decapsulation from an unregistered VTEP, never across VNIs.
-		if !f.m.vteps[vniAddrOf(want.vni, want.vtep)] || f.m.ports[want.target].vni != want.vni {
+	if got != want.reason {
+		f.t.Errorf("%s: redirected (%s) where the model says %s\n%s", f.scenario, got, want.reason, frames.Decode(in))
+		return
+	}
+	switch got {
+	case "REDIRECT_LOCAL":
+		// Decapsulated only on the tunnel interface, untagged, from a
+		// VTEP registered for the VNI, to this host (over IPv6 with a
+		// right checksum), into a port of that VNI.
+		registered := f.m.vteps[vniAddrOf(want.vni, want.vtep)] || f.m.vteps6[vniAddrOf(want.vni, want.vtep)]
+		if !f.m.onUplink || !registered || !f.m.toThisHost(in) || f.m.ports[want.target].vni != want.vni || want.vni&maps.SegProvider != 0 {
 			f.t.Errorf("%s: decapsulated from %s vni %d to port %d\n%s", f.scenario, want.vtep, want.vni, want.target, frames.Decode(in))
 		}
-		if !bytes.Equal(out[:len(want.inner)], want.inner) {
-			f.t.Errorf("%s: decapsulated frame differs from the inner frame\n%s", f.scenario, frames.Diff(out[:len(want.inner)], want.inner))
+	case "REDIRECT_FROM_PROVIDER":
+		// Into a provider segment only with its VLAN on its interface,
+		// and only into a port of that segment.
+		var vid uint16
+		if _, _, tags, _, _ := l3Of(in); tags > 0 {
+			vid = binary.BigEndian.Uint16(in[14:]) & 0x0fff
 		}
+		if seg, ok := f.m.provider[vid]; !ok || seg != want.seg || f.m.ports[want.target].vni != seg {
+			f.t.Errorf("%s: VLAN %d delivered into segment %s, port %d\n%s", f.scenario, vid, maps.SegmentString(want.seg), want.target, frames.Decode(in))
+		}
+	default:
+		f.t.Errorf("%s: redirected, counted as %s", f.scenario, got)
+	}
+	if !bytes.Equal(out[:len(want.inner)], want.inner) {
+		f.t.Errorf("%s: delivered frame differs from the expected one\n%s", f.scenario, frames.Diff(out[:len(want.inner)], want.inner))
 	}
 }
 
@@ -265,24 +443,37 @@ func (g *frameGen) port16(pool ...uint16) uint16 {
 var (
 	srcMACs = []net.HardwareAddr{vmA.mac, vmA.mac, vmA.mac, pairVIPMAC, strayMAC, vmB.mac}
 	dstMACs = []net.HardwareAddr{vmB.mac, vmR.mac, vmC.mac, vmD.mac, vmA.mac, staleFDBMAC, strayMAC, frames.Broadcast,
-		frames.Multicast, frames.LLDP, frames.AllNodesMAC}
+		frames.Multicast, frames.LLDP, frames.AllNodesMAC, vmP.mac, vmQ.mac, vmF.mac, vmQF.mac}
 	src4s = []netip.Addr{vmA.ip, vmA.ip, netip.IPv4Unspecified(), pairVIP, addr("172.16.100.140"), unknownIP, vmB.ip}
 	dst4s = []netip.Addr{vmB.ip, vmR.ip, vmS.ip, unknownIP, addr("255.255.255.255"), addr("172.16.100.255"), addr("10.30.1.203")}
 	src6s = []netip.Addr{vmALL, vmA6, netip.IPv6Unspecified(), unknown6, addr("fe80::f816:3eff:fe00:b")}
 	dst6s = []netip.Addr{vmB6, addr("ff02::1"), addr("ff02::2"), addr("fe80::1"), unknown6}
 )
 
-// portFrame is a frame as vmA might send it.
-func (g *frameGen) portFrame() []byte {
+// portFrame is a frame as vmA might send it in the world of m: more
+// often DHCP where vmA has DHCP, more often to remote ports of its
+// provider network where it is on one.
+func (g *frameGen) portFrame(m *model) []byte {
 	src, dst := g.mac(srcMACs...), g.mac(dstMACs...)
+	if _, ok := m.nets[m.ports[vmA.ifindex].vni]; ok && g.chance(0.3) {
+		dst = g.mac(vmQ.mac, vmQF.mac, vmP.mac, vmF.mac)
+	}
+	if m.dhcp != nil && g.chance(0.4) {
+		return g.mutate(g.dhcpFrame(g.mac(vmA.mac, vmA.mac, vmA.mac, pairVIPMAC)))
+	}
 	var f []byte
-	switch g.pick(4) {
+	switch g.pick(5) {
 	case 0:
 		f = g.ipv4(src, dst)
 	case 1:
 		f = g.ipv6(src, dst)
 	case 2:
 		f = g.arp(src, dst)
+	case 3:
+		if m.groups != nil {
+			return g.flowFrame(true)
+		}
+		f = g.dhcpFrame(src)
 	default:
 		f = frames.Build(frames.Ether(src, dst, layers.EthernetType(g.port16(0x88b5, 0x88cc, 0x8100, 0x0800, 0x86dd))), frames.Payload(g.pick(80)))
 	}
@@ -352,9 +543,19 @@ func (g *frameGen) arp(src, dst net.HardwareAddr) []byte {
 	return a.Bytes()
 }
 
-// uplinkFrame is a frame on the wire: mostly VXLAN around a frame a VM
-// might send, from registered and unregistered VTEPs.
-func (g *frameGen) uplinkFrame() []byte {
+// uplinkFrame is a frame on the wire in the world of m: mostly VXLAN
+// around a frame a VM might send, from registered and unregistered VTEPs;
+// frames of the world's provider networks, VXLAN over its IPv6 underlay,
+// packets of vmA's flows.
+func (g *frameGen) uplinkFrame(m *model) []byte {
+	switch {
+	case len(m.provider) > 0 && g.chance(0.5):
+		return g.providerFrame()
+	case m.underlay6 && g.chance(0.7):
+		return g.vxlan6Frame()
+	case m.groups != nil && g.chance(0.5):
+		return g.vxlanFlowFrame() // the inner frame mutated
+	}
 	if g.chance(0.1) {
 		return g.mutate(g.ipv4(g.mac(frames.MAC("02:00:c0:a8:f8:02")), g.mac(uplinkMAC)))
 	}
@@ -422,4 +623,17 @@ func (g *frameGen) mutate(f []byte) []byte {
 		}
 	}
 	return f
+}
+
+// toThisHost: the VXLAN frame f, untagged or priority-tagged, is
+// addressed to local_ip (over IPv6: local_ip6, with a right UDP checksum).
+func (m *model) toThisHost(f []byte) bool {
+	proto, off, _, vidZero, parsed := l3Of(f)
+	switch {
+	case !parsed || !vidZero:
+		return false
+	case m.underlay6:
+		return proto == 0x86dd && len(f) >= off+40 && netip.AddrFrom16([16]byte(f[off+24:off+40])) == m.localIP6 && udp6SumOK(f[off:])
+	}
+	return proto == 0x0800 && len(f) >= off+20 && netip.AddrFrom4([4]byte(f[off+16:off+20])) == m.localIP
 }

@@ -1,16 +1,20 @@
 package bpf_test
 
-// An independent model of the port and uplink programs' verdicts, written
-// in Go from their specification (docs/reasons.md, the order of checks in
-// each program's header comment), over a plain description of the
-// topology rather than the BPF maps. The fuzz test runs both programs on
-// random and mutated frames and holds them to it.
+// An independent model of the port, uplink and deliver programs'
+// verdicts, written in Go from their specification (docs/reasons.md, the
+// order of checks in each program's header comment), over a plain
+// description of the topology rather than the BPF maps. The fuzz test
+// runs the programs on random and mutated frames and holds them to it.
+// Provider networks, the IPv6 underlay, DHCP at the port and security
+// groups have their parts in fuzz_provider_test.go, fuzz_underlay6_test.go,
+// fuzz_dhcp_test.go and fuzz_sg_test.go.
 
 import (
 	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"strings"
 )
 
 // modelPort is a local port as the model knows it.
@@ -22,6 +26,8 @@ type modelPort struct {
 	bridged  bool
 	disabled bool
 	vxmit    bool // in tx_ports (XDP redirect target)
+	sg       bool // security groups (PORT_F_SG)
+	ipv6     bool // PORT_F_IPV6: router advertisements are let in
 }
 
 // modelAllow is one allowed (MAC, source) pair of a port; an invalid
@@ -33,9 +39,10 @@ type modelAllow struct {
 }
 
 type modelFDB struct {
-	local   bool
-	ifindex uint32
-	vtep    netip.Addr
+	local    bool
+	provider bool // a remote port of a provider network
+	ifindex  uint32
+	vtep     netip.Addr
 }
 
 // model is the topology of env_test.go, in plain Go.
@@ -51,6 +58,15 @@ type model struct {
 	fdb         map[string]modelFDB // vni/mac
 	vteps       map[string]bool     // vni/ip
 	arp         map[string]net.HardwareAddr
+	// onUplink: the test run's ingress (lo) is the tunnel interface.
+	onUplink  bool
+	underlay6 bool
+	localIP6  netip.Addr
+	vteps6    map[string]bool     // vni/ip
+	provider  map[uint16]uint32   // provider_in on lo: VLAN id -> segment
+	nets      map[uint32]modelNet // provider networks
+	dhcp      *modelLease         // vmA's DHCP entry
+	groups    *modelGroups        // vmA's security groups
 }
 
 func fdbKeyOf(vni uint32, mac []byte) string {
@@ -62,9 +78,10 @@ func vniAddrOf(vni uint32, a netip.Addr) string {
 
 func newModel() *model {
 	m := &model{
-		localIP: localIP, vxlanPort: vxlanPort, forward: true, uplink: true,
+		localIP: localIP, vxlanPort: vxlanPort, forward: true, uplink: true, onUplink: true,
 		transparent: map[uint32]bool{}, served: map[uint32]bool{vniA: true, vniB: true},
 		ports: map[uint32]*modelPort{}, fdb: map[string]modelFDB{}, vteps: map[string]bool{}, arp: map[string]net.HardwareAddr{},
+		vteps6: map[string]bool{}, provider: map[uint16]uint32{}, nets: map[uint32]modelNet{},
 	}
 	for _, p := range []vm{vmA, vmB, vmC, vmD} {
 		m.ports[p.ifindex] = &modelPort{vni: p.vni, mac: p.mac, mtu: netMTU, security: true, bridged: true, vxmit: p.ifindex != vmD.ifindex}
@@ -292,45 +309,78 @@ func (m *model) portSecurity(ifindex uint32, p *modelPort, f []byte, proto uint1
 	}
 }
 
-// portVerdict is what the port program must do with frame f sent by the
-// VM on ifindex (skb->protocol is the Ethernet type, no offloaded tag, no
-// GSO). Reason and, for REDIRECT_LOCAL, the target tap.
-func (m *model) portVerdict(ifindex uint32, f []byte) (reason string, target uint32) {
-	p := m.ports[ifindex]
-	r, target := m.portDecide(ifindex, p, f)
-	if p != nil && !p.bridged && (len(r) > 5 && r[:5] == "PASS_") {
-		return "DROP_NOT_BRIDGED", 0
-	}
-	return r, target
+// portOutcome is the model's verdict on a frame a VM sends: the reason;
+// alt, a reason it accepts instead when it cannot know (a tracked flow
+// that may have expired); flow, what the security groups' state learns
+// from the program's answer.
+type portOutcome struct {
+	reason string
+	alt    string
+	flow   *flowUpdate
 }
 
-func (m *model) portDecide(ifindex uint32, p *modelPort, f []byte) (string, uint32) {
+// portVerdict is what the port program must do with frame f sent by the
+// VM on ifindex (skb->protocol is the Ethernet type, no offloaded tag, no
+// GSO).
+func (m *model) portVerdict(ifindex uint32, f []byte) portOutcome {
+	p := m.ports[ifindex]
+	out := m.portDecide(ifindex, p, f)
+	unbridged := func(r string) string {
+		if p != nil && !p.bridged && strings.HasPrefix(r, "PASS_") {
+			return "DROP_NOT_BRIDGED"
+		}
+		return r
+	}
+	out.reason, out.alt = unbridged(out.reason), unbridged(out.alt)
+	return out
+}
+
+func (m *model) portDecide(ifindex uint32, p *modelPort, f []byte) portOutcome {
 	if p == nil {
-		return "DROP_PORT_UNKNOWN", 0
+		return portOutcome{reason: "DROP_PORT_UNKNOWN"}
 	}
 	if p.disabled {
-		return "DROP_PORT_DISABLED", 0
+		return portOutcome{reason: "DROP_PORT_DISABLED"}
 	}
 	if isLinkLocalGroup(f[0:6]) {
-		return "DROP_LINK_LOCAL_DST", 0
+		return portOutcome{reason: "DROP_LINK_LOCAL_DST"}
 	}
 	proto, off, tags, _, parsed := l3Of(f)
 	if p.security {
 		if !parsed {
 			if tags == 2 {
-				return "DROP_VLAN", 0
+				return portOutcome{reason: "DROP_VLAN"}
 			}
-			return "DROP_MALFORMED", 0
+			return portOutcome{reason: "DROP_MALFORMED"}
 		}
 		if r := m.portSecurity(ifindex, p, f, proto, off, tags, false); r != "" {
-			return r, 0
+			return portOutcome{reason: r}
 		}
 	}
+	if tags == 0 && proto == 0x0800 && isDHCPClient(f) {
+		if r := m.dhcpVerdict(ifindex, f); r != "" {
+			return portOutcome{reason: r}
+		}
+	}
+	var out portOutcome
+	if p.sg && (proto == 0x0800 || proto == 0x86dd) {
+		d := m.sgCheck(ifindex, p, f, off, proto, sgEgress)
+		if d.reason != "" {
+			return portOutcome{reason: d.reason}
+		}
+		out.alt, out.flow = d.alt, d.flow
+	}
+	out.reason = m.portForward(ifindex, p, f, tags)
+	return out
+}
+
+// portForward is where a frame that passed the port's checks goes.
+func (m *model) portForward(ifindex uint32, p *modelPort, f []byte, tags int) string {
 	if tags > 0 {
-		return "PASS_VLAN", 0
+		return "PASS_VLAN"
 	}
 	if !m.forward {
-		return "PASS_KERNEL_FORWARDING", 0
+		return "PASS_KERNEL_FORWARDING"
 	}
 	dst := f[0:6]
 	if isMulticast(dst) {
@@ -338,56 +388,84 @@ func (m *model) portDecide(ifindex uint32, p *modelPort, f []byte) (string, uint
 		if ethertype == 0x0806 && len(f) >= 14+28 && binary.BigEndian.Uint16(f[14:]) == 1 && binary.BigEndian.Uint16(f[16:]) == 0x0800 &&
 			f[18] == 6 && f[19] == 4 && binary.BigEndian.Uint16(f[20:]) == 1 && !bytes.Equal(f[28:32], f[38:42]) {
 			if _, ok := m.arp[vniAddrOf(p.vni, netip.AddrFrom4([4]byte(f[38:42])))]; ok {
-				return "TX_ARP_REPLY", ifindex
+				return "TX_ARP_REPLY"
 			}
 		}
-		return "PASS_BUM", 0
+		return "PASS_BUM"
 	}
 	e, ok := m.fdb[fdbKeyOf(p.vni, dst)]
 	if !ok {
-		return "PASS_FDB_MISS", 0
+		return "PASS_FDB_MISS"
 	}
 	if e.local {
 		if e.ifindex == ifindex {
-			return "PASS_HAIRPIN", 0
+			return "PASS_HAIRPIN"
 		}
 		t := m.ports[e.ifindex]
 		if t == nil || t.vni != p.vni || t.disabled {
-			return "DROP_VNI_MISMATCH", 0
+			return "DROP_VNI_MISMATCH"
 		}
-		return "REDIRECT_LOCAL", e.ifindex
+		return "REDIRECT_LOCAL"
+	}
+	if e.provider {
+		if len(f) > p.mtu+14 {
+			return "PASS_TOO_BIG"
+		}
+		if n, ok := m.nets[p.vni]; !ok || n.phys == 0 {
+			return "PASS_FDB_MISS"
+		}
+		return "REDIRECT_PROVIDER"
+	}
+	if m.underlay6 {
+		if !m.served[p.vni] {
+			return "PASS_FDB_MISS"
+		}
+		return "REDIRECT_REMOTE_KERNEL"
 	}
 	if !e.vtep.IsValid() {
-		return "PASS_FDB_MISS", 0
+		return "PASS_FDB_MISS"
 	}
 	ethertype := binary.BigEndian.Uint16(f[12:])
 	if ethertype != 0x0800 && ethertype != 0x86dd {
-		return "PASS_NOT_IP", 0
+		return "PASS_NOT_IP"
 	}
 	if len(f) > p.mtu+14 {
-		return "PASS_TOO_BIG", 0
+		return "PASS_TOO_BIG"
 	}
 	if !m.uplink {
-		return "PASS_ENCAP_FAILED", 0
+		return "PASS_ENCAP_FAILED"
 	}
-	return "REDIRECT_REMOTE", 0
+	return "REDIRECT_REMOTE"
 }
 
 // uplinkVerdict is what the uplink program must do with frame f from the
-// wire: reason, the target tap of a REDIRECT_LOCAL and the frame it
-// delivers, and the outer source and VNI of VXLAN it accepted.
+// wire (arriving on lo): reason, the target tap of a redirect and the
+// frame it delivers, the outer source and VNI of VXLAN it accepted or the
+// provider segment a frame entered; alt and flow as in portOutcome.
 type uplinkOutcome struct {
 	reason string
 	target uint32
 	inner  []byte
 	vtep   netip.Addr
 	vni    uint32
+	seg    uint32 // REDIRECT_FROM_PROVIDER: the segment the frame entered
+	alt    string
+	flow   *flowUpdate
 }
 
 func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
-	proto, off, _, vidZero, parsed := l3Of(f)
+	proto, off, tags, vidZero, parsed := l3Of(f)
+	if out, ok := m.fromProvider(f, proto, tags); ok {
+		return out
+	}
 	if !parsed || !vidZero {
 		return uplinkOutcome{reason: "PASS_VLAN_TAGGED"}
+	}
+	if m.underlay6 {
+		if proto != 0x86dd {
+			return uplinkOutcome{reason: "PASS_NOT_IPV4"}
+		}
+		return m.uplink6(f, off)
 	}
 	if proto != 0x0800 {
 		return uplinkOutcome{reason: "PASS_NOT_IPV4"}
@@ -411,6 +489,9 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 	if binary.BigEndian.Uint16(udp[2:]) != m.vxlanPort {
 		return uplinkOutcome{reason: "PASS_NOT_VXLAN"}
 	}
+	if !m.onUplink {
+		return uplinkOutcome{reason: "DROP_NOT_UPLINK"}
+	}
 	if ihl != 20 {
 		return uplinkOutcome{reason: "PASS_IP_OPTIONS"}
 	}
@@ -422,29 +503,15 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 	if len(udp) < 8+8+14 || off+ipLen != len(f) || (!fragment && int(binary.BigEndian.Uint16(udp[4:])) != ipLen-ihl) {
 		return uplinkOutcome{reason: "DROP_VXLAN_TRUNCATED"}
 	}
-	vx := udp[8:16]
-	if binary.BigEndian.Uint32(vx) != 0x08000000 || vx[7] != 0 {
-		return uplinkOutcome{reason: "DROP_VXLAN_FLAGS"}
-	}
-	vni := binary.BigEndian.Uint32(vx[4:]) >> 8
-	src := netip.AddrFrom4([4]byte(ip[12:16]))
-	if !m.vteps[vniAddrOf(vni, src)] {
-		if !m.served[vni] {
-			return uplinkOutcome{reason: "PASS_VNI_UNKNOWN"}
-		}
-		return uplinkOutcome{reason: "DROP_VTEP_UNKNOWN"}
-	}
-	out := uplinkOutcome{vtep: src, vni: vni}
-	if netip.AddrFrom4([4]byte(ip[16:20])) != m.localIP {
-		out.reason = "DROP_NOT_LOCAL"
+	out := m.acceptVXLAN(udp[8:16], netip.AddrFrom4([4]byte(ip[12:16])), netip.AddrFrom4([4]byte(ip[16:20])), m.localIP, m.vteps)
+	if out.reason != "" {
 		return out
 	}
 	if fragment {
 		out.reason = "PASS_FRAGMENT"
 		return out
 	}
-	inner := udp[16:]
-	if e, ok := m.fdb[fdbKeyOf(vni, inner[6:12])]; ok && e.local {
+	if m.isLocalPort(out.vni, udp[16+6:16+12]) {
 		out.reason = "DROP_INNER_SRC_LOCAL"
 		return out
 	}
@@ -452,6 +519,35 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 		out.reason = "PASS_UDP_CSUM"
 		return out
 	}
+	return m.decapsulated(out, f, off+ihl+16)
+}
+
+// acceptVXLAN is what the uplink program checks of a VXLAN header vx
+// from src to dst: the flags, the source a VTEP registered for the VNI
+// (in vteps), the destination local. The reason is "" when the frame
+// goes on.
+func (m *model) acceptVXLAN(vx []byte, src, dst, local netip.Addr, vteps map[string]bool) uplinkOutcome {
+	if binary.BigEndian.Uint32(vx) != 0x08000000 || vx[7] != 0 {
+		return uplinkOutcome{reason: "DROP_VXLAN_FLAGS"}
+	}
+	vni := binary.BigEndian.Uint32(vx[4:]) >> 8
+	if !vteps[vniAddrOf(vni, src)] {
+		if !m.served[vni] {
+			return uplinkOutcome{reason: "PASS_VNI_UNKNOWN"}
+		}
+		return uplinkOutcome{reason: "DROP_VTEP_UNKNOWN"}
+	}
+	out := uplinkOutcome{vtep: src, vni: vni}
+	if dst != local {
+		out.reason = "DROP_NOT_LOCAL"
+	}
+	return out
+}
+
+// decapsulated: the checks of an accepted VXLAN frame whose inner
+// Ethernet header is at innerOff, from the forwarding switch on.
+func (m *model) decapsulated(out uplinkOutcome, f []byte, innerOff int) uplinkOutcome {
+	inner := f[innerOff:]
 	if !m.forward {
 		out.reason = "PASS_KERNEL_FORWARDING"
 		return out
@@ -460,34 +556,67 @@ func (m *model) uplinkVerdict(f []byte) uplinkOutcome {
 		out.reason = "PASS_INNER_BUM"
 		return out
 	}
-	e, ok := m.fdb[fdbKeyOf(vni, inner[0:6])]
+	l := m.toLocalPort(out.vni, f, inner[0:6], binary.BigEndian.Uint16(inner[12:]), innerOff+14, "PASS_INNER_FDB_MISS")
+	out.reason, out.alt, out.flow = l.reason, l.alt, l.flow
+	if l.reason == "" {
+		out.reason, out.target, out.inner = "REDIRECT_LOCAL", l.target, inner
+	}
+	return out
+}
+
+// localOutcome is to_local_port's answer: "" (redirected to target) or
+// the reason it is not.
+type localOutcome struct {
+	reason string
+	target uint32
+	alt    string
+	flow   *flowUpdate
+}
+
+// toLocalPort is what the uplink program checks of any frame of segment
+// seg for a local port (decapsulated or from a provider network): the
+// FDB, the target's segment, TCP left to GRO, its security groups, the
+// devmap. proto and l3off describe the frame's network header.
+func (m *model) toLocalPort(seg uint32, f, dst []byte, proto uint16, l3off int, miss string) localOutcome {
+	e, ok := m.fdb[fdbKeyOf(seg, dst)]
 	if !ok || !e.local {
-		out.reason = "PASS_INNER_FDB_MISS"
-		return out
+		return localOutcome{reason: miss}
 	}
 	t := m.ports[e.ifindex]
-	if t == nil || t.vni != vni || t.disabled {
-		out.reason = "DROP_VNI_MISMATCH"
-		return out
+	if t == nil || t.vni != seg || t.disabled {
+		return localOutcome{reason: "DROP_VNI_MISMATCH"}
 	}
-	if innerTCP(inner) {
-		out.reason = "PASS_TCP_GRO"
-		return out
+	if l3IsTCP(f, proto, l3off) {
+		return localOutcome{reason: "PASS_TCP_GRO"}
+	}
+	var out localOutcome
+	if t.sg {
+		if isVLAN(proto) {
+			return localOutcome{reason: "PASS_INNER_TAGGED"}
+		}
+		if proto == 0x0800 || proto == 0x86dd {
+			d := m.sgCheck(e.ifindex, t, f, l3off, proto, sgIngress)
+			if d.reason != "" {
+				return localOutcome{reason: d.reason}
+			}
+			out.alt, out.flow = d.alt, d.flow
+		}
 	}
 	if !t.vxmit {
 		out.reason = "PASS_NO_TXPORT"
 		return out
 	}
-	out.reason, out.target, out.inner = "REDIRECT_LOCAL", e.ifindex, inner
+	out.target = e.ifindex
 	return out
 }
 
-func innerTCP(inner []byte) bool {
-	switch binary.BigEndian.Uint16(inner[12:]) {
+// l3IsTCP: TCP over IPv4 or IPv6 without extension headers, what GRO merges.
+func l3IsTCP(f []byte, proto uint16, l3off int) bool {
+	switch proto {
 	case 0x0800:
-		return len(inner) >= 14+20 && inner[14+9] == 6
+		return len(f) >= l3off+20 && f[l3off+9] == 6
 	case 0x86dd:
-		return len(inner) >= 14+40 && inner[14+6] == 6
+		return len(f) >= l3off+40 && f[l3off+6] == 6
 	}
 	return false
 }

@@ -132,26 +132,38 @@ type PortMacValue struct {
 }
 
 type PortMonEvent struct {
-	_         structs.HostLayout
-	TsNs      uint64
-	Ifindex   uint32
-	Vni       uint32
-	Len       uint32
-	Reason    uint16
-	Prog      uint8
-	Verdict   uint8
-	BeforeLen uint16
-	AfterLen  uint16
-	Pad       [4]uint8
-	Before    [128]uint8
-	After     [128]uint8
+	_               structs.HostLayout
+	TsNs            uint64
+	Ifindex         uint32
+	Vni             uint32
+	Len             uint32
+	Reason          uint16
+	Prog            uint8
+	Verdict         uint8
+	BeforeLen       uint16
+	AfterLen        uint16
+	BeforeVlanProto uint16
+	BeforeVlanTci   uint16
+	AfterVlanProto  uint16
+	AfterVlanTci    uint16
+	OuterFamily     uint8
+	Pad             [3]uint8
+	OuterSrc        [16]uint8
+	OuterDst        [16]uint8
+	Before          [128]uint8
+	After           [128]uint8
 }
 
 type PortMonFrame struct {
-	_    structs.HostLayout
-	Len  uint16
-	Pad  [6]uint8
-	Data [128]uint8
+	_           structs.HostLayout
+	Len         uint16
+	VlanProto   uint16
+	VlanTci     uint16
+	OuterFamily uint8
+	Pad         uint8
+	OuterSrc    [16]uint8
+	OuterDst    [16]uint8
+	Data        [128]uint8
 }
 
 type PortNetFlag uint32
@@ -381,30 +393,31 @@ const (
 	PortVxdpReasonDROP_VXLAN_FLAGS         PortVxdpReason = 48
 	PortVxdpReasonPASS_VNI_UNKNOWN         PortVxdpReason = 49
 	PortVxdpReasonDROP_VTEP_UNKNOWN        PortVxdpReason = 50
-	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 51
-	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 52
-	PortVxdpReasonDROP_UDP_CSUM            PortVxdpReason = 53
-	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 54
-	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 55
-	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 56
-	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 57
-	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 58
-	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 59
-	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 60
-	PortVxdpReasonREDIRECT_FROM_PROVIDER   PortVxdpReason = 61
-	PortVxdpReasonPASS_PROVIDER_BUM        PortVxdpReason = 62
-	PortVxdpReasonPASS_PROVIDER_FDB_MISS   PortVxdpReason = 63
-	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 64
-	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 65
-	PortVxdpReasonPASS_NOT_PROVIDER        PortVxdpReason = 66
-	PortVxdpReasonREDIRECT_TO_BRIDGE       PortVxdpReason = 67
-	PortVxdpReasonREDIRECT_TO_PHYSICAL     PortVxdpReason = 68
-	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 69
-	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 70
-	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 71
-	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 72
-	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 73
-	PortVxdpReasonREASON_MAX               PortVxdpReason = 74
+	PortVxdpReasonDROP_NOT_UPLINK          PortVxdpReason = 51
+	PortVxdpReasonDROP_NOT_LOCAL           PortVxdpReason = 52
+	PortVxdpReasonPASS_UDP_CSUM            PortVxdpReason = 53
+	PortVxdpReasonDROP_UDP_CSUM            PortVxdpReason = 54
+	PortVxdpReasonDROP_INNER_SRC_LOCAL     PortVxdpReason = 55
+	PortVxdpReasonPASS_INNER_BUM           PortVxdpReason = 56
+	PortVxdpReasonPASS_INNER_FDB_MISS      PortVxdpReason = 57
+	PortVxdpReasonPASS_TCP_GRO             PortVxdpReason = 58
+	PortVxdpReasonPASS_INNER_TAGGED        PortVxdpReason = 59
+	PortVxdpReasonPASS_NO_TXPORT           PortVxdpReason = 60
+	PortVxdpReasonPASS_DECAP_FAILED        PortVxdpReason = 61
+	PortVxdpReasonREDIRECT_FROM_PROVIDER   PortVxdpReason = 62
+	PortVxdpReasonPASS_PROVIDER_BUM        PortVxdpReason = 63
+	PortVxdpReasonPASS_PROVIDER_FDB_MISS   PortVxdpReason = 64
+	PortVxdpReasonDROP_NO_TUNNEL_INFO      PortVxdpReason = 65
+	PortVxdpReasonDROP_VNI_UNKNOWN         PortVxdpReason = 66
+	PortVxdpReasonPASS_NOT_PROVIDER        PortVxdpReason = 67
+	PortVxdpReasonREDIRECT_TO_BRIDGE       PortVxdpReason = 68
+	PortVxdpReasonREDIRECT_TO_PHYSICAL     PortVxdpReason = 69
+	PortVxdpReasonDROP_SEGMENT_UNKNOWN     PortVxdpReason = 70
+	PortVxdpReasonDROP_TO_HOST             PortVxdpReason = 71
+	PortVxdpReasonPASS_NO_SG               PortVxdpReason = 72
+	PortVxdpReasonPASS_NON_IP              PortVxdpReason = 73
+	PortVxdpReasonPASS_SG_ALLOWED          PortVxdpReason = 74
+	PortVxdpReasonREASON_MAX               PortVxdpReason = 75
 )
 
 // Names of all BPF objects in the ELF.

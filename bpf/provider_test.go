@@ -4,8 +4,12 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/vxdp/vxdp/frames"
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // Provider networks on the physical interface "lo" (ifindex 1: the
@@ -49,6 +53,21 @@ func withProvider(t *testing.T, w *world) {
 	w.put(t, maps.FDB, maps.NewFDBKey(vmQ.vni, mac6(vmQ.mac)), maps.FDBEntry{Kind: maps.FDBProvider})
 }
 
+// withVLANOnly serves VLAN 99 on lo, which carries no flat network.
+func withVLANOnly(t *testing.T, w *world) {
+	withProvider(t, w)
+	w.del(t, maps.ProviderIn, maps.NewProviderKey(loIfindex, 0))
+}
+
+// offUplink makes lo (a test run's ingress) a provider network's
+// interface only: the tunnel interface is another.
+func offUplink(setup func(*testing.T, *world)) func(*testing.T, *world) {
+	return func(t *testing.T, w *world) {
+		setup(t, w)
+		update(t, w, maps.Config, uint32(0), func(c *maps.ConfigValue) { c.UplinkIfindex = loIfindex + 1 })
+	}
+}
+
 // asPort makes the TC test run's device (lo) port p.
 func asPort(p vm) func(*testing.T, *world) {
 	return func(t *testing.T, w *world) {
@@ -80,7 +99,31 @@ func TestProviderPortProgram(t *testing.T) {
 		{name: "port security holds on a provider port", setup: asPort(vmP), in: udp(vm{mac: vmP.mac, ip: vmQ.ip}, vmQ),
 			verdict: tcShot, reason: "DROP_SPOOF_IP"},
 		{name: "a VLAN tag from the VM drops", setup: asPort(vmP), in: frames.Tagged(udp(vmP, vmQ), 99), verdict: tcShot, reason: "DROP_VLAN"},
+		{name: "security groups, no egress rule: dropped", setup: withPortGroups(loIfindex, asPort(vmP)), in: udp(vmP, vmQ),
+			verdict: tcShot, reason: "DROP_SG_EGRESS"},
+		{name: "security groups, an egress rule to it: out of the physical interface", setup: withPortGroups(loIfindex, asPort(vmP), toQ),
+			in: udp(vmP, vmQ), verdict: tcRedirect, reason: "REDIRECT_PROVIDER"},
+		{name: "security groups, to another port of the VLAN than the rule's: dropped", setup: withPortGroups(loIfindex, asPort(vmP), toQ),
+			in: frames.UDP4(vmP.mac, vmQ.mac, vmP.ip, addr("172.16.99.21"), 40000, 5201), verdict: tcShot, reason: "DROP_SG_EGRESS"},
 	})
+}
+
+// Rules between vmP and vmQ of VLAN 99: UDP 5201 from vmP to vmQ, and
+// from vmQ to vmP.
+var (
+	toQ = state.Rule{Direction: state.Egress, EtherType: state.IPv4, Protocol: state.ProtoUDP, PortMin: 5201, PortMax: 5201,
+		RemotePrefixes: []netip.Prefix{netip.PrefixFrom(vmQ.ip, 32)}}
+	fromQRule = state.Rule{Direction: state.Ingress, EtherType: state.IPv4, Protocol: state.ProtoUDP, PortMin: 5201, PortMax: 5201,
+		RemotePrefixes: []netip.Prefix{netip.PrefixFrom(vmQ.ip, 32)}}
+)
+
+// withPortGroups serves the provider networks (setup) and gives the port
+// of ifindex security groups with rules.
+func withPortGroups(ifindex uint32, setup func(*testing.T, *world), rules ...state.Rule) func(*testing.T, *world) {
+	return func(t *testing.T, w *world) {
+		setup(t, w)
+		groupsOn(t, w, ifindex, false, rules...)
+	}
 }
 
 // TestProviderUplinkProgram: what arrives on the physical interface. A
@@ -106,9 +149,33 @@ func TestProviderUplinkProgram(t *testing.T) {
 		{name: "untagged to a flat port: redirected as it is", setup: withProvider, in: toF, verdict: xdpRedirect, reason: "REDIRECT_FROM_PROVIDER", want: toF},
 		{name: "untagged to a VLAN 99 port: not the flat network's", setup: withProvider,
 			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
-		{name: "VXLAN on the flat network's interface is still decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
+		{name: "VXLAN on a provider interface that is also the tunnel interface: decapsulated", setup: withProvider, in: vxlanTo(vmR, toB(), nil),
 			verdict: xdpRedirect, reason: "REDIRECT_LOCAL", want: toB()},
+		// A host of the flat network, or untagged on the VLAN trunk, forging
+		// a registered VTEP's address: the kernel's VXLAN socket would take it.
+		{name: "VXLAN from a registered VTEP's address on a flat network's interface: dropped", setup: offUplink(withProvider),
+			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
+		{name: "VXLAN untagged on a VLAN trunk: dropped", setup: offUplink(withVLANOnly),
+			in: vxlanTo(vmR, toB(), nil), verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
+		{name: "other traffic on a provider interface is the host's", setup: offUplink(withVLANOnly),
+			in: frames.UDP4(physMAC, vmP.mac, addr("172.16.99.1"), vmP.ip, 1, 2), verdict: xdpPass, reason: "PASS_NOT_VXLAN"},
+		// A bridge hands link-local group frames to its port's own stack
+		// (eth1.99, eth3), whose sockets bound to any address would take IP.
+		{name: "IPv4 on VLAN 99 to a link-local group address: dropped", setup: withProvider,
+			in: frames.Tagged(frames.UDP4(physMAC, frames.LLDP, addr("172.16.99.1"), vmP.ip, 1, 8472), 99), verdict: xdpDrop, reason: "DROP_LINK_LOCAL_DST"},
+		{name: "LLDP on the flat network's interface: the host's, as on any NIC", setup: withProvider,
+			in: frames.Build(frames.Ether(physMAC, frames.LLDP, layers.EthernetTypeLinkLayerDiscovery), gopacket.Payload(make([]byte, 46))), verdict: xdpPass, reason: "PASS_PROVIDER_BUM"},
 		{name: "no provider network on the interface: tags pass as before", in: frames.Tagged(fromQ(vmP), 99), verdict: xdpPass, reason: "PASS_VLAN_TAGGED"},
+		{name: "VLAN 99 to a port with security groups, no rule: dropped", setup: withPortGroups(vmP.ifindex, withProvider),
+			in: frames.Tagged(fromQ(vmP), 99), verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
+		{name: "VLAN 99 to a port with security groups, a rule from the sender: untagged and redirected",
+			setup: withPortGroups(vmP.ifindex, withProvider, fromQRule), in: frames.Tagged(fromQ(vmP), 99),
+			verdict: xdpRedirect, reason: "REDIRECT_FROM_PROVIDER", want: fromQ(vmP)},
+		{name: "VLAN 99 to a port with security groups, from another address than the rule's: dropped",
+			setup: withPortGroups(vmP.ifindex, withProvider, fromQRule),
+			in:    frames.Tagged(frames.UDP4(vmQ.mac, vmP.mac, addr("172.16.99.21"), vmP.ip, 40000, 5201), 99), verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
+		{name: "untagged to a flat port with security groups, no rule: dropped", setup: withPortGroups(vmF.ifindex, withProvider),
+			in: toF, verdict: xdpDrop, reason: "DROP_SG_INGRESS"},
 	})
 }
 
@@ -126,6 +193,8 @@ func TestSegmentProgram(t *testing.T) {
 	runCases(t, progSegment, []testCase{
 		{name: "to a local port: redirected", setup: withProvider, in: fromPhys(vmF), verdict: tcRedirect, reason: "REDIRECT_LOCAL"},
 		{name: "to another network's port: the bridge", setup: withProvider, in: fromPhys(vmP), verdict: tcOK, reason: "PASS_PROVIDER_FDB_MISS"},
+		{name: "IPv4 to a link-local group address: dropped", setup: withProvider,
+			in: frames.UDP4(physMAC, frames.LLDP, addr("172.16.98.1"), vmF.ip, 1, 8472), verdict: tcShot, reason: "DROP_LINK_LOCAL_DST"},
 		{name: "broadcast: the bridge", setup: withProvider, in: fromPhys(vm{mac: frames.Broadcast, ip: addr("172.16.98.255")}),
 			verdict: tcOK, reason: "PASS_PROVIDER_BUM"},
 		{name: "from a local port's MAC: a forgery", setup: withProvider,

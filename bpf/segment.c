@@ -82,6 +82,9 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *seg
 		return DROP_RUNT;
 	if (mac_is_local_port(*seg, eth->h_source))
 		return DROP_INNER_SRC_LOCAL;
+	/* The kernel took any tag out: h_proto is what the tag carried. */
+	if (link_local_ip(eth->h_dest, eth->h_proto))
+		return DROP_LINK_LOCAL_DST;
 	if (!forwarding(cfg))
 		return to_bridge(skb, net, tagged, PASS_KERNEL_FORWARDING);
 	if (mac_is_multicast(eth->h_dest))

@@ -61,6 +61,8 @@ func TestUplinkIPv6Underlay(t *testing.T) {
 			verdict: xdpPass, reason: "PASS_UDP_CSUM"},
 		{name: "an unregistered VTEP drops", setup: withUnderlay6, in: vxlan6From("fd00:192:168:248::9", localIP6.String(), vniA, toB()),
 			verdict: xdpDrop, reason: "DROP_VTEP_UNKNOWN"},
+		{name: "on a provider network's interface, from a registered VTEP: dropped", setup: offUplink(withUnderlay6), in: valid,
+			verdict: xdpDrop, reason: "DROP_NOT_UPLINK"},
 		{name: "not to local_ip drops", setup: withUnderlay6, in: vxlan6From(vtepA6.String(), "fd00:192:168:248::7", vniA, toB()),
 			verdict: xdpDrop, reason: "DROP_NOT_LOCAL"},
 		{name: "a VNI not served here passes", setup: withUnderlay6, in: vxlan6From(vtepA6.String(), localIP6.String(), vniOther, toB()),

@@ -151,6 +151,8 @@ static __always_inline enum vxdp_reason from_provider(struct xdp_md *ctx, const 
 		return DROP_VNI_MISMATCH;
 	if (mac_is_local_port(*seg, eth->h_source))
 		return DROP_INNER_SRC_LOCAL;
+	if (link_local_ip(eth->h_dest, l3->proto))
+		return DROP_LINK_LOCAL_DST;
 	if (!forwarding(cfg))
 		return PASS_KERNEL_FORWARDING;
 	if (mac_is_multicast(eth->h_dest))
@@ -181,6 +183,16 @@ static __always_inline enum vxdp_reason from_provider(struct xdp_md *ctx, const 
 		__builtin_memcpy(data, macs, sizeof(macs));
 	}
 	return REDIRECT_FROM_PROVIDER;
+}
+
+/* VXLAN comes in on the tunnel interface only. The program also runs on
+ * provider networks' physical interfaces, whose hosts the underlay's
+ * VTEP check cannot vouch for: the kernel's VXLAN socket is bound to any
+ * address and would take VXLAN to local_ip arriving there, and XDP runs
+ * before rp_filter. */
+static __always_inline int on_uplink(const struct xdp_md *ctx, const struct vxdp_config *cfg)
+{
+	return ctx->ingress_ifindex == cfg->uplink_ifindex;
 }
 
 /* vxdp_udp6_csum sums the len bytes at off of the frame onto seed (the
@@ -299,6 +311,8 @@ static __always_inline enum vxdp_reason decide6(struct xdp_md *ctx, const struct
 		return PASS_MALFORMED;
 	if (udp->dest != cfg->vxlan_port)
 		return PASS_NOT_VXLAN;
+	if (!on_uplink(ctx, cfg))
+		return DROP_NOT_UPLINK;
 	len = bpf_ntohs(ip6->payload_len);
 	vx = (struct vxlanhdr *)(udp + 1);
 	inner = (struct ethhdr *)(vx + 1);
@@ -382,6 +396,8 @@ static __always_inline enum vxdp_reason decide(struct xdp_md *ctx, __u32 *vni_ou
 		return PASS_MALFORMED;
 	if (!cfg || udp->dest != cfg->vxlan_port)
 		return PASS_NOT_VXLAN;
+	if (!on_uplink(ctx, cfg))
+		return DROP_NOT_UPLINK;
 	/* A header with options is rare and slow: the kernel verifies and
 	 * decapsulates it, and the vxlan program checks its VTEP. */
 	if (ip->ihl != 5)

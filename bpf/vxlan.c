@@ -41,6 +41,7 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 	ipv6 = cfg->flags & CFG_F_UNDERLAY_IPV6;
 	if (bpf_skb_get_tunnel_key(skb, &tk, sizeof(tk), ipv6 ? BPF_F_TUNINFO_IPV6 : 0))
 		return DROP_NO_TUNNEL_INFO;
+	mon_note_tunnel(cfg, &tk, ipv6);
 	vni = tk.tunnel_id;
 	*vni_out = vni;
 	net = bpf_map_lookup_elem(&networks, &vni);
@@ -69,6 +70,9 @@ static __always_inline enum vxdp_reason decide(struct __sk_buff *skb, __u32 *vni
 		return DROP_RUNT;
 	if (mac_is_local_port(vni, eth->h_source))
 		return DROP_INNER_SRC_LOCAL;
+	/* The bridge would hand it to the vxlan device's own stack. */
+	if (mac_is_link_local(eth->h_dest))
+		return DROP_LINK_LOCAL_DST;
 	if (!forwarding(cfg))
 		return PASS_KERNEL_FORWARDING;
 

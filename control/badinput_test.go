@@ -297,10 +297,10 @@ func TestControllerValidation(t *testing.T) {
 			_, err := c.AddSecurityGroupRule(ctx, "web", control.SGRule{Direction: "inbound", Protocol: "tcp", PortRangeMin: control.IntPtr(22), PortRangeMax: control.IntPtr(22)})
 			return err
 		}, control.ErrInvalid, `direction "inbound"`},
-		{"rule prefix with host bits", func() error {
-			_, err := c.AddSecurityGroupRule(ctx, "web", control.SGRule{Direction: "ingress", RemoteIPPrefix: netip.MustParsePrefix("10.0.0.1/8")})
+		{"rule prefix of the other family", func() error {
+			_, err := c.AddSecurityGroupRule(ctx, "web", control.SGRule{Direction: "ingress", Ethertype: "IPv4", RemoteIPPrefix: netip.MustParsePrefix("2001:db8::/32")})
 			return err
-		}, control.ErrInvalid, "write 10.0.0.0/8"},
+		}, control.ErrInvalid, "is not an IPv4 prefix"},
 		{"network in use", func() error { return c.DeleteNetwork(ctx, "net") }, control.ErrInUse, "delete them first"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -569,7 +569,7 @@ func (c *Controller) CreatePort(ctx context.Context, spec PortSpec) (Port, error
 			return Port{}, err
 		}
 	}
-	if rec.SecurityGroups, err = c.portGroups(ctx, rec.Project, refs); err != nil {
+	if rec.SecurityGroups, err = c.portGroups(ctx, rec.Project, portLabel(rec.Name, rec.ID), refs); err != nil {
 		return Port{}, err
 	}
 	if err := rec.Validate(); err != nil {

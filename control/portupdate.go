@@ -71,7 +71,7 @@ func (c *Controller) updatedPort(ctx context.Context, rec PortRecord, u PortUpda
 	if u.ClearSecurityGroups {
 		groups = nil
 	}
-	added, err := c.portGroups(ctx, rec.Project, u.AddSecurityGroups)
+	added, err := c.portGroups(ctx, rec.Project, portLabel(rec.Name, rec.ID), u.AddSecurityGroups)
 	if err != nil {
 		return rec, err
 	}
@@ -92,7 +92,7 @@ func (c *Controller) updatedPort(ctx context.Context, rec PortRecord, u PortUpda
 		groups = slices.Delete(groups, i, i+1)
 	}
 	// The whole set must be of one project and kind (stateful or not).
-	if rec.SecurityGroups, err = c.portGroups(ctx, rec.Project, groups); err != nil {
+	if rec.SecurityGroups, err = c.portGroups(ctx, rec.Project, portLabel(rec.Name, rec.ID), groups); err != nil {
 		return rec, err
 	}
 	pairs := slices.Clone(rec.AllowedAddressPairs)

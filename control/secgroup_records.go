@@ -181,9 +181,8 @@ func (r SGRule) Validate() error {
 	remotes := 0
 	if r.RemoteIPPrefix.IsValid() {
 		remotes++
-		if r.RemoteIPPrefix.Masked() != r.RemoteIPPrefix {
-			bad("remote_ip_prefix %s has host bits set; write %s", r.RemoteIPPrefix, r.RemoteIPPrefix.Masked())
-		}
+		// Host bits are not refused: as in Neutron, the prefix stands for
+		// its network (AddSecurityGroupRule stores it masked).
 		if r.RemoteIPPrefix.Addr().Is4() != (r.Ethertype == state.IPv4) {
 			bad("remote_ip_prefix %s is not an %s prefix: give an %s prefix or ethertype %s", r.RemoteIPPrefix, r.Ethertype, r.Ethertype,
 				map[bool]string{true: state.IPv4, false: state.IPv6}[r.RemoteIPPrefix.Addr().Is4()])
@@ -243,7 +242,7 @@ func sameRule(a, b SGRule) bool {
 	pb, errb := ProtocolNumber(b.Protocol, b.Ethertype)
 	eq := func(x, y *int) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
 	return erra == nil && errb == nil && pa == pb && a.Direction == b.Direction && a.Ethertype == b.Ethertype &&
-		eq(a.PortRangeMin, b.PortRangeMin) && eq(a.PortRangeMax, b.PortRangeMax) && a.RemoteIPPrefix == b.RemoteIPPrefix &&
+		eq(a.PortRangeMin, b.PortRangeMin) && eq(a.PortRangeMax, b.PortRangeMax) && a.RemoteIPPrefix.Masked() == b.RemoteIPPrefix.Masked() &&
 		a.RemoteGroupID == b.RemoteGroupID && a.RemoteAddressGroupID == b.RemoteAddressGroupID
 }
 

@@ -93,11 +93,14 @@ func (c *Controller) FindSecurityGroup(ctx context.Context, project, ref string)
 
 // AddSecurityGroupRule adds a rule (its ID is generated) to the group sgRef
 // names (its remote group and address group by id, or by name in the
-// group's project), with a compare-and-set on the group, retrying when another rule
-// was added meanwhile. A rule allowing the same as an existing one is
-// refused, as in Neutron; so are a remote group or address group of
-// another project, and a rule over the project's quota. Nothing is
-// written when the rule is refused.
+// group's project), with a compare-and-set on the group, retrying when
+// another rule was added meanwhile. A remote_ip_prefix with host bits set
+// is stored masked, as Neutron does (10.0.0.1/8 is 10.0.0.0/8). A rule
+// allowing the same as an existing one is refused, as in Neutron; so are
+// a remote group or address group of another project, a rule over the
+// project's quota, and a rule that would leave some port's groups too
+// many classes to compile (checkRuleFits). Nothing is written when the
+// rule is refused.
 func (c *Controller) AddSecurityGroupRule(ctx context.Context, sgRef string, rule SGRule) (SecurityGroupRule, error) {
 	rule.ID = NewUUID()
 	if rule.Ethertype == "" {
@@ -105,6 +108,9 @@ func (c *Controller) AddSecurityGroupRule(ctx context.Context, sgRef string, rul
 		if rule.RemoteIPPrefix.IsValid() && rule.RemoteIPPrefix.Addr().Is6() {
 			rule.Ethertype = "IPv6"
 		}
+	}
+	if rule.RemoteIPPrefix.IsValid() {
+		rule.RemoteIPPrefix = rule.RemoteIPPrefix.Masked()
 	}
 	rule.Protocol = strings.ToLower(rule.Protocol)
 	if rule.Protocol == "any" {
@@ -134,6 +140,9 @@ func (c *Controller) AddSecurityGroupRule(ctx context.Context, sgRef string, rul
 		}
 		rec := sg.SecurityGroupRecord
 		rec.Rules = append(slices.Clone(rec.Rules), rule)
+		if err := c.checkRuleFits(ctx, &rec, rule); err != nil {
+			return SecurityGroupRule{}, fmt.Errorf("rule refused: %w", err)
+		}
 		rev, err := c.update(ctx, SecGroupKey(sg.ID), &rec, sg.Revision)
 		if errors.Is(err, ErrConflict) {
 			continue
@@ -277,12 +286,14 @@ func (c *Controller) DeleteSecurityGroup(ctx context.Context, ref string) error 
 	return nil
 }
 
-// portGroups resolves the security group references of a port of project
-// to ids, refusing groups of other projects and a mix of stateful and
-// stateless groups.
-func (c *Controller) portGroups(ctx context.Context, project string, refs []string) ([]string, error) {
+// portGroups resolves the security group references of port (a name for
+// errors) of project to ids, refusing groups of other projects, a mix of
+// stateful and stateless groups, and groups whose rules together the
+// dataplane could not compile for the port (policyOverflow).
+func (c *Controller) portGroups(ctx context.Context, project, port string, refs []string) ([]string, error) {
 	var ids []string
 	var stateful, stateless []string
+	var groups []*SecurityGroupRecord
 	for _, ref := range refs {
 		sg, err := c.FindSecurityGroup(ctx, project, ref)
 		if err != nil {
@@ -296,6 +307,7 @@ func (c *Controller) portGroups(ctx context.Context, project string, refs []stri
 			continue
 		}
 		ids = append(ids, sg.ID)
+		groups = append(groups, &sg.SecurityGroupRecord)
 		if sg.Stateless {
 			stateless = append(stateless, sg.Name)
 		} else {
@@ -305,6 +317,9 @@ func (c *Controller) portGroups(ctx context.Context, project string, refs []stri
 	if len(stateful) > 0 && len(stateless) > 0 {
 		return nil, invalidf("security groups: %s stateful and %s stateless: one port cannot mix them; give groups of one kind",
 			strings.Join(stateful, ", "), strings.Join(stateless, ", "))
+	}
+	if err := policyOverflow(groups); err != nil {
+		return nil, invalidf("port %s in security groups %s would pass only always-allowed traffic: %v", port, groupNames(groups), err)
 	}
 	return ids, nil
 }

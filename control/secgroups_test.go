@@ -63,7 +63,6 @@ func TestRuleValidation(t *testing.T) {
 		{"icmpv6 on IPv4", control.SGRule{Protocol: "ipv6-icmp", Ethertype: "IPv4"}, control.ErrInvalid, "is IPv6 only"},
 		{"IPv6 prefix on an IPv4 rule", control.SGRule{Ethertype: "IPv4", RemoteIPPrefix: prefix("2001:db8::/32")}, control.ErrInvalid,
 			"remote_ip_prefix 2001:db8::/32 is not an IPv4 prefix"},
-		{"host bits", control.SGRule{RemoteIPPrefix: prefix("10.1.2.3/8")}, control.ErrInvalid, "write 10.0.0.0/8"},
 		{"two remotes", control.SGRule{RemoteIPPrefix: prefix("10.0.0.0/8"), RemoteGroupID: web.ID}, control.ErrInvalid, "give at most one"},
 		{"unknown direction", control.SGRule{Direction: "inbound"}, control.ErrInvalid, `direction "inbound": want ingress`},
 		{"remote group that does not exist", control.SGRule{RemoteGroupID: "nope"}, control.ErrNotFound, `remote_group_id: security group "nope" in project admin`},
@@ -109,6 +108,23 @@ func TestRuleValidation(t *testing.T) {
 	}
 	if _, err := c.AddSecurityGroupRule(ctx, web.ID, control.SGRule{Direction: "ingress", Protocol: "6", PortRangeMin: ptr(22), PortRangeMax: ptr(22)}); !errors.Is(err, control.ErrExists) {
 		t.Errorf("protocol 6 next to tcp: %v, want a duplicate", err)
+	}
+
+	// Host bits of a remote prefix are masked, as in Neutron: the rule
+	// is for the network, and another address of it is the same rule.
+	masked, err := c.AddSecurityGroupRule(ctx, web.ID, control.SGRule{Direction: "ingress", RemoteIPPrefix: prefix("10.1.2.3/8")})
+	if err != nil || masked.RemoteIPPrefix != prefix("10.0.0.0/8") {
+		t.Errorf("rule from 10.1.2.3/8: %v, remote %s; want it stored for 10.0.0.0/8", err, masked.RemoteIPPrefix)
+	}
+	got, err = c.GetSecurityGroup(ctx, web.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(got.Rules, func(r control.SGRule) bool { return r.ID == masked.ID }); i < 0 || got.Rules[i].RemoteIPPrefix != prefix("10.0.0.0/8") {
+		t.Errorf("rule from 10.1.2.3/8 read back as %+v, want remote 10.0.0.0/8", got.Rules)
+	}
+	if _, err := c.AddSecurityGroupRule(ctx, web.ID, control.SGRule{Direction: "ingress", RemoteIPPrefix: prefix("10.9.9.9/8")}); !errors.Is(err, control.ErrExists) {
+		t.Errorf("10.9.9.9/8 next to 10.0.0.0/8: %v, want a duplicate", err)
 	}
 }
 

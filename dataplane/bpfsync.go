@@ -133,8 +133,12 @@ func (d *Dataplane) buildBPF(want *state.Desired, nets map[string]*kernelNet, pr
 	secured := slices.DeleteFunc(slices.Clone(present), func(p localPort) bool { return !d.groupsEnforced(p) })
 	policies, perrs := compilePolicies(want.SecurityGroups, secured)
 	for set, err := range perrs {
-		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set, "err", err)
+		d.log.Error("security groups cannot be compiled: the ports in them allow only what is always allowed", "groups", set,
+			"ports", policies.ports[set], "err", err)
 	}
+	d.mu.Lock()
+	d.uncompiled = policies.uncompiledPorts(perrs)
+	d.mu.Unlock()
 	w.remote, w.l4 = policies.entries()
 	rec.policies = policies.describe(want.SecurityGroups, perrs)
 	for _, p := range present {
@@ -527,6 +531,11 @@ func (d *Dataplane) configValue() (maps.ConfigValue, error) {
 	}
 	if !d.opts.Kernel {
 		c.Flags |= maps.ConfigForward
+	}
+	// A running `vxdp monitor`'s flags are its own: an apply keeps them.
+	var cur maps.ConfigValue
+	if err := d.set.Map(maps.Config).Lookup(uint32(0), &cur); err == nil {
+		c.Flags |= cur.Flags & (maps.MonitorDrops | maps.MonitorTrace)
 	}
 	if d.opts.LocalIP.Is6() {
 		c.LocalIp6 = d.opts.LocalIP.As16()

@@ -90,6 +90,9 @@ type Dataplane struct {
 	// attachments are the programs the last successful apply attached
 	// (CheckAttached).
 	attachments []Attachment
+	// uncompiled counts the ports whose groups the last apply could not
+	// compile (the vxdp_sg_uncompiled_ports metric).
+	uncompiled int
 }
 
 var _ state.Reconciler = (*Dataplane)(nil)
@@ -168,7 +171,7 @@ func (d *Dataplane) openBPF() error {
 }
 
 // layoutVersion is VXDP_LAYOUT of bpf/include/abi.h.
-const layoutVersion = 8
+const layoutVersion = 9
 
 // seedIPID starts each CPU's outer IPv4 ID counter at a different offset
 // so CPUs do not reuse each other's IDs towards the same VTEP.
@@ -215,6 +218,7 @@ func (d *Dataplane) AppliedRevision() uint64 {
 // Apply makes the host match want. See state.Reconciler.
 func (d *Dataplane) Apply(ctx context.Context, want *state.Desired) (state.Result, error) {
 	rec := &recorder{prov: map[string]string{}}
+	want = d.servable(want, rec)
 	err := d.apply(ctx, want, rec)
 	res := state.Result{Ops: rec.ops, Unchanged: rec.unchanged, Pending: rec.pending}
 	if werr := d.writeApplied(want, res, rec, err); werr != nil && err == nil {
@@ -376,8 +380,11 @@ type recorder struct {
 	ops       []state.Op
 	unchanged int
 	pending   []string
-	prov      map[string]string // "object/key" -> source
-	policies  map[string]AppliedPolicy
+	// unservable are the networks this host cannot carry (a provider
+	// network without a mapped interface): left out, their ports pending.
+	unservable []UnservableNetwork
+	prov       map[string]string // "object/key" -> source
+	policies   map[string]AppliedPolicy
 }
 
 func (r *recorder) op(object, action, key string) {
@@ -391,15 +398,18 @@ func (r *recorder) source(object, key string, src state.Source) {
 // Applied is what the agent records after every apply in
 // <state-dir>/applied.json: for operators, tests and `vxdp dump`.
 type Applied struct {
-	Instance   string            `json:"instance"`
-	Dataplane  string            `json:"dataplane"`
-	Revision   uint64            `json:"revision"`
-	AppliedAt  time.Time         `json:"applied_at"`
-	Error      string            `json:"error,omitempty"`
-	Ops        int               `json:"ops"`
-	Unchanged  int               `json:"unchanged"`
-	Pending    []string          `json:"pending"`
-	Provenance map[string]string `json:"provenance"`
+	Instance  string    `json:"instance"`
+	Dataplane string    `json:"dataplane"`
+	Revision  uint64    `json:"revision"`
+	AppliedAt time.Time `json:"applied_at"`
+	Error     string    `json:"error,omitempty"`
+	Ops       int       `json:"ops"`
+	Unchanged int       `json:"unchanged"`
+	Pending   []string  `json:"pending"`
+	// Unservable networks were left out of the apply: the rest of the
+	// host's state is applied regardless.
+	Unservable []UnservableNetwork `json:"unservable,omitempty"`
+	Provenance map[string]string   `json:"provenance"`
 	// Policies are the compiled security groups by policy id (what
 	// `vxdp dump policy` shows for a port).
 	Policies map[string]AppliedPolicy `json:"policies,omitempty"`
@@ -428,6 +438,10 @@ type AppliedNetwork struct {
 	VTEPs    []netip.Addr    `json:"vteps"`
 	Local    []AppliedPort   `json:"local_ports"`
 	Remote   []AppliedRemote `json:"remote_ports"`
+
+	// PhysicalNetwork is a provider network's physical network (e.g.
+	// "default"): `vxdp monitor` names its segment so.
+	PhysicalNetwork string `json:"physical_network,omitempty"`
 }
 
 // provider reports whether the network is a provider network (an older
@@ -469,6 +483,7 @@ func (d *Dataplane) appliedNetworks(want *state.Desired, pending []string) []App
 			phys := d.opts.PhysicalInterfaceMappings[n.PhysicalNetwork]
 			out[i].VNI, _ = d.segment(n)
 			out[i].Physical, out[i].VLAN, out[i].VXLAN = phys, n.VLAN, phys
+			out[i].PhysicalNetwork = n.PhysicalNetwork
 			if n.Kind() == state.NetworkVLAN {
 				out[i].VXLAN = vlanDevName(phys, n.VLAN)
 			}
@@ -535,6 +550,8 @@ type AppliedPolicy struct {
 	Stateless bool          `json:"stateless,omitempty"`
 	Rules     []AppliedRule `json:"rules"`
 	Error     string        `json:"error,omitempty"` // why it allows nothing
+	// Ports are the local ports in these groups (ids, or taps).
+	Ports []string `json:"ports,omitempty"`
 }
 
 // AppliedRule is one rule of a policy, with the record behind it.
@@ -550,7 +567,7 @@ type AppliedRule struct {
 
 func (d *Dataplane) writeApplied(want *state.Desired, res state.Result, rec *recorder, applyErr error) error {
 	a := Applied{Instance: d.opts.Instance, Dataplane: "bpf", Revision: want.Revision, AppliedAt: time.Now().UTC(),
-		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Provenance: rec.prov, Policies: rec.policies}
+		Ops: len(res.Ops), Unchanged: res.Unchanged, Pending: res.Pending, Unservable: rec.unservable, Provenance: rec.prov, Policies: rec.policies}
 	if d.opts.Kernel {
 		a.Dataplane = "kernel"
 	}

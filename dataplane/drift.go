@@ -3,6 +3,7 @@ package dataplane
 import (
 	"cmp"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -212,6 +213,11 @@ func findDrift(nlh *netlink.Handle, set *maps.Set, a *Applied) ([]Drift, error) 
 			}
 		}
 	}
+	nd, err := nexthopDrift(nlh, set)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, nd...)
 	gd, err := provenanceDrift(set, a.Provenance)
 	if err != nil {
 		return nil, err
@@ -324,7 +330,7 @@ func kernelDrift(nlh *netlink.Handle, n AppliedNetwork, want wantedL2, ports map
 // l2Maps are the maps compared entry by entry, with values, above; the
 // other maps with provenance are compared by key with what the apply
 // recorded.
-var l2Maps = []string{maps.FDB, maps.VTEPs, maps.ARP}
+var l2Maps = []string{maps.FDB, maps.VTEPs, maps.ARP, maps.VTEPNextHop}
 
 // nestedProvenance are provenance objects below a map's ("bpf/ports/groups"
 // records where a port's groups came from), not keys of the map.
@@ -358,4 +364,54 @@ func provenanceDrift(set *maps.Set, prov map[string]string) ([]Drift, error) {
 		out = compare(out, desc.Name, 0, "bpf "+desc.Name, want, have)
 	}
 	return out, nil
+}
+
+// nexthopDrift compares vtep_nexthop with the kernel, not with the last
+// apply: the agent follows the neighbour table between applies, dropping
+// an entry while its neighbour is unconfirmed and adding it back later.
+// What must never be is an entry whose MAC the kernel no longer has for
+// that VTEP's next hop: encapsulated frames would go to the wrong machine.
+func nexthopDrift(nlh *netlink.Handle, set *maps.Set) ([]Drift, error) {
+	var (
+		out []Drift
+		k   uint32
+		v   maps.MACValue
+	)
+	neighs := map[int]map[netip.Addr]string{}
+	it := set.Map(maps.VTEPNextHop).Iterate()
+	for it.Next(&k, &v) {
+		vtep := maps.AddrBE32(k)
+		have := net.HardwareAddr(v.Mac[:]).String()
+		d := Drift{Entry: maps.VTEPNextHop, Key: vtep.String(), Place: "bpf vtep_nexthop", Have: have}
+		routes, err := nlh.RouteGet(net.IP(vtep.AsSlice()))
+		if err != nil || len(routes) == 0 {
+			d.Want = "no entry (no route to the VTEP)"
+			out = append(out, d)
+			continue
+		}
+		nh := vtep
+		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok {
+			nh = gw.Unmap()
+		}
+		dev := routes[0].LinkIndex
+		if neighs[dev] == nil {
+			neighs[dev] = map[netip.Addr]string{}
+			list, err := nlh.NeighList(dev, unix.AF_INET)
+			if err != nil {
+				return nil, fmt.Errorf("neighbours of ifindex %d: %w", dev, err)
+			}
+			for _, n := range list {
+				ip, ok := netip.AddrFromSlice(n.IP)
+				if ok && len(n.HardwareAddr) == 6 && n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) == 0 {
+					neighs[dev][ip.Unmap()] = n.HardwareAddr.String()
+				}
+			}
+		}
+		if want, ok := neighs[dev][nh]; !ok || want != have {
+			d.Want = cmp.Or(want, "no entry (the kernel has no neighbour "+nh.String()+")")
+			d.Place += " (kernel neighbour " + nh.String() + ")"
+			out = append(out, d)
+		}
+	}
+	return out, it.Err()
 }

@@ -463,6 +463,11 @@ func (k *kernel) removeStale(keep map[string]bool, rec *recorder) error {
 			continue
 		}
 		if err := k.nl.LinkDel(l); err != nil {
+			// A veth goes with its peer (an emulated VLAN device and its
+			// far end): already removed is removed.
+			if errors.Is(err, unix.ENODEV) {
+				continue
+			}
 			return fmt.Errorf("remove %s: %w", name, err)
 		}
 		rec.op("kernel/"+l.Type(), "remove", name)

@@ -30,7 +30,6 @@ type Programs struct {
 
 // LoadPrograms loads every program against the maps of set.
 func LoadPrograms(set *maps.Set) (*Programs, error) {
-	opts := &ebpf.CollectionOptions{MapReplacements: set.All()}
 	var (
 		p       = Programs{maps: set, bound: map[int]*ebpf.Program{}}
 		port    bpf.PortPrograms
@@ -52,7 +51,7 @@ func LoadPrograms(set *maps.Set) (*Programs, error) {
 		{"bridge", bpf.LoadBridge, &bridge},
 		{"deliver", bpf.LoadDeliver, &deliver},
 	} {
-		if err := loadAssign(l.load, l.obj, opts); err != nil {
+		if err := loadAssign(l.load, l.obj, set); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("load %s program: %w", l.name, err)
 		}
@@ -62,12 +61,12 @@ func LoadPrograms(set *maps.Set) (*Programs, error) {
 	return &p, nil
 }
 
-func loadAssign(load func() (*ebpf.CollectionSpec, error), obj any, opts *ebpf.CollectionOptions) error {
+func loadAssign(load func() (*ebpf.CollectionSpec, error), obj any, set *maps.Set) error {
 	spec, err := load()
 	if err != nil {
 		return err
 	}
-	err = spec.LoadAndAssign(obj, opts)
+	err = spec.LoadAndAssign(obj, set.LoadOptions(spec))
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("%w\n%+v", err, ve)
@@ -93,7 +92,7 @@ func (p *Programs) boundUplink(ifindex int) (*ebpf.Program, error) {
 	ps.Ifindex = uint32(ifindex)
 	ps.Flags |= unix.BPF_F_XDP_DEV_BOUND_ONLY
 	var objs bpf.UplinkBoundPrograms
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: p.maps.All()}); err != nil {
+	if err := spec.LoadAndAssign(&objs, p.maps.LoadOptions(spec)); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("load uplink program bound to ifindex %d: %w\n%+v", ifindex, err, ve)

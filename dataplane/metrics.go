@@ -18,9 +18,11 @@ type Metrics struct {
 	duration prometheus.Histogram
 	pending  prometheus.Gauge
 	revision prometheus.Gauge
-	expired  *prometheus.CounterVec
-	evicted  *prometheus.CounterVec
-	stats    *statsCollector
+	// uncompiled reads Dataplane.uncompiled at scrape time.
+	uncompiled prometheus.GaugeFunc
+	expired    *prometheus.CounterVec
+	evicted    *prometheus.CounterVec
+	stats      *statsCollector
 }
 
 // NewMetrics registers the dataplane's metrics on reg.
@@ -42,6 +44,14 @@ func NewMetrics(reg prometheus.Registerer, d *Dataplane) (*Metrics, error) {
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "vxdp_applied_revision", Help: "Control-plane revision of the last applied state.",
 		}),
+		uncompiled: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "vxdp_sg_uncompiled_ports",
+			Help: "Local ports whose security groups the last apply could not compile (vxdp status names them): they pass only always-allowed traffic.",
+		}, func() float64 {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			return float64(d.uncompiled)
+		}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "vxdp_ct_expired_total", Help: "Tracked flows removed by the sweeper because they expired.",
 		}, []string{"table"}),
@@ -60,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer, d *Dataplane) (*Metrics, error) {
 			m.ops.WithLabelValues(obj, action)
 		}
 	}
-	cs := []prometheus.Collector{m.applies, m.ops, m.duration, m.pending, m.revision, m.expired, m.evicted, m.stats}
+	cs := []prometheus.Collector{m.applies, m.ops, m.duration, m.pending, m.revision, m.uncompiled, m.expired, m.evicted, m.stats}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err

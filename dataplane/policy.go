@@ -21,8 +21,12 @@ import (
 // compile to the same entries across restarts, and a changed policy is a
 // new one: written in full before any port switches to it.
 
-// maxClasses is what an sg_mask holds (SG_MASK_WORDS * 64).
-const maxClasses = 256
+// An sg_mask holds state.MaxPolicyClasses bits, the limit the controller
+// checks too: the build fails when the two disagree.
+var (
+	_ [len(maps.SGMask{}.W)*64 - state.MaxPolicyClasses]struct{}
+	_ [state.MaxPolicyClasses - len(maps.SGMask{}.W)*64]struct{}
+)
 
 // compiledPolicy is one policy's entries, keyed with policy id 0 until
 // the id is known.
@@ -220,8 +224,8 @@ func classify(rules []state.Rule, names []string) ([]policyClass, error) {
 	if len(orderL) < len(orderR) {
 		classes, order = byL4, orderL
 	}
-	if len(order) > maxClasses {
-		return nil, fmt.Errorf("%d distinct remote sets and %d distinct protocol/port sets: at most %d of either", len(orderR), len(orderL), maxClasses)
+	if len(order) > state.MaxPolicyClasses {
+		return nil, fmt.Errorf("%d distinct remote sets and %d distinct protocol/port sets: at most %d of either", len(orderR), len(orderL), state.MaxPolicyClasses)
 	}
 	out := make([]policyClass, len(order))
 	for i, k := range order {
@@ -309,6 +313,7 @@ func (cp *compiledPolicy) content() []byte {
 type policySet struct {
 	byGroups map[string]uint32 // sorted group ids -> policy id
 	policies map[uint32]*compiledPolicy
+	ports    map[string][]string // sorted group ids -> names of the ports in them
 }
 
 // compilePolicies compiles the distinct group sets of the secured ports.
@@ -320,7 +325,7 @@ func compilePolicies(groups []state.SecurityGroup, ports []localPort) (*policySe
 	for i := range groups {
 		byID[groups[i].ID] = &groups[i]
 	}
-	ps := &policySet{byGroups: map[string]uint32{}, policies: map[uint32]*compiledPolicy{}}
+	ps := &policySet{byGroups: map[string]uint32{}, policies: map[uint32]*compiledPolicy{}, ports: map[string][]string{}}
 	errs := map[string]error{}
 	contents := map[uint32][]byte{}
 	var sets []string
@@ -330,6 +335,7 @@ func compilePolicies(groups []state.SecurityGroup, ports []localPort) (*policySe
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 		k := strings.Join(ids, ",")
+		ps.ports[k] = append(ps.ports[k], portName(p.LocalPort))
 		if _, ok := setGroups[k]; !ok {
 			sets = append(sets, k)
 			setGroups[k] = ids
@@ -355,10 +361,13 @@ func compilePolicies(groups []state.SecurityGroup, ports []localPort) (*policySe
 				cp = c
 			}
 		}
-		if err != nil {
-			errs[k] = err
-		}
 		body := cp.content()
+		if err != nil {
+			// Its own id, so that status and dump name its groups and
+			// ports, not those of another set that failed.
+			errs[k] = err
+			body = append(body, "\nuncompiled "+k...)
+		}
 		h := fnv.New32a()
 		h.Write(body)
 		id := h.Sum32()
@@ -377,7 +386,8 @@ func compilePolicies(groups []state.SecurityGroup, ports []localPort) (*policySe
 func (ps *policySet) describe(groups []state.SecurityGroup, errs map[string]error) map[string]AppliedPolicy {
 	out := map[string]AppliedPolicy{}
 	for set, id := range ps.byGroups {
-		ap := AppliedPolicy{Groups: strings.Split(set, ","), Stateless: ps.policies[id].stateless, Rules: []AppliedRule{}}
+		ap := AppliedPolicy{Groups: strings.Split(set, ","), Stateless: ps.policies[id].stateless, Rules: []AppliedRule{},
+			Ports: slices.Sorted(slices.Values(ps.ports[set]))}
 		if set == "" {
 			ap.Groups = []string{}
 		}
@@ -393,9 +403,22 @@ func (ps *policySet) describe(groups []state.SecurityGroup, errs map[string]erro
 					Match: ruleMatch(r), Remote: ruleRemote(r), Source: g.Source.String()})
 			}
 		}
+		if same, ok := out[fmt.Sprint(id)]; ok { // other groups with the same rules
+			ap.Ports = slices.Sorted(slices.Values(append(ap.Ports, same.Ports...)))
+		}
 		out[fmt.Sprint(id)] = ap
 	}
 	return out
+}
+
+// uncompiledPorts counts the ports whose groups could not be compiled
+// (errs from compilePolicies): they pass only what is always allowed.
+func (ps *policySet) uncompiledPorts(errs map[string]error) int {
+	n := 0
+	for set := range errs {
+		n += len(ps.ports[set])
+	}
+	return n
 }
 
 // ruleMatch describes what a rule matches besides its remote.

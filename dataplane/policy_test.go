@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vxdp/vxdp/maps"
@@ -209,7 +210,7 @@ func TestPolicyIDs(t *testing.T) {
 	web := state.SecurityGroup{ID: "web", Rules: []state.Rule{{Direction: state.Ingress, EtherType: state.IPv4, Protocol: 6, PortMin: 80, PortMax: 80}}}
 	ssh := state.SecurityGroup{ID: "ssh", Rules: []state.Rule{{Direction: state.Ingress, EtherType: state.IPv4, Protocol: 6, PortMin: 22, PortMax: 22}}}
 	var many []state.Rule
-	for i := 0; i < maxClasses+1; i++ {
+	for i := 0; i < state.MaxPolicyClasses+1; i++ {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0})
 		many = append(many, state.Rule{Direction: state.Ingress, EtherType: state.IPv4, Protocol: 6, PortMin: uint16(1000 + i), PortMax: uint16(1000 + i),
 			RemotePrefixes: []netip.Prefix{netip.PrefixFrom(a, 24)}})
@@ -226,9 +227,47 @@ func TestPolicyIDs(t *testing.T) {
 		t.Error("different rule sets share a policy id")
 	}
 	if errs["huge"] == nil {
-		t.Errorf("%d classes compiled without an error", maxClasses+1)
+		t.Errorf("%d classes compiled without an error", state.MaxPolicyClasses+1)
 	}
 	if p := a.policies[a.policyOf(port("huge"))]; len(p.remote)+len(p.l4) != 0 {
 		t.Error("a policy that cannot be compiled must allow nothing")
 	}
+}
+
+// A port whose groups cannot be compiled (300 rules with distinct remotes
+// and distinct ports: more classes than an sg_mask holds either way) is a
+// problem of `vxdp status`, by name, with why and what it passes; a port
+// in compilable groups is not.
+func TestUncompiledPolicyReported(t *testing.T) {
+	groups := []state.SecurityGroup{
+		{ID: "big", Rules: distinctRules(300)},
+		{ID: "web", Rules: []state.Rule{{Direction: state.Ingress, EtherType: state.IPv4, Protocol: state.ProtoTCP, PortMin: 80, PortMax: 80}}},
+	}
+	port := func(id string, gs ...string) localPort {
+		return localPort{LocalPort: state.LocalPort{ID: id, SecurityGroups: gs}}
+	}
+	ps, errs := compilePolicies(groups, []localPort{port("vm1", "big"), port("vm2", "web", "big"), port("vm3", "web")})
+	if got := ps.uncompiledPorts(errs); got != 2 {
+		t.Errorf("uncompiled ports: %d, want 2 (vm1, vm2)", got)
+	}
+	problems := policyProblems(&Applied{Policies: ps.describe(groups, errs)})
+	want := []string{
+		"port vm1: security groups big not compiled: ingress IPv4: 300 distinct remote sets and 300 distinct protocol/port sets: at most 256 of either; it passes only always-allowed traffic",
+		"port vm2: security groups big, web not compiled: ingress IPv4: 301 distinct remote sets and 301 distinct protocol/port sets: at most 256 of either; it passes only always-allowed traffic",
+	}
+	if !slices.Equal(problems, want) {
+		t.Errorf("status problems:\n%s\nwant:\n%s", strings.Join(problems, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// distinctRules are n ingress IPv4 rules, each with a remote and a TCP
+// port of its own.
+func distinctRules(n int) []state.Rule {
+	var rules []state.Rule
+	for i := range n {
+		rules = append(rules, state.Rule{Direction: state.Ingress, EtherType: state.IPv4, Protocol: state.ProtoTCP,
+			PortMin: uint16(1000 + i), PortMax: uint16(1000 + i),
+			RemotePrefixes: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)}})
+	}
+	return rules
 }

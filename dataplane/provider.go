@@ -35,18 +35,9 @@ func vlanDevName(phys string, vlan uint16) string {
 // providerNet resolves a provider network's physical interface and BPF
 // segment from the agent's physical_interface_mappings.
 func (d *Dataplane) providerNet(n state.Network, kn *kernelNet) error {
-	ifname, ok := d.opts.PhysicalInterfaceMappings[n.PhysicalNetwork]
-	if !ok {
-		return fmt.Errorf("%s network %s: physical network %q has no interface on this host: add %s:<interface> to [linux_bridge] physical_interface_mappings%s",
-			n.Kind(), networkName(n), n.PhysicalNetwork, n.PhysicalNetwork, d.mappingsWhere())
-	}
-	phys, err := d.kernel.linkByName(ifname)
+	phys, err := d.physOf(n)
 	if err != nil {
-		return fmt.Errorf("look up %s: %w", ifname, err)
-	}
-	if phys == nil {
-		return fmt.Errorf("%s network %s: interface %s of physical network %q does not exist%s",
-			n.Kind(), networkName(n), ifname, n.PhysicalNetwork, d.mappingsWhere())
+		return err
 	}
 	if kn.seg, err = d.segment(n); err != nil {
 		return err
@@ -256,4 +247,63 @@ func providerEntries(n *kernelNet, info *maps.NetInfo, w *bpfWant) {
 		info.PeerIfindex = uint32(n.peer.Attrs().Index)
 		w.segmentDevs[info.PeerIfindex] = n.seg
 	}
+}
+
+// physOf is the interface a provider network's physical network maps to.
+func (d *Dataplane) physOf(n state.Network) (netlink.Link, error) {
+	ifname, ok := d.opts.PhysicalInterfaceMappings[n.PhysicalNetwork]
+	if !ok {
+		return nil, fmt.Errorf("%s network %s: physical network %q has no interface on this host: add %s:<interface> to [linux_bridge] physical_interface_mappings%s",
+			n.Kind(), networkName(n), n.PhysicalNetwork, n.PhysicalNetwork, d.mappingsWhere())
+	}
+	phys, err := d.kernel.linkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s: %w", ifname, err)
+	}
+	if phys == nil {
+		return nil, fmt.Errorf("%s network %s: interface %s of physical network %q does not exist%s",
+			n.Kind(), networkName(n), ifname, n.PhysicalNetwork, d.mappingsWhere())
+	}
+	return phys, nil
+}
+
+// UnservableNetwork is a network this host cannot carry, and why.
+type UnservableNetwork struct {
+	Network string   `json:"network"`
+	Reason  string   `json:"reason"`
+	Ports   []string `json:"ports"` // its local ports, left pending (DOWN)
+}
+
+// servable is want without the provider networks this host cannot carry
+// (no mapping for their physical network, or its interface missing):
+// one network bound here by mistake must not stop every other tenant's
+// changes. Their local ports are pending, so they are reported DOWN, and
+// the reason is recorded for `vxdp status`.
+func (d *Dataplane) servable(want *state.Desired, rec *recorder) *state.Desired {
+	bad := map[string]int{}
+	for _, n := range want.Networks {
+		if !n.Provider() {
+			continue
+		}
+		if _, err := d.physOf(n); err != nil {
+			d.log.Error("network not served on this host; the rest is applied", "network", n.ID, "err", err)
+			bad[n.ID] = len(rec.unservable)
+			rec.unservable = append(rec.unservable, UnservableNetwork{Network: networkName(n), Reason: err.Error(), Ports: []string{}})
+		}
+	}
+	if len(bad) == 0 {
+		return want
+	}
+	out := *want
+	out.Networks = slices.DeleteFunc(slices.Clone(want.Networks), func(n state.Network) bool { _, ok := bad[n.ID]; return ok })
+	out.LocalPorts = slices.DeleteFunc(slices.Clone(want.LocalPorts), func(p state.LocalPort) bool {
+		i, ok := bad[p.NetworkID]
+		if ok {
+			rec.pending = append(rec.pending, portName(p))
+			rec.unservable[i].Ports = append(rec.unservable[i].Ports, portName(p))
+		}
+		return ok
+	})
+	out.RemotePorts = slices.DeleteFunc(slices.Clone(want.RemotePorts), func(p state.RemotePort) bool { _, ok := bad[p.NetworkID]; return ok })
+	return &out
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -211,6 +212,24 @@ func (d *Dataplane) CheckAttached() error {
 	return nil
 }
 
+// policyProblems names every port whose security groups the apply could
+// not compile: its policy is empty, so it passes only what is always
+// allowed (DHCP, ND, ...), which the agent's log alone would hide.
+func policyProblems(a *Applied) []string {
+	var out []string
+	for _, p := range a.Policies {
+		if p.Error == "" {
+			continue
+		}
+		for _, port := range p.Ports {
+			out = append(out, fmt.Sprintf("port %s: security groups %s not compiled: %s; it passes only always-allowed traffic",
+				port, strings.Join(p.Groups, ", "), p.Error))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // MapFill is how full one map is.
 type MapFill struct {
 	Name     string
@@ -320,11 +339,32 @@ func ReadStatus(opts Options) (*Status, error) {
 	if applied.Error != "" {
 		st.Problems = append(st.Problems, "the last apply failed: "+applied.Error)
 	}
+	unserved := map[string]bool{}
+	for _, u := range applied.Unservable {
+		what := "network " + u.Network + " is not served on this host: " + u.Reason
+		if len(u.Ports) > 0 {
+			what += "; its ports stay DOWN: " + strings.Join(u.Ports, ", ")
+		}
+		st.Problems = append(st.Problems, what)
+		for _, p := range u.Ports {
+			unserved[p] = true
+		}
+	}
+	st.Problems = append(st.Problems, policyProblems(applied)...)
 	for _, p := range st.Pending {
-		st.Warnings = append(st.Warnings, "port "+p+" is pending: its tap does not exist yet")
+		if !unserved[p] {
+			st.Warnings = append(st.Warnings, "port "+p+" is pending: its tap does not exist yet")
+		}
 	}
 	st.Programs = programs(nlh, opts.linkDir(), applied.Attachments)
 	st.Problems = append(st.Problems, missingPrograms(st.Programs)...)
+	served := make(map[string]bool, len(applied.Attachments))
+	for _, a := range applied.Attachments {
+		served[a.Device] = true
+	}
+	if recorded {
+		st.Warnings = append(st.Warnings, rpFilterWarnings(nlh, "/proc/sys/net/ipv4/conf", served)...)
+	}
 
 	set, err := maps.OpenPinned(opts.mapDir())
 	if errors.Is(err, maps.ErrNotPinned) {

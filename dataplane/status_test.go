@@ -9,10 +9,12 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vxdp/vxdp/maps"
+	"github.com/vxdp/vxdp/state"
 )
 
 // TestStatus: on a host as applied, status finds every program attached
@@ -158,5 +160,57 @@ func TestStatusKernelDataplane(t *testing.T) {
 	want := "port program on " + tap.Attrs().Name + " (tc ingress): missing"
 	if !slices.Equal(st.Problems, []string{want}) {
 		t.Errorf("problems %q, want %q", st.Problems, want)
+	}
+}
+
+// TestStatusUncompiledGroups: a port whose groups cannot be compiled
+// (300 rules, each with its own remote and port) is a problem of `vxdp
+// status` naming the port, and counted in vxdp_sg_uncompiled_ports; the
+// next apply with a compilable group clears both.
+func TestStatusUncompiledGroups(t *testing.T) {
+	h := newHost(t)
+	d, _, _ := h.seeded(func(o *Options) { o.SecurityGroups = true })
+	defer d.Close()
+	reg := prometheus.NewRegistry()
+	if _, err := NewMetrics(reg, d); err != nil {
+		t.Fatal(err)
+	}
+	uncompiled := func() float64 {
+		fams, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fams {
+			if f.GetName() == "vxdp_sg_uncompiled_ports" {
+				return f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no vxdp_sg_uncompiled_ports")
+		return 0
+	}
+	want := seedNode3()
+	want.SecurityGroups = []state.SecurityGroup{{ID: "big", Rules: distinctRules(300)}}
+	want.LocalPorts[0].SecurityGroups = []string{"big"}
+	h.apply(d, want)
+	st, err := ReadStatus(h.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	problem := "port " + want.LocalPorts[0].ID + ": security groups big not compiled: ingress IPv4: 300 distinct remote sets and " +
+		"300 distinct protocol/port sets: at most 256 of either; it passes only always-allowed traffic"
+	if !slices.Equal(st.Problems, []string{problem}) {
+		t.Errorf("problems %q, want %q", st.Problems, problem)
+	}
+	if n := uncompiled(); n != 1 {
+		t.Errorf("vxdp_sg_uncompiled_ports = %v, want 1", n)
+	}
+
+	want.SecurityGroups[0].Rules = distinctRules(state.MaxPolicyClasses)
+	h.apply(d, want)
+	if st, err := ReadStatus(h.opts); err != nil || len(st.Problems) != 0 {
+		t.Errorf("with %d rules: problems %q (%v), want none", state.MaxPolicyClasses, st.Problems, err)
+	}
+	if n := uncompiled(); n != 0 {
+		t.Errorf("vxdp_sg_uncompiled_ports = %v after a compilable apply, want 0", n)
 	}
 }

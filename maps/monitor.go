@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -40,6 +41,11 @@ func StartMonitor(set *Set, trace bool) (*Monitor, error) {
 		m.flag = MonitorTrace
 	}
 	m.clock = time.Now().Add(-time.Duration(MonotonicNow()))
+	var c ConfigValue
+	if err := set.Map(Config).Lookup(uint32(0), &c); err == nil && BE16(c.VxlanPort) != 0 {
+		// Decode VXLAN on the agent's port too, whatever it is.
+		layers.RegisterUDPPortLayerType(layers.UDPPort(BE16(c.VxlanPort)), layers.LayerTypeVXLAN)
+	}
 	if err := m.setFlag(true); err != nil {
 		rd.Close()
 		return nil, err
@@ -88,9 +94,91 @@ func (m *Monitor) Close() error {
 	return errors.Join(m.setFlag(false), m.rd.Close())
 }
 
-// Before and After are the frame as the program saw it and left it.
+// Before and After are the frame's bytes as the program saw it and left it.
 func Before(e MonEvent) []byte { return e.Before[:min(int(e.BeforeLen), len(e.Before))] }
 func After(e MonEvent) []byte  { return e.After[:min(int(e.AfterLen), len(e.After))] }
+
+// VLANTag is an 802.1Q (or 802.1ad) tag.
+type VLANTag struct {
+	Proto uint16 // TPID: 0x8100 or 0x88a8
+	TCI   uint16 // priority, DEI and VLAN id
+}
+
+// ID is the tag's VLAN id.
+func (t VLANTag) ID() uint16 { return t.TCI & 0xfff }
+
+// Tags are the VLAN tags of the frame on entry and on exit (nil: none):
+// the one the kernel held outside the frame's bytes (a tag the driver
+// stripped, one bpf_skb_vlan_push added), else one in the frame.
+func Tags(e MonEvent) (before, after *VLANTag) {
+	return tagOf(e.BeforeVlanProto, e.BeforeVlanTci, Before(e)), tagOf(e.AfterVlanProto, e.AfterVlanTci, After(e))
+}
+
+func tagOf(proto, tci uint16, frame []byte) *VLANTag {
+	if proto != 0 {
+		return &VLANTag{Proto: proto, TCI: tci}
+	}
+	if len(frame) >= 18 {
+		if p := binary.BigEndian.Uint16(frame[12:]); p == 0x8100 || p == 0x88a8 {
+			return &VLANTag{Proto: p, TCI: binary.BigEndian.Uint16(frame[14:])}
+		}
+	}
+	return nil
+}
+
+// BeforeOnWire and AfterOnWire are the frame as on the wire: with the tag
+// the kernel held outside its bytes put back after the MAC addresses.
+func BeforeOnWire(e MonEvent) []byte { return withTag(Before(e), e.BeforeVlanProto, e.BeforeVlanTci) }
+func AfterOnWire(e MonEvent) []byte  { return withTag(After(e), e.AfterVlanProto, e.AfterVlanTci) }
+
+func withTag(frame []byte, proto, tci uint16) []byte {
+	if proto == 0 || len(frame) < 12 {
+		return frame
+	}
+	out := make([]byte, 0, len(frame)+4)
+	out = append(out, frame[:12]...)
+	out = binary.BigEndian.AppendUint16(out, proto)
+	out = binary.BigEndian.AppendUint16(out, tci)
+	return append(out, frame[12:]...)
+}
+
+// Outer are the outer addresses of a tunnelled frame: the sending and the
+// receiving VTEP. They come from the event where the program noted them
+// (the vxlan program, which sees what the kernel decapsulated), else from
+// the frame on entry (decapsulation, or a drop, on the uplink) or on exit
+// (encapsulation) when it is VXLAN. Invalid: no tunnel in sight.
+func Outer(e MonEvent) (src, dst netip.Addr) {
+	switch e.OuterFamily {
+	case 4:
+		return netip.AddrFrom4([4]byte(e.OuterSrc[:4])), netip.AddrFrom4([4]byte(e.OuterDst[:4]))
+	case 6:
+		return netip.AddrFrom16(e.OuterSrc), netip.AddrFrom16(e.OuterDst)
+	}
+	for _, frame := range [][]byte{Before(e), After(e)} {
+		if src, dst, ok := vxlanOuter(frame); ok {
+			return src, dst
+		}
+	}
+	return netip.Addr{}, netip.Addr{}
+}
+
+// vxlanOuter returns the addresses of the IP header carrying VXLAN.
+func vxlanOuter(frame []byte) (src, dst netip.Addr, ok bool) {
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
+	for _, l := range p.Layers() {
+		switch v := l.(type) {
+		case *layers.IPv4:
+			src, _ = netip.AddrFromSlice(v.SrcIP.To4())
+			dst, _ = netip.AddrFromSlice(v.DstIP.To4())
+		case *layers.IPv6:
+			src, _ = netip.AddrFromSlice(v.SrcIP)
+			dst, _ = netip.AddrFromSlice(v.DstIP)
+		case *layers.VXLAN:
+			return src, dst, src.IsValid()
+		}
+	}
+	return netip.Addr{}, netip.Addr{}, false
+}
 
 // Summary describes a frame in one line: MACs, addresses, protocol and
 // ports (of the inner frame for VXLAN, with its VNI).

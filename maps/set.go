@@ -40,6 +40,18 @@ func (s *Set) All() map[string]*ebpf.Map {
 	return out
 }
 
+// LoadOptions are the options to load a program object over the set's
+// maps. spec's resizable maps take the set's sizes first: a replacement
+// map must match its spec, and the object says the default size.
+func (s *Set) LoadOptions(spec *ebpf.CollectionSpec) *ebpf.CollectionOptions {
+	for _, n := range Resizable {
+		if ms := spec.Maps[n]; ms != nil && s.m[n] != nil {
+			ms.MaxEntries = s.m[n].MaxEntries()
+		}
+	}
+	return &ebpf.CollectionOptions{MapReplacements: s.All()}
+}
+
 // Sizes overrides the number of entries of some maps (by name), e.g. the
 // tracked-flow tables ([dataplane] ct_tcp_max, ct_other_max).
 type Sizes map[string]uint32

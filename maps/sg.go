@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/vxdp/vxdp/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,16 +93,14 @@ func MaskString(m SGMask) string {
 }
 
 const (
-	policyRemoteBaseBits  = 64 // POLICY_REMOTE_BASE_BITS
-	policyL4AnyBits       = 48 // POLICY_L4_ANY_BITS
-	policyL4ProtoBits     = 56 // POLICY_L4_PROTO_BITS
-	policyL4PortBaseBits  = 64 // POLICY_L4_PORT_BASE_BITS
-	ctStateCut            = 2
-	monotonicNsPerSecond  = int64(time.Second)
-	ctColumnsExpiresLabel = "expires_in_s"
+	policyRemoteBaseBits = 64 // POLICY_REMOTE_BASE_BITS
+	policyL4AnyBits      = 48 // POLICY_L4_ANY_BITS
+	policyL4ProtoBits    = 56 // POLICY_L4_PROTO_BITS
+	policyL4PortBaseBits = 64 // POLICY_L4_PORT_BASE_BITS
+	monotonicNsPerSecond = int64(time.Second)
 )
 
-var ctColumns = []string{"tap", "proto", "local", "remote", "opener", "state", "generation", ctColumnsExpiresLabel}
+var ctColumns = []string{"tap", "proto", "local", "remote", "opener", "state", "conn_state", "generation", "expires_in_s", "idle_s"}
 
 func be16(v uint16) uint16 { return v>>8 | v<<8 }
 
@@ -120,6 +120,66 @@ func CTKeyString(k CTKey) string {
 		netip.AddrPortFrom(familyAddr(k.Family, k.Remote), be16(k.RemotePort)))
 }
 
+// The bits of ct_entry.seen (enum ct_tcp_seen).
+const (
+	ctReplied = uint8(bpf.PortCtTcpSeenCT_REPLIED)
+	ctFinOut  = uint8(bpf.PortCtTcpSeenCT_FIN_OUT)
+	ctFinIn   = uint8(bpf.PortCtTcpSeenCT_FIN_IN)
+	ctRST     = uint8(bpf.PortCtTcpSeenCT_RST)
+)
+
+// CTTimeout is ct_timeout() of bpf/include/sg.h: how long a flow lives
+// after a packet, by protocol and what was seen of it. A flow's deadline
+// is its last packet's time plus this (rewritten when it moves by more
+// than a second), which is how `dump ct` tells how long a flow is idle.
+func CTTimeout(proto, seen uint8) time.Duration {
+	switch proto {
+	case unix.IPPROTO_TCP:
+		switch {
+		case seen&ctRST != 0 || seen&(ctFinOut|ctFinIn) == ctFinOut|ctFinIn:
+			return 10 * time.Second
+		case seen&ctReplied != 0:
+			return 21600 * time.Second
+		}
+		return 60 * time.Second
+	case unix.IPPROTO_UDP:
+		if seen&ctReplied != 0 {
+			return 120 * time.Second
+		}
+		return 30 * time.Second
+	case unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6:
+		return 30 * time.Second
+	}
+	return 600 * time.Second
+}
+
+// CTConnState names what a flow's packets showed, from the VM's side (the
+// table's local end): for TCP syn_sent (only the opener has sent),
+// established (the other side answered), fin_wait (the VM sent a FIN),
+// close_wait (the VM received one), closed (FINs both ways), reset (a
+// RST); for other protocols unreplied or replied.
+func CTConnState(proto, seen uint8) string {
+	if proto != unix.IPPROTO_TCP {
+		if seen&ctReplied != 0 {
+			return "replied"
+		}
+		return "unreplied"
+	}
+	switch {
+	case seen&ctRST != 0:
+		return "reset"
+	case seen&(ctFinOut|ctFinIn) == ctFinOut|ctFinIn:
+		return "closed"
+	case seen&ctFinOut != 0:
+		return "fin_wait"
+	case seen&ctFinIn != 0:
+		return "close_wait"
+	case seen&ctReplied != 0:
+		return "established"
+	}
+	return "syn_sent"
+}
+
 func ctRows(m *ebpf.Map, n DevName) ([]Row, error) {
 	entries, err := Entries[CTKey, CTEntry](m)
 	if err != nil {
@@ -129,14 +189,16 @@ func ctRows(m *ebpf.Map, n DevName) ([]Row, error) {
 	out := make([]Row, 0, len(entries))
 	for k, e := range entries {
 		state := "open"
-		if e.State == ctStateCut {
+		if e.State == CTCut {
 			state = "cut"
 		}
-		left := (int64(e.Expires) - int64(now)) / monotonicNsPerSecond
+		left := int64(e.Expires) - int64(now)
+		idle := int64(CTTimeout(k.Proto, e.Seen)) - left
 		out = append(out, Row{Key: CTKeyString(k), Values: []any{dev(n, k.Ifindex), k.Proto,
 			netip.AddrPortFrom(familyAddr(k.Family, k.Local), be16(k.LocalPort)).String(),
 			netip.AddrPortFrom(familyAddr(k.Family, k.Remote), be16(k.RemotePort)).String(),
-			DirName(e.Opener), state, e.Generation, left}})
+			DirName(e.Opener), state, CTConnState(k.Proto, e.Seen), e.Generation,
+			left / monotonicNsPerSecond, idle / monotonicNsPerSecond}})
 	}
 	return out, nil
 }

@@ -314,6 +314,21 @@ func TestUnderlayCannotInject(t *testing.T) {
 			t.Errorf("IP options %v: node3 %s program DROP_INNER_SRC_LOCAL grew by %d, want 1 (grown:%s)", options, prog, n, nonZeroGrowth(before, after, "node3"))
 		}
 	}
+	// From a registered VTEP, an inner frame to a link-local group
+	// address, which the bridge would hand to vxlan-100's own stack (with
+	// IP options, so the kernel decapsulates it and the vxlan program
+	// judges it).
+	linkLocal := frames.Build(frames.Ether(injectedSrc, frames.LLDP, layers.EthernetTypeIPv4), gopacket.Payload(make([]byte, 28)))
+	p := frames.FromVTEP(node4eth2, eth2, lab.NodeIP("node4"), lab.NodeIP("node3"), 100, linkLocal)
+	p.IP.Options = []layers.IPv4Option{{OptionType: 1}, {OptionType: 1}, {OptionType: 1}, {OptionType: 0}}
+	before := snapshot(t, l, "node3")
+	sendFrame(t, l.NS("node4"), lab.VTEPDev, p.Bytes())
+	time.Sleep(200 * time.Millisecond)
+	after := snapshot(t, l, "node3")
+	if n, _ := grown(before, after, "node3", "vxlan", "DROP_LINK_LOCAL_DST"); n != 1 {
+		t.Errorf("inner frame to %s: node3 vxlan program DROP_LINK_LOCAL_DST grew by %d, want 1 (grown:%s)", frames.LLDP, n, nonZeroGrowth(before, after, "node3"))
+	}
+
 	fdb, err := lab.KernelFDB(l.NS("node3"), state.VXLANName(100))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package test
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +73,20 @@ func TestVTEPNextHop(t *testing.T) {
 	after := snapshot(t, l, "node3")
 	if p, _ := grown(before, after, "node3", "port", "REDIRECT_REMOTE"); p < 5 {
 		t.Errorf("node3 encapsulated %d of 5 echoes after the change (grown:%s)", p, nonZeroGrowth(before, after, "node3"))
+	}
+
+	// vxdp status compares the entries with the kernel's neighbours (they
+	// change between applies): in agreement no drift; a MAC the kernel no
+	// longer has for that next hop is drift.
+	if out, stderr, ok := agentCmd(t, l, "node3", "status", "drift"); !ok || strings.Contains(out, maps.VTEPNextHop) {
+		t.Errorf("status drift with vtep_nexthop as the kernel has it: ok %v\n%s%s", ok, out, stderr)
+	}
+	wrong := state.MAC{0x02, 0, 0, 0, 0, 0x66}
+	if err := m.Put(maps.BE32(lab.NodeIP("node4")), maps.MACValue{Mac: wrong}); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, ok := agentCmd(t, l, "node3", "status", "drift")
+	if ok || !strings.Contains(out+stderr, maps.VTEPNextHop) || !strings.Contains(out+stderr, wrong.String()) {
+		t.Errorf("status drift with a wrong next-hop MAC in vtep_nexthop: ok %v, want exit 1 naming it\n%s%s", ok, out, stderr)
 	}
 }

@@ -140,3 +140,40 @@ func taggedICMP(fs []lab.Frame, vid uint16) int {
 	}
 	return n
 }
+
+// TestPhysicalHostCannotInject: a host of a physical network (here the
+// lab's physhost) sends VXLAN from a registered VTEP's address (node4's) to
+// node3's local_ip, VNI 100, with an inner frame to vm2: out of the flat
+// network's eth3 and untagged on the VLAN trunk eth1. Only the tunnel
+// interface carries VXLAN; the kernel's VXLAN socket, bound to any
+// address, would take it from anywhere, and XDP runs before rp_filter.
+func TestPhysicalHostCannotInject(t *testing.T) {
+	l := newLab(t, lab.Config{Control: lab.ControlFile, Provider: true})
+	setRPFilter(t, l, 2) // loose, as systemd sets it
+	forged := func(dstMAC net.HardwareAddr, marker []byte) []byte {
+		inner := frames.Build(frames.Ether(injectedSrc, vmMAC(lab.VM2), layers.EthernetType(injectedType)), gopacket.Payload(marker))
+		return frames.FromVTEP(frames.MAC("02:00:00:00:99:09"), dstMAC, lab.NodeIP("node4"), lab.NodeIP("node3"), 100, inner).Bytes()
+	}
+	cases := []struct {
+		name, dev string
+		dstMAC    net.HardwareAddr
+		dropped   uint64 // DROP_NOT_UPLINK on node3
+	}{
+		{"flat network's eth3, to its MAC", lab.ExternalDev, linkMAC(t, l.NS("node3"), lab.ExternalDev), 1},
+		{"VLAN trunk eth1, untagged, to its MAC", lab.ProviderDev, linkMAC(t, l.NS("node3"), lab.ProviderDev), 1},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			marker := []byte(fmt.Sprintf("physhost-inject-%d-%d", i, time.Now().UnixNano()))
+			before := snapshot(t, l, "node3")
+			seen := watch(t, l, []lab.Port{lab.VM2}, func() { sendFrame(t, l.NS(lab.PhysHost), c.dev, forged(c.dstMAC, marker)) })
+			after := snapshot(t, l, "node3")
+			if n := injected(seen[lab.VM2.Name], marker); n != 0 {
+				t.Errorf("vm2 (VNI 100) received %d frame(s) a physical-network host sent as node4's VTEP (grown:%s)", n, nonZeroGrowth(before, after, "node3"))
+			}
+			if p, _ := grown(before, after, "node3", "uplink", "DROP_NOT_UPLINK"); p != c.dropped {
+				t.Errorf("node3 uplink/DROP_NOT_UPLINK grew by %d, want %d (grown:%s)", p, c.dropped, nonZeroGrowth(before, after, "node3"))
+			}
+		})
+	}
+}

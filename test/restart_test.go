@@ -65,6 +65,15 @@ func TestAgentRestartUnderTraffic(t *testing.T) {
 		t.Fatalf("transfer across the agent restart: %v", res)
 	}
 	t.Logf("transfer across the agent restart: %v", res)
+	// The restarted agents forward in BPF too: a second transfer, since on a
+	// loaded machine the first may finish while they start.
+	tr2, err := lab.StartTCP(l.PortNS(lab.VM2), l.PortNS(lab.VM1), lab.VM1.IP, 4*mb, lab.TCPOptions{Timeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2, err := tr2.Wait(context.Background()); err != nil || !res2.OK() {
+		t.Fatalf("transfer after the agent restart: %v %v", res2, err)
+	}
 	end := snapshot(t, l, nodes...)
 	checkBPFCarried(t, restarted, end, lab.VM2, lab.VM1, 100, 0)
 }

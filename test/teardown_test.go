@@ -19,7 +19,7 @@ import (
 // file of the lab, and can run twice.
 func TestTeardown(t *testing.T) {
 	requireRoot(t)
-	cfg := labConfig(t, lab.Config{SecondNetwork: true, Rogue: true, VIP: true})
+	cfg := labConfig(t, lab.Config{SecondNetwork: true, Rogue: true, VIP: true, Provider: true})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l, err := lab.Up(ctx, cfg, testWriter{t})
@@ -51,12 +51,13 @@ func TestTeardown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{state.BridgeName(lab.Net100ID), state.BridgeName(lab.Net200ID), state.VXLANName(100), state.VXLANName(200)} {
+	for _, name := range []string{state.BridgeName(lab.Net100ID), state.BridgeName(lab.Net200ID), state.VXLANName(100), state.VXLANName(200),
+		state.BridgeName(lab.NetVLAN99ID), state.BridgeName(lab.NetExternalID), lab.ProviderDev + ".99"} {
 		if slices.Contains(links, name) {
 			t.Errorf("--cleanup left link %s in node3 (links: %v)", name, links)
 		}
 	}
-	for _, dev := range []string{lab.VTEPDev, lab.VM2.Tap(), lab.VM3.Tap()} {
+	for _, dev := range []string{lab.VTEPDev, lab.VM2.Tap(), lab.VM3.Tap(), lab.ProviderDev, lab.ExternalDev, lab.VM5.Tap()} {
 		att, err := lab.BPFAttachments(l.NS("node3"), dev)
 		if err != nil {
 			t.Fatal(err)

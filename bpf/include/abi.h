@@ -9,7 +9,7 @@
 
 #include <linux/bpf.h>
 
-#define VXDP_LAYOUT 8
+#define VXDP_LAYOUT 9
 
 /* Programs that count decisions; the first dimension of the stats map. */
 enum vxdp_prog {
@@ -66,15 +66,35 @@ struct mon_event {
 	__u8 verdict;   /* enum vxdp_verdict */
 	__u16 before_len;
 	__u16 after_len;
-	__u8 pad[4];
+	/* A VLAN tag outside the frame's bytes (the driver or the kernel
+	 * stripped it, bpf_skb_vlan_push put it) on entry and on exit:
+	 * TPID (0: none) and TCI. A tag in the frame is in
+	 * before/after. */
+	__u16 before_vlan_proto;
+	__u16 before_vlan_tci;
+	__u16 after_vlan_proto;
+	__u16 after_vlan_tci;
+	/* The tunnel's outer addresses where the frame does not show them
+	 * (the vxlan program sees the decapsulated frame): 4 or 6, 0: none.
+	 * src is the sending VTEP, dst the receiving one. */
+	__u8 outer_family;
+	__u8 pad[3];
+	__u8 outer_src[16];
+	__u8 outer_dst[16];
 	__u8 before[MON_SNAPLEN];
 	__u8 after[MON_SNAPLEN];
 };
 
-/* The frame as a program saw it on entry, kept per CPU while it decides. */
+/* The frame as a program saw it on entry, kept per CPU while it decides,
+ * with what the program learns of it on the way (mon_note_tunnel). */
 struct mon_frame {
 	__u16 len;
-	__u8 pad[6];
+	__u16 vlan_proto;
+	__u16 vlan_tci;
+	__u8 outer_family;
+	__u8 pad;
+	__u8 outer_src[16];
+	__u8 outer_dst[16];
 	__u8 data[MON_SNAPLEN];
 };
 
@@ -375,7 +395,7 @@ enum sg_event {
 	SG_EV_NEW = 1,         /* allowed by a rule, flow tracked from now */
 	SG_EV_RELATED = 2,     /* an ICMP error of a tracked flow */
 	SG_EV_ALWAYS = 3,      /* always allowed (DHCP, ND, ...) */
-	SG_EV_STATELESS = 4,   /* allowed by a rule of a stateless group */
+	SG_EV_STATELESS = 4,   /* allowed by a rule, nothing tracked: a stateless group, a later fragment, ICMP other than echo */
 	SG_EV_DENIED = 5,      /* no rule allows it */
 	SG_EV_RECHECKED = 6,   /* a flow of an older generation, still allowed */
 	SG_EV_CUT = 7,         /* a flow of an older generation, no longer allowed */

@@ -99,6 +99,17 @@ static __always_inline int mac_is_link_local(const __u8 *mac)
 	       (mac[5] & 0xf0) == 0;
 }
 
+/* A link-local group frame carrying IPv4, IPv6 or ARP: the bridge hands it
+ * to the stack of the port it came in on, where sockets bound to any
+ * address (the kernel's VXLAN socket among them) would take it. Other
+ * protocols to those addresses (LLDP, LACP, 802.1X) stay the host's, as on
+ * any NIC. */
+static __always_inline int link_local_ip(const __u8 *dst, __be16 proto)
+{
+	return mac_is_link_local(dst) &&
+	       (proto == bpf_htons(ETH_P_IP) || proto == bpf_htons(ETH_P_IPV6) || proto == bpf_htons(ETH_P_ARP));
+}
+
 static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
 {
 	return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);

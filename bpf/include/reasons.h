@@ -27,7 +27,7 @@
 	X(DROP_PORT_UNKNOWN, DROP, P_PORT | P_DELIVER, "the tap has a vxdp program but no entry in the ports map (never expected)") \
 	X(DROP_PORT_DISABLED, DROP, P_PORT | P_DELIVER, "the port is no longer bound to this host but its tap still exists")          \
 	X(DROP_RUNT, DROP, P_PORT | P_VXLAN | P_SEGMENT, "shorter than an Ethernet header")                                           \
-	X(DROP_LINK_LOCAL_DST, DROP, P_PORT, "to an IEEE 802.1D link-local group address (01:80:c2:00:00:0X): a bridge hands those to the hypervisor's own stack") \
+	X(DROP_LINK_LOCAL_DST, DROP, P_PORT | P_UPLINK | P_VXLAN | P_SEGMENT, "to an IEEE 802.1D link-local group address (01:80:c2:00:00:0X): a bridge hands those to the hypervisor's own stack (from a tap or a VXLAN peer: any frame; from a physical network: IPv4, IPv6 and ARP, LLDP and LACP stay the host's)") \
 	X(DROP_SPOOF_MAC, DROP, P_PORT, "port security: the source MAC is neither the port's nor an allowed address pair's") \
 	X(DROP_SPOOF_IP, DROP, P_PORT, "port security: the IPv4/IPv6 source is not allowed with this source MAC (0.0.0.0 only for a DHCP client, :: only for DAD and MLD)") \
 	X(DROP_SPOOF_ARP, DROP, P_PORT, "port security: the ARP sender MAC differs from the frame's, or the sender IP is not allowed")  \
@@ -75,6 +75,7 @@
 	X(DROP_VXLAN_FLAGS, DROP, P_UPLINK, "I flag missing or reserved bits set (the kernel drops these too)")             \
 	X(PASS_VNI_UNKNOWN, PASS, P_UPLINK, "a VNI not served here: the kernel has no device for it and drops it")          \
 	X(DROP_VTEP_UNKNOWN, DROP, P_UPLINK | P_VXLAN, "the outer source is not a VTEP registered for this VNI")            \
+	X(DROP_NOT_UPLINK, DROP, P_UPLINK, "VXLAN on a provider network's physical interface: only the tunnel interface carries it (a host of that network forging a VTEP's address)") \
 	X(DROP_NOT_LOCAL, DROP, P_UPLINK | P_VXLAN, "VXLAN of a served VNI addressed to something other than local_ip (broadcast, another local address)") \
 	X(PASS_UDP_CSUM, PASS, P_UPLINK, "IPv4: a non-zero outer UDP checksum; IPv6: a zero one: the kernel verifies (or refuses) it before decapsulating (the vxlan program then checks the VTEP)") \
 	X(DROP_UDP_CSUM, DROP, P_UPLINK, "IPv6 underlay: VXLAN of a registered VTEP with a wrong outer UDP checksum (the kernel drops these too)") \

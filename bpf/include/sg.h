@@ -4,7 +4,7 @@
  * Rules only allow. A packet passes when it is always allowed (DHCP, ND,
  * ...), belongs to a tracked flow of the port (or is an ICMP error about
  * one), or a rule of the port's policy allows it; only a rule creates a
- * tracked flow. The policy is two LPM lookups however many rules it has:
+ * tracked flow, and ICMP other than echo none. The policy is two LPM lookups however many rules it has:
  * the classes of rules whose remote prefixes hold the remote address,
  * and those allowing the protocol and destination port; a shared class
  * allows. A tracked flow of an older generation than the port's is
@@ -320,6 +320,20 @@ static __always_inline int ct_still_allowed(const struct ct_key *k, const struct
 	return sg_allows(port->policy, e->opener, k->family, k->remote, k->proto, e->opener_l4);
 }
 
+/* A live flow of an older generation than the port's is checked again,
+ * as it was opened, and marked open or cut until the next change. Every
+ * use of an entry goes through here, so a policy change (a remote group's
+ * members, say) never leaves a flow judged by a stale generation. */
+static __always_inline void ct_revalidate(const struct ct_key *k, struct ct_entry *e, const struct port_info *port,
+					  __u8 dir)
+{
+	if (e->generation == port->generation)
+		return;
+	e->state = ct_still_allowed(k, e, port) ? CT_OPEN : CT_CUT;
+	e->generation = port->generation;
+	sg_count(dir, e->state == CT_OPEN ? SG_EV_RECHECKED : SG_EV_CUT);
+}
+
 /* sg_check decides a packet of a port with security groups, in dir.
  * Returns 0 when it passes, or the reason of the drop; counts the event. */
 static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u32 l3off, __be16 ethertype,
@@ -355,11 +369,7 @@ static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u
 	ct_key_of(&k, ifindex, dir, p.family, p.proto, p.saddr, p.daddr, p.sport, p.dport);
 	e = ct_lookup(&k);
 	if (e && e->expires > now) {
-		if (e->generation != port->generation) {
-			e->state = ct_still_allowed(&k, e, port) ? CT_OPEN : CT_CUT;
-			e->generation = port->generation;
-			sg_count(dir, e->state == CT_OPEN ? SG_EV_RECHECKED : SG_EV_CUT);
-		}
+		ct_revalidate(&k, e, port, dir);
 		if (e->state == CT_CUT)
 			return DROP_SG_FLOW_CUT;
 		seen = e->seen | ct_seen(&p, dir, e->opener);
@@ -373,14 +383,19 @@ static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u
 	}
 	if (p.icmp_error) {
 		/* The quoted packet went the other way round: in its tuple the
-		 * VM's side is the source for an error coming in. */
+		 * VM's side is the source for an error coming in. An error about
+		 * a flow is as good as the flow: re-checked as it was opened
+		 * after a policy change, it relates while the flow may go on
+		 * (a PMTU error must not wait for the flow's next packet). */
 		struct ct_key ik = {};
 		struct ct_entry *ie;
 
 		ct_key_of(&ik, ifindex, dir == SG_EGRESS ? SG_INGRESS : SG_EGRESS, p.family, p.inner_proto, p.inner_saddr,
 			  p.inner_daddr, p.inner_sport, p.inner_dport);
 		ie = ct_lookup(&ik);
-		if (ie && ie->expires > now && ie->state == CT_OPEN && ie->generation == port->generation) {
+		if (ie && ie->expires > now)
+			ct_revalidate(&ik, ie, port, dir);
+		if (ie && ie->expires > now && ie->state == CT_OPEN) {
 			sg_count(dir, SG_EV_RELATED);
 			return 0;
 		}
@@ -388,6 +403,14 @@ static __always_inline enum vxdp_reason sg_check(void *data, void *data_end, __u
 	if (!sg_allows(port->policy, dir, p.family, remote, p.proto, p.l4)) {
 		sg_count(dir, SG_EV_DENIED);
 		return deny;
+	}
+	/* ICMP other than echo opens no flow (nor does it in conntrack): it
+	 * carries no identifier, so a flow of one message would let every
+	 * other non-echo type between the two addresses through, both ways,
+	 * whatever types the rules allow. The rules alone decide it. */
+	if (icmp_proto(p.family, p.proto) && !icmp_is_echo(p.family, bpf_ntohs(p.l4) >> 8)) {
+		sg_count(dir, SG_EV_STATELESS);
+		return 0;
 	}
 	/* Only an allowed packet creates state; TCP is picked up mid-stream. */
 	fresh.generation = port->generation;

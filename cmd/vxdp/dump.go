@@ -92,10 +92,7 @@ func dumpPolicy(c *cli.Context, p printer, set *maps.Set, state string, args []s
 	if len(args) != 1 {
 		return fmt.Errorf("dump policy TAP: name one tap (or port id)")
 	}
-	name := args[0]
-	if !strings.HasPrefix(name, "tap") {
-		name = "tap" + name[:min(len(name), 11)]
-	}
+	name := tapOf(args[0])
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return fmt.Errorf("dump policy: no device %s here (run with --netns of the agent): %w", name, err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,91 +25,83 @@ func monitorCommand() *cli.Command {
 		Usage: "watch the BPF programs' decisions live: every drop with its reason, or every decision with --trace",
 		Description: `vxdp monitor turns event emission on in the agent's programs while it runs
 (nothing is emitted, and nothing costs, while no monitor runs) and prints one
-line per decision: time, program, reason, device, VNI and the frame as the
-program saw it (the inner frame of VXLAN). --pcap FILE (or -w - to pipe into
-tshark/Wireshark) writes the frames the programs saw and left, before and
-after encapsulation or decapsulation, as pcapng with the decision as comment:
-the tap and the wire can be captured again even where XDP redirects bypass
-packet capture.
+line per decision: time, program, reason, device, segment (VNI, or physical
+network/VLAN), the VLAN tag on entry>exit, the tunnel's outer addresses and the
+frame as the program saw it (the inner frame of VXLAN). -o json prints one
+JSON object per line (docs/cli.md, "monitor event"). --pcap FILE (or -w - to
+pipe into tshark/Wireshark) writes the frames the programs saw and left,
+before and after encapsulation or decapsulation, VLAN tags included, as
+pcapng with the decision as comment: the tap and the wire can be captured
+again even where XDP redirects bypass packet capture (docs/operations.md).
 
   vxdp monitor --netns vxdp-node4 --instance vxdp-node4
+  vxdp monitor --host node3 --reason DROP_VTEP
+  vxdp monitor --trace --vni default/99 -o json
   vxdp monitor --trace --port tap9784ef08-97 -w - | tshark -r -`,
-		Flags: append(agentFlags(),
+		Flags: append(append(agentFlags(), outputFlags(monitorEventView)...),
 			&cli.BoolFlag{Name: "trace", Usage: "every decision, not only drops"},
 			&cli.StringFlag{Name: "port", Usage: "only decisions on `TAP` (a tap name, or a port id's first characters)"},
-			&cli.UintFlag{Name: "vni", Usage: "only frames of `VNI`"},
+			&cli.StringFlag{Name: "vni", Aliases: []string{"segment"},
+				Usage: "only frames of `SEGMENT`: a VNI (100), a provider network's PHYSNET/VLAN (default/99) or flat PHYSNET, or pN/VLAN"},
 			&cli.StringSliceFlag{Name: "reason", Usage: "only these `REASON`s (e.g. DROP_SPOOF_MAC; a prefix such as DROP_SG matches several)"},
+			&cli.StringSliceFlag{Name: "host", Usage: "only tunnelled frames from or to `HOST`'s VTEP: an address, or a host name (NATS mode)"},
 			&cli.StringFlag{Name: "pcap", Aliases: []string{"w"}, Usage: "write the frames to pcapng `FILE` (- for standard output)"},
-			&cli.IntFlag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` events (0: until interrupted)"},
+			&cli.IntFlag{Name: "count", Usage: "stop after `N` events (0: until interrupted)"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (0: until interrupted)"},
-			&cli.BoolFlag{Name: "json", Usage: "one JSON object per event instead of a line"},
 		),
 		Action: runMonitor,
 	}
 }
 
-// monitorFilter selects events.
-type monitorFilter struct {
-	ifindex int // 0: any
-	vni     uint32
-	reasons []string
+// tapOf is the tap of a port named by its tap or its id's first characters.
+func tapOf(port string) string {
+	if strings.HasPrefix(port, "tap") {
+		return port
+	}
+	return "tap" + port[:min(len(port), 11)]
 }
 
-func (f monitorFilter) match(e maps.MonEvent) bool {
-	if f.ifindex != 0 && int(e.Ifindex) != f.ifindex {
-		return false
-	}
-	if f.vni != 0 && e.Vni != f.vni {
-		return false
-	}
-	if len(f.reasons) == 0 {
-		return true
-	}
-	name := maps.ReasonName(maps.Reason(e.Reason))
-	for _, r := range f.reasons {
-		if strings.HasPrefix(name, strings.ToUpper(r)) {
-			return true
+// monitorFilterOf reads the filter flags.
+func monitorFilterOf(c *cli.Context, stateDir string) (monitorFilter, segmentNames, error) {
+	names := readSegmentNames(stateDir)
+	f := monitorFilter{reasons: c.StringSlice("reason")}
+	var err error
+	if v := c.String("vni"); v != "" {
+		if f.segment, err = names.parse(v); err != nil {
+			return f, names, err
 		}
 	}
-	return false
-}
-
-// monitorEvent is an event as JSON.
-type monitorEvent struct {
-	Time    time.Time `json:"time"`
-	Program string    `json:"program"`
-	Reason  string    `json:"reason"`
-	Verdict string    `json:"verdict"`
-	Ifindex uint32    `json:"ifindex"`
-	Device  string    `json:"device,omitempty"`
-	VNI     uint32    `json:"vni"`
-	Length  uint32    `json:"length"`
-	Frame   string    `json:"frame"`
+	if f.hosts, err = parseHosts(c.StringSlice("host"), stateDir); err != nil {
+		return f, names, err
+	}
+	if p := c.String("port"); p != "" {
+		ifi, err := net.InterfaceByName(tapOf(p))
+		if err != nil {
+			return f, names, fmt.Errorf("--port %s: no device %s here (run with --netns of the agent): %w", p, tapOf(p), err)
+		}
+		f.ifindex = ifi.Index
+	}
+	return f, names, nil
 }
 
 func runMonitor(c *cli.Context) error {
+	p, err := printerOf(c)
+	if err != nil {
+		return err
+	}
 	if err := enterNetns(c); err != nil {
 		return err
 	}
-	set, _, err := openAgentMaps(c)
+	set, stateDir, err := openAgentMaps(c)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-	f := monitorFilter{vni: uint32(c.Uint("vni")), reasons: c.StringSlice("reason")}
-	if p := c.String("port"); p != "" {
-		name := p
-		if !strings.HasPrefix(p, "tap") {
-			name = "tap" + p[:min(len(p), 11)]
-		}
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			return fmt.Errorf("--port %s: no device %s here (run with --netns of the agent): %w", p, name, err)
-		}
-		f.ifindex = ifi.Index
+	f, names, err := monitorFilterOf(c, stateDir)
+	if err != nil {
+		return err
 	}
 	var pcap *pcapgo.NgWriter
-	out := c.App.Writer
 	if path := c.String("pcap"); path != "" {
 		w := io.Writer(os.Stdout)
 		if path != "-" {
@@ -121,7 +112,7 @@ func runMonitor(c *cli.Context) error {
 			defer file.Close()
 			w = file
 		} else {
-			out = c.App.ErrWriter // the lines go aside, the capture to stdout
+			p.w = c.App.ErrWriter // the lines go aside, the capture to stdout
 		}
 		if pcap, err = pcapgo.NewNgWriter(w, layers.LinkTypeEthernet); err != nil {
 			return err
@@ -167,11 +158,12 @@ func runMonitor(c *cli.Context) error {
 			continue
 		}
 		seen++
-		if err := printEvent(out, c.Bool("json"), mon, e); err != nil {
+		ev := newMonitorEvent(mon, names, e)
+		if err := printEvent(p, ev); err != nil {
 			return err
 		}
 		if pcap != nil {
-			if err := writeEventFrames(pcap, mon, e); err != nil {
+			if err := writeEventFrames(pcap, ev, e); err != nil {
 				return err
 			}
 		}
@@ -179,37 +171,12 @@ func runMonitor(c *cli.Context) error {
 	return nil
 }
 
-// eventLine is the one-line form of an event.
-func eventLine(mon *maps.Monitor, e maps.MonEvent) monitorEvent {
-	r := maps.Reason(e.Reason)
-	ev := monitorEvent{Time: mon.Time(e), Program: maps.ProgName(maps.Prog(e.Prog)), Reason: maps.ReasonName(r),
-		Verdict: maps.Verdict(r), Ifindex: e.Ifindex, VNI: e.Vni, Length: e.Len, Frame: maps.Summary(maps.Before(e))}
-	if i, err := net.InterfaceByIndex(int(e.Ifindex)); err == nil {
-		ev.Device = i.Name
-	}
-	return ev
-}
-
-func printEvent(w io.Writer, asJSON bool, mon *maps.Monitor, e maps.MonEvent) error {
-	ev := eventLine(mon, e)
-	if asJSON {
-		return json.NewEncoder(w).Encode(ev)
-	}
-	dev := ev.Device
-	if dev == "" {
-		dev = fmt.Sprint(ev.Ifindex)
-	}
-	_, err := fmt.Fprintf(w, "%s %-7s %-22s %-16s vni %-5d len %-5d %s\n",
-		ev.Time.Format("15:04:05.000000"), ev.Program, ev.Reason, dev, ev.VNI, ev.Length, ev.Frame)
-	return err
-}
-
 // writeEventFrames writes the frame before the decision and, when the
-// program changed it, after, each with the decision as comment.
-func writeEventFrames(w *pcapgo.NgWriter, mon *maps.Monitor, e maps.MonEvent) error {
-	ev := eventLine(mon, e)
-	comment := fmt.Sprintf("vxdp %s %s on %s (ifindex %d) vni %d", ev.Program, ev.Reason, ev.Device, ev.Ifindex, ev.VNI)
-	before, after := maps.Before(e), maps.After(e)
+// program changed it, after, each as on the wire (VLAN tag included) with
+// the decision as comment.
+func writeEventFrames(w *pcapgo.NgWriter, ev monitorEvent, e maps.MonEvent) error {
+	comment := ev.comment()
+	before, after := maps.BeforeOnWire(e), maps.AfterOnWire(e)
 	frames := []struct {
 		data []byte
 		note string

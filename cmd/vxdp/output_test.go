@@ -285,5 +285,13 @@ func documentedViews() map[string][]string {
 		labNodeView.kind: labNodeView.keys(), statusView.kind: statusView.keys(), programView.kind: programView.keys(),
 		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
 		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(), subnetView.kind: subnetView.keys(),
+		"dump ct": ctColumns(),
+		monitorEventView.kind: monitorEventView.keys(),
 	}
+}
+
+// ctColumns are the columns of `vxdp dump ct` (both tables share them).
+func ctColumns() []string {
+	d, _ := maps.Lookup(maps.CTTCP)
+	return d.Columns
 }

@@ -145,6 +145,9 @@ refused with the field and the fix, and nothing is written.`,
 			if err != nil {
 				return err
 			}
+			if p := rule.RemoteIPPrefix; p.IsValid() && p.Masked() != p {
+				fmt.Fprintf(c.App.ErrWriter, "note: --remote-ip %s has host bits set; the rule is for %s (as Neutron normalizes it)\n", p, p.Masked())
+			}
 			return printOne(c, ruleView, r)
 		}),
 	}

@@ -71,6 +71,12 @@ func TestSecurityGroupCommands(t *testing.T) {
 	expect(t, "port unset", jsonOf(t, "port", "unset", "vm", "--allowed-address", "ip-address=10.0.0.0/24"),
 		map[string]any{"allowed_address_pairs.0": absent{}, "security_groups.0": webID})
 
+	// Host bits are masked with a notice on stderr, as Neutron does.
+	out := mustVxdp(t, "sg", "rule", "add", webID.(string), "--remote-ip", "10.0.0.1/8", "-c", "remote_ip_prefix", "-o", "value")
+	if want := "note: --remote-ip 10.0.0.1/8 has host bits set; the rule is for 10.0.0.0/8 (as Neutron normalizes it)\n10.0.0.0/8\n"; out != want {
+		t.Errorf("sg rule add --remote-ip 10.0.0.1/8 printed %q, want %q", out, want)
+	}
+
 	before := mustVxdp(t, "sg", "list", "-o", "json") + mustVxdp(t, "port", "list", "-o", "json") + mustVxdp(t, "address-group", "list", "-o", "json")
 	for _, tc := range []struct {
 		args []string
@@ -85,7 +91,7 @@ func TestSecurityGroupCommands(t *testing.T) {
 		{[]string{"sg", "rule", "add", webID.(string), "--protocol", "tcp", "--icmp-type", "8"}, "are for --protocol icmp"},
 		{[]string{"sg", "rule", "add", webID.(string), "--protocol", "icmp", "--icmp-type", "8", "--port-range", "8"}, "give one"},
 		{[]string{"sg", "rule", "add", webID.(string), "--protocol", "icmp", "--icmp-type", "256"}, "icmp type 256 (port_range_min): want 0-255"},
-		{[]string{"sg", "rule", "add", webID.(string), "--remote-ip", "10.0.0.1/8"}, "write 10.0.0.0/8"},
+		{[]string{"sg", "rule", "add", webID.(string), "--ethertype", "IPv4", "--remote-ip", "2001:db8::/32"}, "is not an IPv4 prefix"},
 		{[]string{"sg", "rule", "add", webID.(string), "--remote-group", "nope"}, `security group "nope" in project admin: not found`},
 		{[]string{"port", "set", "vm", "--enable-port-security", "--disable-port-security"}, "give one"},
 		{[]string{"port", "set", "vm", "--disable-port-security"}, "port security cannot be off while the port has security groups"},

@@ -436,7 +436,7 @@ func parse(c *AgentConfig, files []file, hostname func() (string, error)) (*Agen
 	// misspelt key or a broken line above is usually why it is missing.
 	if !c.LocalIP.IsValid() && len(errs) == 0 {
 		if _, bad := seen["vxlan.local_ip"]; !bad {
-			errs = append(errs, &Error{File: last, Msg: "[vxlan] local_ip is not set", Fix: "add \"local_ip = <this host's VTEP IPv4 address>\" under [vxlan], e.g. local_ip = 192.168.248.3"})
+			errs = append(errs, &Error{File: last, Msg: "[vxlan] local_ip is not set", Fix: "add \"local_ip = <this host's VTEP address>\" under [vxlan], e.g. local_ip = 192.168.248.3"})
 		}
 	}
 	if (c.NATS.User == "") != (c.NATS.Password == "") {

@@ -66,7 +66,7 @@ func TestConfigErrors(t *testing.T) {
 		{"misspelt section", "[DEFAULT]\nhost = node3\n[vxaln]\nlocal_ip = 192.168.248.3\n",
 			[]string{`vxdp-agent.ini:3: unknown section [vxaln] — did you mean [vxlan]?`}},
 		{"missing local_ip", "[DEFAULT]\nhost = node3\n",
-			[]string{`vxdp-agent.ini: [vxlan] local_ip is not set — add "local_ip = <this host's VTEP IPv4 address>" under [vxlan], e.g. local_ip = 192.168.248.3`}},
+			[]string{`vxdp-agent.ini: [vxlan] local_ip is not set — add "local_ip = <this host's VTEP address>" under [vxlan], e.g. local_ip = 192.168.248.3`}},
 		{"bad ip", "[vxlan]\nlocal_ip = 192.168.248.300\n",
 			[]string{`vxdp-agent.ini:2: local_ip "192.168.248.300" is not a unicast IPv4 or IPv6 address — write this host's VTEP address, e.g. local_ip = 192.168.248.3`}},
 		{"link-local ip", "[vxlan]\nlocal_ip = 169.254.0.3\n",
