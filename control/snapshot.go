@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -206,8 +207,9 @@ func writeSnapshot(dir string, raw []byte) error {
 	return nil
 }
 
-// errSnapshotMissing: there is no snapshot (a first start).
-var errSnapshotMissing = errors.New("no snapshot")
+// errSnapshotMissing: there is no snapshot (a first start); it is an
+// fs.ErrNotExist.
+var errSnapshotMissing = fmt.Errorf("no snapshot (%w)", fs.ErrNotExist)
 
 // readSnapshotHeader reads the header of the snapshot in dir.
 func readSnapshotHeader(dir string) (*snapshotHeader, error) {
