@@ -285,7 +285,7 @@ func documentedViews() map[string][]string {
 		labNodeView.kind: labNodeView.keys(), statusView.kind: statusView.keys(), programView.kind: programView.keys(),
 		mapFillView.kind: mapFillView.keys(), driftView.kind: driftView.keys(), fdbEntryView.kind: fdbEntryView.keys(),
 		hostView.kind: hostView.keys(), addressGroupView.kind: addressGroupView.keys(), subnetView.kind: subnetView.keys(),
-		"dump ct": ctColumns(),
+		"dump ct":             ctColumns(),
 		monitorEventView.kind: monitorEventView.keys(),
 	}
 }
