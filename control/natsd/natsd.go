@@ -267,8 +267,12 @@ func leafOptions(o Options, opts *server.Options) error {
 	if len(o.Leaf) > 0 {
 		// Each side's brokers serve their own agents: a leafnode's agents
 		// read the leaf's mirror, and a broker reading the core's bucket
-		// (or the reverse) could be ahead of what they read.
-		api := []string{control.APIWildcard(cmp.Or(o.Bucket, control.DefaultBucket))}
+		// (or the reverse) could be ahead of what they read. Direct gets
+		// stay on their side too: the leaf's mirror answers them
+		// (MirrorDirect) and lags the core, so a controller on the core
+		// reading what it just wrote could be told it is not there.
+		bucket := cmp.Or(o.Bucket, control.DefaultBucket)
+		api := []string{control.APIWildcard(bucket), "$JS.API.DIRECT.GET." + control.StreamName(bucket) + ".>"}
 		remote := &server.RemoteLeafOpts{DenyExports: api, DenyImports: api}
 		for _, r := range o.Leaf {
 			u, err := url.Parse(r)
