@@ -17,6 +17,8 @@ type Progress struct {
 	total int
 	done  int
 	start time.Time
+	// lastUpdate is when Update last printed.
+	lastUpdate time.Time
 }
 
 // NewProgress writes progress to w (nil: nowhere).
@@ -72,5 +74,24 @@ func (p *Progress) Logf(format string, args ...any) {
 func (p *Progress) Done() {
 	if p != nil && p.w != nil && p.tty {
 		fmt.Fprintf(p.w, "\r\033[Kdone in %s\n", time.Since(p.start).Round(time.Second))
+	}
+}
+
+// Update says how far the current step is, without starting another: it
+// rewrites the step's line on a terminal, elsewhere it prints at most
+// every 5 seconds.
+func (p *Progress) Update(format string, args ...any) {
+	if p == nil || p.w == nil {
+		return
+	}
+	if !p.tty && time.Since(p.lastUpdate) < 5*time.Second {
+		return
+	}
+	p.lastUpdate = time.Now()
+	line := "    " + fmt.Sprintf(format, args...)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(p.w, line)
 	}
 }

@@ -63,6 +63,8 @@ type Broker struct {
 	index *brokerIndex
 	cons  *consumerLedger
 	slots chan struct{} // requests served at once
+	// origin is the bucket's identity when it is a leafnode's mirror.
+	origin originCreated
 
 	mu     sync.Mutex
 	hosts  map[string]*hostLimits
@@ -332,6 +334,9 @@ func (b *Broker) info(ctx context.Context) (bucketInfo, error) {
 	}
 	si := s.CachedInfo()
 	r := bucketInfo{Created: si.Created, LastRevision: si.State.LastSeq}
+	if m := si.Config.Mirror; m != nil {
+		r.Created = b.origin.of(ctx, b.nc, m, si.Created)
+	}
 	rec, _, err := b.ctl.get(ctx, FloorKey)
 	switch {
 	case err == nil:

@@ -35,6 +35,12 @@ func buildVXDP(t *testing.T) string {
 
 func startCluster(t *testing.T) *testCluster {
 	t.Helper()
+	return startClusterWith(t, nil)
+}
+
+// startClusterWith is startCluster with each member's options changed by mod.
+func startClusterWith(t *testing.T, mod func(i int, o *natsd.Options)) *testCluster {
+	t.Helper()
 	tc := &testCluster{bin: buildVXDP(t)}
 	var routes []string
 	for i := range 3 {
@@ -55,6 +61,9 @@ func startCluster(t *testing.T) *testCluster {
 	}
 	for i := range tc.opts {
 		tc.opts[i].Routes = routes
+		if mod != nil {
+			mod(i, &tc.opts[i])
+		}
 	}
 	tc.servers = make([]*natsd.Process, 3)
 	tc.startAll(t)
@@ -96,6 +105,53 @@ func (tc *testCluster) stop(i int) {
 }
 
 // eventually retries f for up to 30s (leader elections take seconds).
+// withAll has a connection try every member, and retry.
+func (tc *testCluster) withAll(o *control.ConnectOptions) { o.URLs = tc.urls; o.Retry = true }
+
+// controller creates the R3 bucket once the cluster can, and a controller
+// of it.
+func (tc *testCluster) controller(t *testing.T) (jetstream.JetStream, *control.Controller) {
+	t.Helper()
+	admin := connect(t, tc.urls[0], tc.withAll)
+	js, err := jetstream.New(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "create the R3 bucket", func(ctx context.Context) error {
+		_, err := control.EnsureBucket(ctx, js, control.BucketOptions{Replicas: 3})
+		return err
+	})
+	var c *control.Controller
+	eventually(t, "controller", func(ctx context.Context) error {
+		c, err = control.NewController(ctx, admin, control.ControllerOptions{Log: testLog()})
+		return err
+	})
+	return js, c
+}
+
+// stopStreamLeader stops the member leading the bucket's stream and
+// returns its name.
+func (tc *testCluster) stopStreamLeader(t *testing.T, js jetstream.JetStream) string {
+	t.Helper()
+	var leader string
+	eventually(t, "stream leader", func(ctx context.Context) error {
+		s, err := js.Stream(ctx, control.StreamName(control.DefaultBucket))
+		if err != nil {
+			return err
+		}
+		if leader = s.CachedInfo().Cluster.Leader; leader == "" {
+			return fmt.Errorf("no leader yet")
+		}
+		return nil
+	})
+	for i, o := range tc.opts {
+		if o.Name == leader {
+			tc.stop(i)
+		}
+	}
+	return leader
+}
+
 func eventually(t *testing.T, what string, f func(ctx context.Context) error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -123,21 +179,8 @@ func TestThreeNodeCluster(t *testing.T) {
 	phase := func(what string) { t.Logf("%6.2fs %s", time.Since(t0).Seconds(), what) }
 	tc := startCluster(t)
 	phase("cluster started")
-	withAll := func(o *control.ConnectOptions) { o.URLs = tc.urls; o.Retry = true }
-	admin := connect(t, tc.urls[0], withAll)
-	js, err := jetstream.New(admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "create the R3 bucket", func(ctx context.Context) error {
-		_, err := control.EnsureBucket(ctx, js, control.BucketOptions{Replicas: 3})
-		return err
-	})
-	var c *control.Controller
-	eventually(t, "controller", func(ctx context.Context) error {
-		c, err = control.NewController(ctx, admin, control.ControllerOptions{Log: testLog()})
-		return err
-	})
+	withAll := tc.withAll
+	js, c := tc.controller(t)
 	phase("bucket ready")
 	seedPorts(t, context.Background(), c)
 	agents := []*testAgent{
@@ -150,22 +193,7 @@ func TestThreeNodeCluster(t *testing.T) {
 
 	phase("converged")
 	// Kill the bucket's stream leader.
-	var leader string
-	eventually(t, "stream leader", func(ctx context.Context) error {
-		s, err := js.Stream(ctx, control.StreamName(control.DefaultBucket))
-		if err != nil {
-			return err
-		}
-		if leader = s.CachedInfo().Cluster.Leader; leader == "" {
-			return fmt.Errorf("no leader yet")
-		}
-		return nil
-	})
-	for i, o := range tc.opts {
-		if o.Name == leader {
-			tc.stop(i)
-		}
-	}
+	leader := tc.stopStreamLeader(t, js)
 	phase("killed the leader " + leader)
 	eventually(t, "create a port after losing the leader", func(ctx context.Context) error {
 		_, err := c.CreatePort(ctx, control.PortSpec{Network: seedNetID, Name: "vm5", MAC: mac("fa:16:3e:00:00:05"), Host: "node4"})

@@ -193,21 +193,25 @@ const (
 )
 
 // EnsureBucket creates the control-plane bucket, or updates its replica
-// count and limits, and returns it. The stream is the one a KV bucket has
-// (history 1), with limits, and roll-up headers are refused: a KV purge is
-// never used by vxdp, and a writer of one key could otherwise send a
-// "Nats-Rollup: all" message that wipes every key of the bucket.
+// count and limits (bucketConfig), and returns it.
 func EnsureBucket(ctx context.Context, js jetstream.JetStream, o BucketOptions) (jetstream.KeyValue, error) {
-	name := cmp.Or(o.Name, DefaultBucket)
-	replicas := max(o.Replicas, 1)
+	cfg := bucketConfig(o)
+	cfg.Description = "vxdp control plane: networks, ports, security groups, agents"
+	cfg.Subjects = []string{KeyPrefix(cmp.Or(o.Name, DefaultBucket)) + ">"}
+	return ensureStream(ctx, js, cfg)
+}
+
+// bucketConfig is the stream of a bucket: a KV bucket's (history 1),
+// with limits, and roll-up headers refused: a KV purge is never used by
+// vxdp, and a writer of one key could otherwise send a "Nats-Rollup: all"
+// message that wipes every key of the bucket.
+func bucketConfig(o BucketOptions) jetstream.StreamConfig {
 	storage := jetstream.FileStorage
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	cfg := jetstream.StreamConfig{
-		Name:              StreamName(name),
-		Description:       "vxdp control plane: networks, ports, security groups, agents",
-		Subjects:          []string{KeyPrefix(name) + ">"},
+	return jetstream.StreamConfig{
+		Name:              StreamName(cmp.Or(o.Name, DefaultBucket)),
 		MaxMsgsPerSubject: 1,
 		MaxBytes:          cmp.Or(o.MaxBytes, DefaultMaxBytes),
 		MaxMsgs:           cmp.Or(o.MaxKeys, DefaultMaxKeys),
@@ -215,15 +219,19 @@ func EnsureBucket(ctx context.Context, js jetstream.JetStream, o BucketOptions) 
 		MaxConsumers:      cmp.Or(o.MaxConsumers, DefaultMaxConsumers),
 		ConsumerLimits:    jetstream.StreamConsumerLimits{InactiveThreshold: consumerMaxInactive},
 		Storage:           storage,
-		Replicas:          replicas,
+		Replicas:          max(o.Replicas, 1),
 		AllowRollup:       false,
 		DenyDelete:        true,
 		AllowDirect:       true,
 		Duplicates:        2 * time.Minute,
 		Discard:           jetstream.DiscardNew,
 	}
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.KeyValue, error) {
+	name := strings.TrimPrefix(cfg.Name, "KV_")
 	if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-		return nil, fmt.Errorf("create bucket %s (replicas %d): %w", name, replicas, err)
+		return nil, fmt.Errorf("create bucket %s (replicas %d): %w", name, cfg.Replicas, err)
 	}
 	kv, err := js.KeyValue(ctx, name)
 	if err != nil {

@@ -23,6 +23,7 @@ type agentMetrics struct {
 	heartbeats   *prometheus.CounterVec
 	networks     prometheus.Gauge
 	records      prometheus.Gauge
+	drift        prometheus.Counter
 }
 
 // MetricRejected is the name of the counter of rejected records.
@@ -132,6 +133,10 @@ func newAgentMetrics(reg prometheus.Registerer, nc *nats.Conn) (*agentMetrics, e
 			Name: "vxdp_control_view_records",
 			Help: "Records in the agent's view of the bucket.",
 		}),
+		drift: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vxdp_control_incremental_drift_total",
+			Help: "Times the state the agent kept up to date change by change differed from the state built whole (a bug; the whole state was sent).",
+		}),
 	}
 	for _, kr := range rejectSeries() {
 		m.rejected.WithLabelValues(kr[0], kr[1])
@@ -155,6 +160,6 @@ func newAgentMetrics(reg prometheus.Registerer, nc *nats.Conn) (*agentMetrics, e
 		return 0
 	})
 	err := register(reg, "agent", m.rejected, m.fetched, m.resyncs, m.sent, m.watermark,
-		m.applyErrors, m.statusWrites, m.heartbeats, m.networks, m.records, connected)
+		m.applyErrors, m.statusWrites, m.heartbeats, m.networks, m.records, m.drift, connected)
 	return m, err
 }

@@ -1,9 +1,7 @@
 package control_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -44,17 +42,10 @@ func waitSnapshot(t *testing.T, c *control.Controller, ta *testAgent, dir string
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		if f, err := os.Open(filepath.Join(dir, control.SnapshotFile)); err == nil {
-			var h struct {
-				DesiredRevision uint64 `json:"desired_revision"`
-			}
-			line, _ := bufio.NewReader(f).ReadBytes('\n')
-			f.Close()
-			if json.Unmarshal(line, &h) == nil && h.DesiredRevision == rev {
-				ta.stop()
-				if ta.current() == d {
-					return d
-				}
+		if control.SnapshotRevision(dir) == rev {
+			ta.stop()
+			if ta.current() == d {
+				return d
 			}
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -1,11 +1,8 @@
 package control
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 )
 
@@ -16,42 +13,43 @@ import (
 // tools naming a host (`vxdp monitor --host`); an agent without a snapshot
 // (file mode) knows no host names.
 func SnapshotVTEPs(dir string) (map[string]netip.Addr, error) {
-	path := filepath.Join(dir, SnapshotFile)
-	f, err := os.Open(path)
+	h, err := readSnapshotHeader(dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SnapshotFile), err)
 	}
-	defer f.Close()
-	registered, claimed := map[string]netip.Addr{}, map[string]netip.Addr{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 16<<20)
-	for line := 1; sc.Scan(); line++ {
-		if line == 1 || !bytes.HasPrefix(sc.Bytes(), []byte("hosts.")) {
-			continue // the header, or not a host's record
-		}
-		key, rest, _ := bytes.Cut(sc.Bytes(), []byte(" "))
-		_, val, _ := bytes.Cut(rest, []byte(" "))
-		if k := ParseKey(string(key)); k.Kind != KindRegistration && k.Kind != KindAgent {
-			continue
-		}
-		_, rec, err := DecodeRecord(string(key), val)
-		if err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", path, line, err)
-		}
-		switch r := rec.(type) {
-		case *RegistrationRecord:
-			registered[r.Host] = r.VTEP
-		case *AgentRecord:
-			claimed[r.Host] = r.VTEP
+	_, v, err := readSnapshot(dir, h.Host, netip.Addr{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, SnapshotFile), err)
+	}
+	out := map[string]netip.Addr{}
+	for _, r := range v.registrations {
+		out[r.Rec.Host] = r.Rec.VTEP
+	}
+	for host, a := range v.agents {
+		if _, ok := out[host]; !ok && a.Rec.VTEP.IsValid() {
+			out[host] = a.Rec.VTEP
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	for h, ip := range claimed {
-		if _, ok := registered[h]; !ok && ip.IsValid() {
-			registered[h] = ip
+	return out, nil
+}
+
+// WriteRecordsSnapshot writes to dir the snapshot of host's agent holding
+// just recs (key -> record: registrations, the agent record; no networks),
+// as a fixture for the tools that read snapshots.
+func WriteRecordsSnapshot(dir, host string, recs map[string]any) error {
+	v := newView(host, netip.Addr{})
+	rev := uint64(0)
+	for key, rec := range recs {
+		k := ParseKey(key)
+		if !v.follows(k) || k.Kind == KindNetwork || k.Kind == KindPort || k.Kind == KindStatus {
+			return fmt.Errorf("snapshot record %s: not a record kept whole", key)
 		}
+		rev++
+		v.store(k, rev, rec)
 	}
-	return registered, nil
+	raw, err := encodeSnapshot(v, snapshotHeader{Host: host, Watermark: rev, DesiredRevision: rev})
+	if err != nil {
+		return err
+	}
+	return writeSnapshot(dir, raw)
 }

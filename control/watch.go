@@ -330,41 +330,52 @@ func toEntry(prefix string, m *nats.Msg, meta *nats.MsgMetadata) kvEntry {
 // loadLatest reads the latest message of every key matching filters
 // (deleted keys included, marked Deleted) and returns once caught up.
 func (r bucketReader) loadLatest(ctx context.Context, filters []string, proofs map[string]string) ([]kvEntry, error) {
-	if len(filters) == 0 {
-		return nil, nil
-	}
-	f, err := r.follow(ctx, filters, followOptions{lastPerSubject: true, proofs: proofs})
+	var out []kvEntry
+	err := r.eachLatest(ctx, filters, proofs, func(e kvEntry) { out = append(out, e) })
 	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// eachLatest hands each latest value of the keys matching filters to each
+// as it arrives (a full resync of 100k ports keeps none of them longer
+// than folding it takes).
+func (r bucketReader) eachLatest(ctx context.Context, filters []string, proofs map[string]string, each func(kvEntry)) error {
+	if len(filters) == 0 {
+		return nil
+	}
+	f, err := r.follow(ctx, filters, followOptions{lastPerSubject: true, proofs: proofs})
+	if err != nil {
+		return err
+	}
 	defer f.close()
 	if f.initialPending == 0 {
-		return nil, nil
+		return nil
 	}
-	out := make([]kvEntry, 0, f.initialPending)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := time.Now()
 	for {
 		select {
 		case e := <-f.ch:
-			out = append(out, e)
+			each(e)
 			last = time.Now()
 			if e.Pending == 0 {
-				return out, nil
+				return nil
 			}
 		case <-tick.C:
 			idle := time.Since(last)
 			if idle >= 2*time.Second && f.caughtUp(ctx) {
-				return out, nil
+				return nil
 			}
 			if idle >= loadStall {
-				return nil, fmt.Errorf("load %s: nothing delivered for %s with messages pending; retrying", strings.Join(filters, ","), idle.Round(time.Second))
+				return fmt.Errorf("load %s: nothing delivered for %s with messages pending; retrying", strings.Join(filters, ","), idle.Round(time.Second))
 			}
 		case <-f.failed:
-			return nil, f.err
+			return f.err
 		case <-ctx.Done():
-			return nil, fmt.Errorf("load %s: %w", strings.Join(filters, ","), ctx.Err())
+			return fmt.Errorf("load %s: %w", strings.Join(filters, ","), ctx.Err())
 		}
 	}
 }

@@ -78,7 +78,7 @@ func (d *Desired) Validate() error {
 			bad("%s: mtu %d out of range 68-65000", where, n.MTU)
 		}
 		for _, v := range n.VTEPs {
-			if !v.IP.IsValid() || v.IP.Is4In6() || v.IP.IsUnspecified() || v.IP.IsMulticast() {
+			if !unicastVTEP(v.IP) {
 				bad("%s: vtep %q is not a unicast address", where, v.IP)
 			}
 		}
@@ -101,10 +101,11 @@ func (d *Desired) Validate() error {
 		net string
 		mac MAC
 	}
-	macs := map[macKey]string{}
-	taps := map[string]string{}
-	ids := map[string]bool{}
-	checkPort := func(where, id, netID string, mac MAC, ips []netip.Addr) {
+	ports := len(d.LocalPorts) + len(d.RemotePorts)
+	macs := make(map[macKey]portRef, ports)
+	taps := map[string]portRef{}
+	ids := make(map[string]bool, ports)
+	checkPort := func(where portRef, id, netID string, mac MAC, ips []netip.Addr) {
 		if id != "" {
 			if ids[id] {
 				bad("%s: duplicate port id", where)
@@ -114,39 +115,28 @@ func (d *Desired) Validate() error {
 		if nets[netID] == nil {
 			bad("%s: unknown network %q", where, netID)
 		}
-		if !mac.IsUnicast() {
-			bad("%s: mac %s is not a unicast address", where, mac)
+		for _, err := range addressErrors(mac, ips) {
+			bad("%s: %v", where, err)
 		}
 		k := macKey{netID, mac}
 		if other, dup := macs[k]; dup {
 			bad("%s: mac %s already used by %s on the same network", where, mac, other)
 		}
 		macs[k] = where
-		for _, ip := range ips {
-			if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
-				bad("%s: invalid ip %q", where, ip)
-			}
-		}
 	}
 	for i, p := range d.LocalPorts {
-		where := fmt.Sprintf("local_ports[%d] (%s)", i, p.ID)
+		where := portRef{"local_ports", i, p.ID}
 		if p.ID == "" && p.Tap == "" {
 			bad("local_ports[%d]: needs an id or a tap name", i)
 		}
 		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
 		tap := p.TapName()
-		if len(tap) > 15 {
-			bad("%s: tap name %q longer than 15 characters", where, tap)
-		}
 		if other, dup := taps[tap]; dup {
 			bad("%s: tap %s already used by %s", where, tap, other)
 		}
 		taps[tap] = where
-		for _, err := range ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs) {
+		for _, err := range p.ownErrors() {
 			bad("%s: %v", where, err)
-		}
-		if p.DNSName != "" && !ValidHostName(p.DNSName) {
-			bad("%s: dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", where, p.DNSName)
 		}
 	}
 	groups := map[string]*SecurityGroup{}
@@ -181,14 +171,89 @@ func (d *Desired) Validate() error {
 		}
 	}
 	for i, p := range d.RemotePorts {
-		where := fmt.Sprintf("remote_ports[%d] (%s)", i, p.ID)
+		where := portRef{"remote_ports", i, p.ID}
 		checkPort(where, p.ID, p.NetworkID, p.MAC, p.IPs)
 		if n := nets[p.NetworkID]; n != nil && n.Provider() {
 			if p.VTEP.IsValid() {
 				bad("%s: a port of %s network %s has no vtep", where, n.Kind(), n.ID)
 			}
-		} else if !p.VTEP.IsValid() || p.VTEP.Is4In6() || p.VTEP.IsUnspecified() || p.VTEP.IsMulticast() {
+		} else if !unicastVTEP(p.VTEP) {
 			bad("%s: vtep %q is not a unicast address", where, p.VTEP)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// portRef names a port of a state in an error: its list, index and id
+// (formatted only when there is an error: states hold 100k ports).
+type portRef struct {
+	list string
+	i    int
+	id   string
+}
+
+func (r portRef) String() string { return fmt.Sprintf("%s[%d] (%s)", r.list, r.i, r.id) }
+
+// unicastVTEP reports whether ip can be a VTEP (IPv4 or IPv6 underlay).
+func unicastVTEP(ip netip.Addr) bool {
+	return ip.IsValid() && !ip.Is4In6() && !ip.IsUnspecified() && !ip.IsMulticast()
+}
+
+// addressErrors are the problems of a port's MAC and IPs.
+func addressErrors(mac MAC, ips []netip.Addr) []error {
+	var errs []error
+	if !mac.IsUnicast() {
+		errs = append(errs, fmt.Errorf("mac %s is not a unicast address", mac))
+	}
+	for _, ip := range ips {
+		if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
+			errs = append(errs, fmt.Errorf("invalid ip %q", ip))
+		}
+	}
+	return errs
+}
+
+// ownErrors are the problems of a local port on its own (besides its
+// MAC and IPs): its tap name, address pairs and DNS name.
+func (p LocalPort) ownErrors() []error {
+	var errs []error
+	if tap := p.TapName(); len(tap) > 15 {
+		errs = append(errs, fmt.Errorf("tap name %q longer than 15 characters", tap))
+	}
+	errs = append(errs, ValidateAddressPairs(p.MAC, p.IPs, p.AllowedAddressPairs)...)
+	if p.DNSName != "" && !ValidHostName(p.DNSName) {
+		errs = append(errs, fmt.Errorf("dns_name %q is not a host name (letters, digits, hyphens; 63 at most)", p.DNSName))
+	}
+	return errs
+}
+
+// Validate checks what d puts on its own: every network as Desired.Validate
+// does, every port's addresses and local port's names, every rule. What
+// depends on the rest of the state (unknown networks, a MAC or tap used
+// twice) is the producer's to keep, and checked with every full state.
+func (d *Delta) Validate() error {
+	var errs []error
+	if err := (&Desired{Networks: d.Networks.Put}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, p := range d.LocalPorts.Put {
+		for _, err := range append(addressErrors(p.MAC, p.IPs), p.ownErrors()...) {
+			errs = append(errs, fmt.Errorf("local port %s: %w", p.ID, err))
+		}
+	}
+	for _, p := range d.RemotePorts.Put {
+		for _, err := range addressErrors(p.MAC, p.IPs) {
+			errs = append(errs, fmt.Errorf("remote port %s: %w", p.ID, err))
+		}
+		if p.VTEP.IsValid() && !unicastVTEP(p.VTEP) {
+			errs = append(errs, fmt.Errorf("remote port %s: vtep %q is not a unicast address", p.ID, p.VTEP))
+		}
+	}
+	for _, g := range d.SecurityGroups.Put {
+		for j, r := range g.Rules {
+			if err := r.Validate(); err != nil {
+				errs = append(errs, fmt.Errorf("security group %s: rules[%d] (%s): %w", g.ID, j, r.ID, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -388,74 +388,37 @@ func poke(ch chan struct{}) {
 	}
 }
 
-// runLoop applies every desired state the producer sends, re-applies the
-// last one when a tap appears or goes and every resync period, until ctx
-// ends, and tells the observer (the control plane) each outcome. Nothing is
-// applied before the first desired state arrives: an agent restarting while
-// NATS is away keeps what is installed. Failed applies are retried with
-// backoff; the agent never exits on a bad state.
+// runLoop runs the producer against the dataplane (state.Loop) until ctx
+// ends: taps appearing or going and SIGHUP re-apply the whole state.
 func runLoop(ctx context.Context, log *slog.Logger, dp *dataplane.Dataplane, m *dataplane.Metrics,
-	producer state.Producer, observer state.Observer, current *state.Desired, resync time.Duration,
+	producer state.Producer, observer state.Observer, first *state.Desired, resync time.Duration,
 	h *health, reapply <-chan struct{}) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	updates := make(chan *state.Desired)
-	go func() {
-		if err := producer.Run(ctx, updates); err != nil && ctx.Err() == nil {
-			log.Error("state producer stopped", "err", err)
-		}
-	}()
 	taps, err := dp.WatchTaps(ctx)
 	if err != nil {
 		return fmt.Errorf("watch links: %w", err)
 	}
-	retry := time.NewTimer(0) // first apply right away
-	defer retry.Stop()
-	tick := time.NewTicker(resync)
-	defer tick.Stop()
-	backoff := time.Second
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("agent stopping; installed state stays in place")
-			return nil
-		case d := <-updates:
-			current = d
-		case <-taps:
-		case <-tick.C:
-		case <-retry.C:
-		case <-reapply:
+	wake := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-taps:
+			case <-reapply:
+			}
+			poke(wake)
 		}
-		if current == nil {
-			continue
-		}
-		start := time.Now()
-		res, err := dp.Apply(ctx, current)
-		took := time.Since(start)
-		m.ObserveApply(current, res, err, took)
-		if observer != nil {
-			observer.Applied(ctx, current, res, err)
-		}
-		if err != nil {
-			log.Error("apply failed, will retry", "err", err, "retry_in", backoff)
-			retry.Reset(backoff)
-			backoff = min(backoff*2, time.Minute)
-			continue
-		}
-		backoff = time.Second
-		h.applied.Store(true)
-		logApply(log, current, res, took)
+	}()
+	loop := &state.Loop{
+		Producer: producer, Reconciler: dp, Observer: observer, First: first, Resync: resync, Wake: wake, Log: log,
+		AfterApply: func(d *state.Desired, res state.Result, err error, took time.Duration) {
+			m.ObserveApply(d, res, err, took)
+			if err == nil {
+				h.applied.Store(true)
+			}
+		},
 	}
-}
-
-func logApply(log *slog.Logger, d *state.Desired, res state.Result, took time.Duration) {
-	level := slog.LevelDebug
-	if len(res.Ops) > 0 {
-		level = slog.LevelInfo
-	}
-	log.Log(context.Background(), level, "applied", "revision", d.Revision, "changes", len(res.Ops),
-		"unchanged", res.Unchanged, "pending_ports", len(res.Pending), "took", took.Round(time.Microsecond))
-	for _, op := range res.Ops {
-		log.Debug("change", "object", op.Object, "action", op.Action, "key", op.Key)
-	}
+	return loop.Run(ctx)
 }

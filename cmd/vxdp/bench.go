@@ -3,7 +3,13 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/netip"
 	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -47,22 +53,80 @@ report as JSON, a Markdown page and PNG charts.`,
 				return printReport(c, r, err)
 			},
 		}, {
-			Name:  "controlplane",
-			Usage: "NATS control plane: port-event convergence over many simulated agents, full and delta resync, agent memory (embedded server, minutes)",
+			Name: "controlplane",
+			Usage: "NATS control plane at fleet scale: vxdp server, agents and listeners as processes; fan-out of port events " +
+				"to 1,000 and 10,000 receivers next to the transport floor, resync, memory and CPU per event up to 100k ports (many minutes)",
 			Flags: []cli.Flag{
-				&cli.IntSliceFlag{Name: "agents", Value: cli.NewIntSlice(10, 100, 1000), Usage: "fleet sizes"},
-				&cli.IntSliceFlag{Name: "ports", Value: cli.NewIntSlice(10000, 100000), Usage: "network sizes for resync and memory"},
-				&cli.IntFlag{Name: "events", Value: 20, Usage: "port events per fleet size and kind"},
+				&cli.IntFlag{Name: "agents", Value: 50, Usage: "real agent processes in the fan-out"},
+				&cli.IntSliceFlag{Name: "fanout", Value: cli.NewIntSlice(1000, 10000), Usage: "receivers of each event: the agents plus bare listeners"},
+				&cli.StringSliceFlag{Name: "listen-mode", Value: cli.NewStringSlice(bench.ListenConsumer, bench.ListenRePublish),
+					Usage: "how bare listeners receive: consumer (a consumer per listener, as agents) or republish (core NATS subscribers of the stream's republished changes)"},
+				&cli.IntFlag{Name: "events", Value: 20, Usage: "port events per fan-out measurement"},
+				&cli.IntSliceFlag{Name: "ports", Value: cli.NewIntSlice(1000, 10000, 100000), Usage: "network sizes for resync, memory and CPU per event"},
+				&cli.IntFlag{Name: "port-events", Value: 50, Usage: "port events timed at each network size"},
+				&cli.IntFlag{Name: "delta-changes", Value: 100, Usage: "ports added while the agent is down, before its restart"},
 				benchQuickFlag, benchOutFlag, benchJSONFlag,
 			},
 			Action: func(c *cli.Context) error {
-				o := bench.ControlPlaneOptions{Agents: c.IntSlice("agents"), ResyncPorts: c.IntSlice("ports"), Events: c.Int("events")}
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				o := bench.ControlPlaneOptions{Binary: exe, Agents: c.Int("agents"), FanOut: c.IntSlice("fanout"), Modes: c.StringSlice("listen-mode"),
+					Events: c.Int("events"), ResyncPorts: c.IntSlice("ports"), ResyncEvents: c.Int("port-events"),
+					DeltaChanges: c.Int("delta-changes"), Commit: currentBuild().Commit}
 				if c.Bool(benchQuickFlag.Name) {
-					o = bench.QuickControlPlane(o, c.IsSet("agents"), c.IsSet("ports"), c.IsSet("events"))
+					o = bench.QuickControlPlane(o, c.IsSet("agents"), c.IsSet("fanout"), c.IsSet("ports"), c.IsSet("events"))
 				}
 				o.Progress = bench.NewProgress(c.App.ErrWriter)
 				r, err := bench.RunControlPlane(c.Context, o)
 				return printReport(c, r, err)
+			},
+		}, {
+			Name:   "agent",
+			Usage:  "one agent of the control-plane benchmark (started by bench controlplane)",
+			Hidden: true,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "nats", Required: true}, &cli.StringFlag{Name: "host", Required: true},
+				&cli.StringFlag{Name: "local-ip", Required: true}, &cli.StringFlag{Name: "state-dir"},
+				&cli.DurationFlag{Name: "resync", Value: time.Minute},
+				&cli.StringFlag{Name: "cpuprofile", Usage: "write a CPU profile to `FILE`"},
+			},
+			Action: func(c *cli.Context) error {
+				ip, err := netip.ParseAddr(c.String("local-ip"))
+				if err != nil {
+					return fmt.Errorf("--local-ip: %w", err)
+				}
+				if f := c.String("cpuprofile"); f != "" {
+					out, err := os.Create(f)
+					if err != nil {
+						return err
+					}
+					defer out.Close()
+					if err := pprof.StartCPUProfile(out); err != nil {
+						return err
+					}
+					defer pprof.StopCPUProfile()
+				}
+				ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
+				defer stop()
+				return bench.RunAgentProcess(ctx, bench.AgentProcessOptions{URL: c.String("nats"), Host: c.String("host"), VTEP: ip,
+					StateDir: c.String("state-dir"), Resync: c.Duration("resync"), Out: c.App.Writer})
+			},
+		}, {
+			Name:   "listen",
+			Usage:  "bare listeners of the control-plane benchmark (started by bench controlplane)",
+			Hidden: true,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "nats", Required: true}, &cli.IntFlag{Name: "count", Value: 1}, &cli.IntFlag{Name: "first"},
+				&cli.StringFlag{Name: "mode", Value: bench.ListenConsumer}, &cli.StringFlag{Name: "network", Required: true},
+				&cli.StringFlag{Name: "watch", Required: true},
+			},
+			Action: func(c *cli.Context) error {
+				ctx, stop := signal.NotifyContext(c.Context, syscall.SIGTERM, os.Interrupt)
+				defer stop()
+				return bench.RunListeners(ctx, bench.ListenOptions{URL: c.String("nats"), Count: c.Int("count"), First: c.Int("first"),
+					Mode: c.String("mode"), Network: c.String("network"), Watch: c.String("watch"), Out: c.App.Writer})
 			},
 		}, {
 			Name:  "path",

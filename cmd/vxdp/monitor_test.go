@@ -72,16 +72,16 @@ func TestMonitorSegments(t *testing.T) {
 }
 
 // writeSnapshot writes an agent's control-plane snapshot holding the
-// registrations of hosts (name -> VTEP).
+// registrations of hosts (name -> VTEP) and node4's agent record.
 func writeSnapshot(t *testing.T, dir string, hosts map[string]string) {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, `{"schema":3,"host":"node4","records":%d}`+"\n", len(hosts)+1)
-	fmt.Fprintf(&b, "%s 3 {\"schema\":1,\"id\":\"x\",\"host\":\"node4\",\"vtep_ip\":\"192.168.248.4\"}\n", control.AgentKey("node4"))
+	recs := map[string]any{control.AgentKey("node4"): &control.AgentRecord{Schema: control.SchemaVersion, ID: "x", Host: "node4",
+		VTEP: netip.MustParseAddr("192.168.248.4")}}
 	for h, ip := range hosts {
-		fmt.Fprintf(&b, "%s 2 {\"schema\":1,\"host\":%q,\"vtep_ip\":%q,\"registered_by\":\"agent\"}\n", control.RegistrationKey(h), h, ip)
+		recs[control.RegistrationKey(h)] = &control.RegistrationRecord{Schema: control.SchemaVersion, Host: h,
+			VTEP: netip.MustParseAddr(ip), RegisteredBy: control.RegisteredByAgent}
 	}
-	if err := os.WriteFile(filepath.Join(dir, control.SnapshotFile), []byte(b.String()), 0o644); err != nil {
+	if err := control.WriteRecordsSnapshot(dir, "node4", recs); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -46,6 +47,10 @@ FILE" prints the same rules for a cluster configured by hand.`,
 			&cli.StringFlag{Name: "cluster-listen", Usage: "route `HOST:PORT` for the other members"},
 			&cli.StringFlag{Name: "routes", Usage: "the members' route `URLS` (nats-route://host:port,...)"},
 			&cli.IntFlag{Name: "replicas", Value: 1, Usage: "replicas of the control-plane bucket (3 on a three-node cluster)"},
+			&cli.StringFlag{Name: "domain", Usage: "JetStream domain `NAME` (core members accepting leafnodes: the same on each, default core; a leafnode: its own)"},
+			&cli.StringFlag{Name: "leaf-listen", Usage: "accept leafnodes on `HOST:PORT` (a core member)"},
+			&cli.StringFlag{Name: "leaf", Usage: "run as a leafnode of the core members' leafnode `URLS` (nats-leaf://host:7422,...): agents of a rack connect here and resync from a mirror of the core's bucket"},
+			&cli.StringFlag{Name: "hub-domain", Value: "core", Usage: "JetStream domain `NAME` of the core (with --leaf)"},
 			&cli.StringFlag{Name: "bucket", Value: control.DefaultBucket, Usage: "bucket `NAME`"},
 			&cli.StringFlag{Name: "users", Usage: "users `FILE` (JSON) with per-role permissions"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "server certificate `FILE`"},
@@ -154,12 +159,28 @@ func runServer(c *cli.Context) error {
 	o := natsd.Options{
 		Name: c.String("name"), Listen: c.String("listen"), StoreDir: c.String("store"),
 		Cluster: c.String("cluster"), ClusterListen: c.String("cluster-listen"), Routes: control.ParseURLs(c.String("routes")),
+		Domain: c.String("domain"), LeafListen: c.String("leaf-listen"), Leaf: control.ParseURLs(c.String("leaf")),
 		Bucket: c.String("bucket"), TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), TLSCA: c.String("tls-ca"),
 		Log: log,
 	}
 	if f := c.String("users"); f != "" {
 		if o.Users, err = natsd.LoadUsers(f); err != nil {
 			return err
+		}
+	}
+	if o.LeafListen != "" && o.Domain == "" {
+		o.Domain = "core"
+	}
+	hub := ""
+	if len(o.Leaf) > 0 {
+		hub = c.String("hub-domain")
+		switch {
+		case o.Domain == "":
+			return errors.New("--leaf: a leafnode needs its own JetStream domain: add --domain, e.g. --domain rack1")
+		case o.Domain == hub:
+			return fmt.Errorf("--domain %s is the core's (--hub-domain): a leafnode needs its own", hub)
+		case o.LeafListen != "":
+			return errors.New("--leaf and --leaf-listen: a server is a core member or a leafnode, not both")
 		}
 	}
 	if c.Int("replicas") < 1 || c.Int("replicas") > 5 {
@@ -189,12 +210,15 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	defer stop()
-	return serve(c.Context, o, serveOptions{bucket: bo, quotas: q, ml2: m, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
+	return serve(c.Context, o, serveOptions{bucket: bo, hub: hub, quotas: q, ml2: m, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
 }
 
 // serveOptions are what serve does besides running NATS.
 type serveOptions struct {
-	bucket     control.BucketOptions
+	bucket control.BucketOptions
+	// hub is the core's JetStream domain on a leafnode ("" on a core
+	// member): a leafnode mirrors the core's bucket and writes nothing.
+	hub        string
 	quotas     control.Quotas
 	ml2        control.ML2Config
 	memberSync time.Duration
@@ -202,11 +226,12 @@ type serveOptions struct {
 }
 
 // serve runs the server until ctx ends: it creates the bucket (retrying
-// while a cluster elects its leaders), stores the quotas and provider
-// network options, reports
-// readiness and keeps security group members in step with the ports.
+// while a cluster elects its leaders) — on a leafnode, the mirror of the
+// bucket of the core's domain hub — and, on a core member, stores the
+// quotas and provider network options and keeps security group members in
+// step with the ports; then it reports readiness.
 func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logger) error {
-	bo := so.bucket
+	bo, hub := so.bucket, so.hub
 	srv, err := natsd.Start(ctx, o)
 	if err != nil {
 		return err
@@ -224,7 +249,12 @@ func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logg
 	}
 	for wait := 200 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := control.EnsureBucket(bctx, js, bo)
+		var err error
+		if hub != "" {
+			_, err = control.EnsureMirror(bctx, js, bo, hub)
+		} else {
+			_, err = control.EnsureBucket(bctx, js, bo)
+		}
 		cancel()
 		if err == nil {
 			break
@@ -236,19 +266,21 @@ func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logg
 		case <-time.After(wait):
 		}
 	}
-	ctl, err := control.NewController(ctx, nc, control.ControllerOptions{Bucket: o.Bucket, Log: log})
-	if err != nil {
-		return err
+	if hub == "" {
+		ctl, err := control.NewController(ctx, nc, control.ControllerOptions{Bucket: o.Bucket, Log: log})
+		if err != nil {
+			return err
+		}
+		if err := storeQuotas(ctx, ctl, so.quotas); err != nil {
+			return fmt.Errorf("quotas: %w", err)
+		}
+		if err := storeML2(ctx, ctl, so.ml2); err != nil {
+			return fmt.Errorf("provider network options: %w", err)
+		}
+		go syncMembers(ctx, nc, o.Bucket, so.memberSync, log)
 	}
-	if err := storeQuotas(ctx, ctl, so.quotas); err != nil {
-		return fmt.Errorf("quotas: %w", err)
-	}
-	if err := storeML2(ctx, ctl, so.ml2); err != nil {
-		return fmt.Errorf("provider network options: %w", err)
-	}
-	go syncMembers(ctx, nc, o.Bucket, so.memberSync, log)
 	log.Info("vxdp server ready", "url", srv.ClientURL(), "store", o.StoreDir, "bucket", o.Bucket, "replicas", replicas,
-		"cluster", o.Cluster, "auth", len(o.Users) > 0)
+		"cluster", o.Cluster, "domain", o.Domain, "leaf_of", o.Leaf, "auth", len(o.Users) > 0)
 	if so.readyFile != "" {
 		if err := natsd.WriteReadyFile(so.readyFile, natsd.ReadyInfo{URL: srv.ClientURL(), PID: os.Getpid()}); err != nil {
 			return err

@@ -9,6 +9,7 @@
 package natsd
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -62,6 +63,15 @@ type Options struct {
 	ClusterListen string
 	// Routes are the route URLs of the other members (nats-route://host:port).
 	Routes []string
+	// Domain is the server's JetStream domain. Core members that accept
+	// leafnodes need one (all the same), so that a leafnode can mirror
+	// their bucket; a leafnode has its own.
+	Domain string
+	// LeafListen is host:port for leafnode connections (core members).
+	LeafListen string
+	// Leaf makes the server a leafnode of a core cluster: the URLs of its
+	// members' leafnode listeners (nats-leaf://[user:password@]host:port).
+	Leaf []string
 	// Users, when set, turn on authorization with per-role permissions.
 	Users []User
 	// Bucket the permissions refer to (default control.DefaultBucket).
@@ -213,6 +223,9 @@ func serverOptions(o Options) (*server.Options, User, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	if err := leafOptions(o, opts); err != nil {
+		return nil, internal, err
+	}
 	if o.TLSCert != "" || o.TLSKey != "" {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLSCert, KeyFile: o.TLSKey, CaFile: o.TLSCA, Verify: o.TLSCA != ""})
 		if err != nil {
@@ -236,6 +249,42 @@ func serverOptions(o Options) (*server.Options, User, error) {
 		}
 	}
 	return opts, internal, nil
+}
+
+// leafOptions sets the JetStream domain and the leafnode side of o.
+func leafOptions(o Options, opts *server.Options) error {
+	opts.JetStreamDomain = o.Domain
+	if (o.LeafListen != "" || len(o.Leaf) > 0) && o.Domain == "" {
+		return errors.New("nats server: leafnodes need a JetStream domain on both sides (core and leaf)")
+	}
+	if o.LeafListen != "" {
+		h, p, err := splitHostPort(o.LeafListen)
+		if err != nil {
+			return fmt.Errorf("nats leafnode listen address: %w", err)
+		}
+		opts.LeafNode.Host, opts.LeafNode.Port = h, p
+	}
+	if len(o.Leaf) > 0 {
+		// Each side's brokers serve their own agents: a leafnode's agents
+		// read the leaf's mirror, and a broker reading the core's bucket
+		// (or the reverse) could be ahead of what they read. Direct gets
+		// stay on their side too: the leaf's mirror answers them
+		// (MirrorDirect) and lags the core, so a controller on the core
+		// reading what it just wrote could be told it is not there.
+		bucket := cmp.Or(o.Bucket, control.DefaultBucket)
+		api := []string{control.APIWildcard(bucket), "$JS.API.DIRECT.GET." + control.StreamName(bucket) + ".>"}
+		remote := &server.RemoteLeafOpts{DenyExports: api, DenyImports: api}
+		for _, r := range o.Leaf {
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" {
+				return fmt.Errorf("nats leafnode remote %q: want nats-leaf://host:port", r)
+			}
+			remote.URLs = append(remote.URLs, u)
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
+		opts.LeafNode.ReconnectInterval = time.Second
+	}
+	return nil
 }
 
 func serverUser(bucket string, u User) (*server.User, error) {

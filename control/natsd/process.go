@@ -37,6 +37,15 @@ func Args(o Options, readyFile string) []string {
 			args = append(args, "--routes", strings.Join(o.Routes, ","))
 		}
 	}
+	if o.Domain != "" {
+		args = append(args, "--domain", o.Domain)
+	}
+	if o.LeafListen != "" {
+		args = append(args, "--leaf-listen", o.LeafListen)
+	}
+	if len(o.Leaf) > 0 {
+		args = append(args, "--leaf", strings.Join(o.Leaf, ","))
+	}
 	if o.TLSCert != "" {
 		args = append(args, "--tls-cert", o.TLSCert, "--tls-key", o.TLSKey)
 		if o.TLSCA != "" {
@@ -144,3 +153,6 @@ func (p *Process) Kill() {
 	err := <-p.done
 	p.done <- err
 }
+
+// PID is the server's process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
