@@ -123,18 +123,44 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 // get reads and decodes one key.
 func (c *Controller) get(ctx context.Context, key string) (any, uint64, error) {
-	e, err := c.kv.Get(ctx, key)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, 0, fmt.Errorf("%s: %w", key, ErrNotFound)
-		}
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
-	}
-	_, rec, err := DecodeRecord(key, e.Value())
+	value, rev, err := c.getValue(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
-	return rec, e.Revision(), nil
+	_, rec, err := DecodeRecord(key, value)
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, rev, nil
+}
+
+// getValue reads key. A replicated bucket answers reads from any replica
+// (direct gets), and one that lags may not have the controller's own
+// write of a moment ago (a project's default group, created just before
+// a port joins it): "not found" is confirmed by the stream's leader.
+func (c *Controller) getValue(ctx context.Context, key string) ([]byte, uint64, error) {
+	e, err := c.kv.Get(ctx, key)
+	if err == nil {
+		return e.Value(), e.Revision(), nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	stream, serr := c.js.Stream(ctx, "KV_"+c.bucket)
+	if serr != nil {
+		return nil, 0, fmt.Errorf("get %s: %w", key, serr)
+	}
+	m, serr := stream.GetLastMsgForSubject(ctx, "$KV."+c.bucket+"."+key)
+	switch {
+	case errors.Is(serr, jetstream.ErrMsgNotFound):
+		return nil, 0, fmt.Errorf("%s: %w", key, ErrNotFound)
+	case serr != nil:
+		return nil, 0, fmt.Errorf("get %s: %w", key, serr)
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return nil, 0, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	return m.Data, m.Sequence, nil
 }
 
 func (c *Controller) create(ctx context.Context, key string, rec any) (uint64, error) {
