@@ -164,9 +164,22 @@ func (r *pathRun) measure(ctx context.Context, s *pathSetup, m pathMetric) (Samp
 	case m.udp:
 		return smp, r.measureUDP(s, &smp)
 	default:
-		return smp, r.measureRR(s, m, &smp)
+		// A window in which no transaction completed (new connections
+		// stalled on a reused port's TIME_WAIT, on either path) is
+		// measured again rather than ending the suite.
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			if err = r.measureRR(s, m, &smp); !errors.Is(err, errNoTransaction) {
+				break
+			}
+			r.o.Progress.Logf("%s: %v: measuring again", m.label, err)
+		}
+		return smp, err
 	}
 }
+
+// errNoTransaction is a request/response window in which nothing completed.
+var errNoTransaction = errors.New("no transaction completed in the window")
 
 // measureTCP runs iperf3 for Omit + the window (whole seconds); the CPU
 // and device counters cover the seconds iperf3 counts.
@@ -295,7 +308,7 @@ func (r *pathRun) measureRR(s *pathSetup, m pathMetric, smp *Sample) error {
 	lat, failed := within(res.txs, w.cpu.at, w.cpu.at.Add(time.Duration(smp.CPU.Seconds*float64(time.Second))))
 	smp.Failed = failed
 	if len(lat) == 0 {
-		return fmt.Errorf("no transaction completed in the window")
+		return errNoTransaction
 	}
 	slices.Sort(lat)
 	smp.Values[FieldValue] = float64(len(lat)) / smp.CPU.Seconds
