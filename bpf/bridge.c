@@ -18,11 +18,9 @@ SEC("tc")
 int vxdp_bridge(struct __sk_buff *skb)
 {
 	const struct vxdp_config *cfg = get_config();
+	int mon = monitoring(cfg);
 
-	count(VXDP_PROG_BRIDGE, DROP_TO_HOST, skb->len);
-	if (monitoring(cfg)) {
+	if (mon)
 		mon_before_skb(skb);
-		mon_emit_skb(skb, cfg, VXDP_PROG_BRIDGE, DROP_TO_HOST, 0, skb->len);
-	}
-	return tc_action(DROP_TO_HOST);
+	return tc_exit(skb, cfg, mon, VXDP_PROG_BRIDGE, DROP_TO_HOST, 0, skb->len);
 }

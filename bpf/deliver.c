@@ -59,8 +59,5 @@ int vxdp_deliver(struct __sk_buff *skb)
 	if (mon)
 		mon_before_skb(skb);
 	r = decide(skb, port);
-	count(VXDP_PROG_DELIVER, r, len);
-	if (mon)
-		mon_emit_skb(skb, cfg, VXDP_PROG_DELIVER, r, port ? port->vni : 0, len);
-	return tc_action(r);
+	return tc_exit(skb, cfg, mon, VXDP_PROG_DELIVER, r, port ? port->vni : 0, len);
 }

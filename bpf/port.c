@@ -237,8 +237,5 @@ int vxdp_port(struct __sk_buff *skb)
 	 * hypervisor's stack through the tap itself. */
 	if (reason_verdict(r) == VERDICT_PASS && port && !(port->flags & PORT_F_BRIDGED))
 		r = DROP_NOT_BRIDGED;
-	count(VXDP_PROG_PORT, r, len);
-	if (mon)
-		mon_emit_skb(skb, cfg, VXDP_PROG_PORT, r, port ? port->vni : 0, len);
-	return tc_action(r);
+	return tc_exit(skb, cfg, mon, VXDP_PROG_PORT, r, port ? port->vni : 0, len);
 }

@@ -111,8 +111,5 @@ int vxdp_segment(struct __sk_buff *skb)
 	if (mon)
 		mon_before_skb(skb);
 	r = decide(skb, &seg);
-	count(VXDP_PROG_SEGMENT, r, len);
-	if (mon)
-		mon_emit_skb(skb, cfg, VXDP_PROG_SEGMENT, r, seg, len);
-	return tc_action(r);
+	return tc_exit(skb, cfg, mon, VXDP_PROG_SEGMENT, r, seg, len);
 }

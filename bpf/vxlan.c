@@ -97,8 +97,5 @@ int vxdp_vxlan(struct __sk_buff *skb)
 	if (mon)
 		mon_before_skb(skb);
 	r = decide(skb, &vni);
-	count(VXDP_PROG_VXLAN, r, len);
-	if (mon)
-		mon_emit_skb(skb, cfg, VXDP_PROG_VXLAN, r, vni, len);
-	return tc_action(r);
+	return tc_exit(skb, cfg, mon, VXDP_PROG_VXLAN, r, vni, len);
 }

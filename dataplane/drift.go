@@ -383,17 +383,12 @@ func nexthopDrift(nlh *netlink.Handle, set *maps.Set) ([]Drift, error) {
 		vtep := maps.AddrBE32(k)
 		have := net.HardwareAddr(v.Mac[:]).String()
 		d := Drift{Entry: maps.VTEPNextHop, Key: vtep.String(), Place: "bpf vtep_nexthop", Have: have}
-		routes, err := nlh.RouteGet(net.IP(vtep.AsSlice()))
-		if err != nil || len(routes) == 0 {
+		nh, dev, ok := routeNextHop(nlh, vtep)
+		if !ok {
 			d.Want = "no entry (no route to the VTEP)"
 			out = append(out, d)
 			continue
 		}
-		nh := vtep
-		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok {
-			nh = gw.Unmap()
-		}
-		dev := routes[0].LinkIndex
 		if neighs[dev] == nil {
 			neighs[dev] = map[netip.Addr]string{}
 			list, err := nlh.NeighList(dev, unix.AF_INET)

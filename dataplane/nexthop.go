@@ -54,13 +54,9 @@ func (d *Dataplane) nexthops(vteps map[netip.Addr]state.Source, rec *recorder) m
 		}
 	}
 	for vtep, src := range vteps {
-		routes, err := d.nl.RouteGet(net.IP(vtep.AsSlice()))
-		if err != nil || len(routes) == 0 || routes[0].LinkIndex != uplink {
+		nh, dev, ok := routeNextHop(d.nl, vtep)
+		if !ok || dev != uplink {
 			continue
-		}
-		nh := vtep
-		if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok && routes[0].Gw != nil {
-			nh = gw.Unmap()
 		}
 		behind[nh] = append(behind[nh], vtep)
 		mac, ok := macOf[nh]
@@ -74,6 +70,20 @@ func (d *Dataplane) nexthops(vteps map[netip.Addr]state.Source, rec *recorder) m
 		rec.source("bpf/vtep_nexthop", maps.U32KeyString(k), src)
 	}
 	return out
+}
+
+// routeNextHop is where the kernel sends a packet to vtep: the route's
+// gateway, or vtep itself on a directly connected network, and the device.
+func routeNextHop(nl *netlink.Handle, vtep netip.Addr) (nh netip.Addr, dev int, ok bool) {
+	routes, err := nl.RouteGet(net.IP(vtep.AsSlice()))
+	if err != nil || len(routes) == 0 {
+		return netip.Addr{}, 0, false
+	}
+	nh = vtep
+	if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok {
+		nh = gw.Unmap()
+	}
+	return nh, routes[0].LinkIndex, true
 }
 
 // nexthopUpdate brings the vtep_nexthop entries of the VTEPs behind a

@@ -63,26 +63,7 @@ func TestNATSProviderNetworks(t *testing.T) {
 	reachable(t, l, lab.VM7, lab.VM8)
 
 	// VLAN 99 across nodes over the BPF path, tagged on the wire.
-	wire, err := lab.StartCapture(l.NS("underlay"), lab.SwitchPort("node4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := snapshot(t, l, "node3", "node4")
-	ping(t, l, lab.VM5, lab.VM6.IP.String(), 5)
-	after := snapshot(t, l, "node3", "node4")
-	onWire, err := wire.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := taggedICMP(onWire, 99); n < 10 {
-		t.Errorf("the wire to node4 carried %d ICMP frames tagged with VLAN 99, want the 10 of the ping", n)
-	}
-	if p, _ := grown(before, after, "node3", "port", "REDIRECT_PROVIDER"); p < 5 {
-		t.Errorf("node3 sent %d of vm5's echoes out of eth1 in BPF, want 5 (grown:%s)", p, nonZeroGrowth(before, after, "node3"))
-	}
-	if p, _ := grown(before, after, "node4", "uplink", "REDIRECT_FROM_PROVIDER"); p < 5 {
-		t.Errorf("node4 delivered %d of vm5's echoes in XDP, want 5 (grown:%s)", p, nonZeroGrowth(before, after, "node4"))
-	}
+	vlan99AcrossNodes(t, l, true)
 	// The flat network, and a host of the physical networks that is no port.
 	ping(t, l, lab.VM7, lab.VM8.IP.String(), 3)
 	ping(t, l, lab.VM6, lab.PhysHostVLANIP.String(), 3)
@@ -102,7 +83,7 @@ func TestNATSProviderNetworks(t *testing.T) {
 	}
 
 	// DHCP at the port, from the subnet and port made above.
-	before = snapshot(t, l, "node3")
+	before := snapshot(t, l, "node3")
 	if out, err := l.RunDHCPClient(t.Context(), lab.VM5); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -123,7 +104,7 @@ func TestNATSProviderNetworks(t *testing.T) {
 	if out, err := l.RunDHCPClient(t.Context(), lab.VM5); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	after = snapshot(t, l, "node3")
+	after := snapshot(t, l, "node3")
 	if p, _ := grown(before, after, "node3", "port", "TX_DHCP_REPLY", "TX_DHCP_NAK"); p != 0 {
 		t.Errorf("node3 answered %d DHCP messages itself; the subnet has --no-dhcp", p)
 	}

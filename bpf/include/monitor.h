@@ -154,6 +154,17 @@ static __always_inline void mon_emit_skb(struct __sk_buff *skb, const struct vxd
 	bpf_ringbuf_submit(ev, 0);
 }
 
+/* The one counted exit of a TC program: the verdict's counter, the
+ * monitor's event when one listens (mon), the TC action. */
+static __always_inline int tc_exit(struct __sk_buff *skb, const struct vxdp_config *cfg, int mon, enum vxdp_prog prog,
+				   enum vxdp_reason r, __u32 vni, __u32 len)
+{
+	count(prog, r, len);
+	if (mon)
+		mon_emit_skb(skb, cfg, prog, r, vni, len);
+	return tc_action(r);
+}
+
 static __always_inline void mon_before_xdp(struct xdp_md *ctx)
 {
 	struct mon_frame *f = mon_frame_reset();

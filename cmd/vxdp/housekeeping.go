@@ -36,6 +36,39 @@ func quotasOf(c *cli.Context) (control.Quotas, error) {
 	return q, nil
 }
 
+// bucketSettings are what `vxdp server` and `vxdp server bucket` store in
+// the bucket besides creating it: the quotas and the provider network
+// options every controller enforces.
+type bucketSettings struct {
+	bucket control.BucketOptions
+	quotas control.Quotas
+	ml2    control.ML2Config
+}
+
+// bucketSettingsOf reads the bucket, quota and ml2 flags.
+func bucketSettingsOf(c *cli.Context) (s bucketSettings, err error) {
+	if s.bucket, err = bucketOptions(c); err != nil {
+		return s, err
+	}
+	if s.quotas, err = quotasOf(c); err != nil {
+		return s, err
+	}
+	s.ml2, err = ml2Of(c)
+	return s, err
+}
+
+// store writes the quotas and provider network options unless the bucket
+// holds them already.
+func (s bucketSettings) store(ctx context.Context, ctl *control.Controller) error {
+	if err := storeQuotas(ctx, ctl, s.quotas); err != nil {
+		return fmt.Errorf("quotas: %w", err)
+	}
+	if err := storeML2(ctx, ctl, s.ml2); err != nil {
+		return fmt.Errorf("provider network options: %w", err)
+	}
+	return nil
+}
+
 // storeQuotas writes q to the bucket unless it holds them already.
 func storeQuotas(ctx context.Context, ctl *control.Controller, q control.Quotas) error {
 	if cur, err := ctl.GetQuotas(ctx); err == nil && cur == q {

@@ -88,18 +88,11 @@ FILE" prints the same rules for a cluster configured by hand.`,
 				Flags: slices.Concat(natsFlags(), []cli.Flag{&cli.IntFlag{Name: "replicas", Value: 3, Usage: "replicas"}, netnsFlag},
 					bucketLimitFlags(), quotaFlags(), ml2Flags()),
 				Action: withJetStream(func(c *cli.Context, ctx context.Context, js jetstream.JetStream) error {
-					bo, err := bucketOptions(c)
+					bs, err := bucketSettingsOf(c)
 					if err != nil {
 						return err
 					}
-					q, err := quotasOf(c)
-					if err != nil {
-						return err
-					}
-					m, err := ml2Of(c)
-					if err != nil {
-						return err
-					}
+					bo := bs.bucket
 					if _, err := control.EnsureBucket(ctx, js, bo); err != nil {
 						return err
 					}
@@ -107,10 +100,7 @@ FILE" prints the same rules for a cluster configured by hand.`,
 					if err != nil {
 						return err
 					}
-					if err := storeQuotas(ctx, ctl, q); err != nil {
-						return err
-					}
-					if err := storeML2(ctx, ctl, m); err != nil {
+					if err := bs.store(ctx, ctl); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "bucket %s: %d replica(s)\n", c.String("bucket"), c.Int("replicas"))
@@ -190,15 +180,7 @@ func runServer(c *cli.Context) error {
 	if o.Broker, err = brokerOptions(c, log, reg); err != nil {
 		return err
 	}
-	bo, err := bucketOptions(c)
-	if err != nil {
-		return err
-	}
-	q, err := quotasOf(c)
-	if err != nil {
-		return err
-	}
-	m, err := ml2Of(c)
+	bs, err := bucketSettingsOf(c)
 	if err != nil {
 		return err
 	}
@@ -210,17 +192,15 @@ func runServer(c *cli.Context) error {
 		return err
 	}
 	defer stop()
-	return serve(c.Context, o, serveOptions{bucket: bo, hub: hub, quotas: q, ml2: m, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
+	return serve(c.Context, o, serveOptions{settings: bs, hub: hub, memberSync: c.Duration("member-sync-interval"), readyFile: c.String("ready-file")}, log)
 }
 
 // serveOptions are what serve does besides running NATS.
 type serveOptions struct {
-	bucket control.BucketOptions
+	settings bucketSettings
 	// hub is the core's JetStream domain on a leafnode ("" on a core
 	// member): a leafnode mirrors the core's bucket and writes nothing.
 	hub        string
-	quotas     control.Quotas
-	ml2        control.ML2Config
 	memberSync time.Duration
 	readyFile  string
 }
@@ -231,7 +211,7 @@ type serveOptions struct {
 // quotas and provider network options and keeps security group members in
 // step with the ports; then it reports readiness.
 func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logger) error {
-	bo, hub := so.bucket, so.hub
+	bo, hub := so.settings.bucket, so.hub
 	srv, err := natsd.Start(ctx, o)
 	if err != nil {
 		return err
@@ -271,11 +251,8 @@ func serve(ctx context.Context, o natsd.Options, so serveOptions, log *slog.Logg
 		if err != nil {
 			return err
 		}
-		if err := storeQuotas(ctx, ctl, so.quotas); err != nil {
-			return fmt.Errorf("quotas: %w", err)
-		}
-		if err := storeML2(ctx, ctl, so.ml2); err != nil {
-			return fmt.Errorf("provider network options: %w", err)
+		if err := so.settings.store(ctx, ctl); err != nil {
+			return err
 		}
 		go syncMembers(ctx, nc, o.Bucket, so.memberSync, log)
 	}
